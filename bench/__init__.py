@@ -1,0 +1,1 @@
+"""jobsys benchmarks (not part of the package): see bench/README.md."""

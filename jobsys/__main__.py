@@ -1,0 +1,5 @@
+"""``python -m jobsys``."""
+
+from jobsys.cli import main
+
+raise SystemExit(main())

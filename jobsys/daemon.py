@@ -1,0 +1,590 @@
+"""The schedule daemon: ``tick()`` plus a trivial loop.
+
+Each ``tick`` reads the clock once and, in order: services the job children (logs,
+progress, outcomes), heartbeats and recovers dead daemons on the poll period, fires due
+schedules, forwards cancel requests, claims runnable runs up to the concurrency, and
+does maintenance last (alerts on the poll period, retention in small timed steps). It
+returns how long the loop may sleep: until the earliest of the next due slot, the next
+heartbeat and the nearest child deadline. The loop sleeps in ``select`` on the wake
+socket, the children's pipes and a signal pipe, so a slot fires when it is due, an admin
+action takes effect at once, and a finished job frees its slot at once.
+
+The daemon is single-threaded on purpose: it forks a child per run (see ``executor``),
+and forking is only safe without other threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import selectors
+import signal
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from types import FrameType
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from jobsys import __version__
+from jobsys.alerts import Alerter, AlertSettings
+from jobsys.clock import Clock
+from jobsys.config import Settings
+from jobsys.definitions import App, validate_params
+from jobsys.errors import DatabaseError, DefinitionError
+from jobsys.executor import Child, Executor, RunSpec
+from jobsys.store import firing, runs, workers
+from jobsys.store.db import make_autocommit_engine
+from jobsys.store.migrate import ensure_current
+from jobsys.store.models import RunStatus, WorkerStatus
+from jobsys.store.retention import Pruner
+from jobsys.store.schedules import sync_definitions
+from jobsys.wake import WakeListener, default_wake_host
+
+log = logging.getLogger("jobsys.daemon")
+
+#: Least time between two progress writes for one run.
+PROGRESS_WRITE_S = 0.5
+
+#: Pause after a database error before the next attempt.
+DB_RETRY_S = 2.0
+
+#: Longest single sleep: bounds the effect of a wall-clock jump on the next due slot.
+MAX_SLEEP_S = 60.0
+
+#: Retention: a pass starts this often; while one is under way each tick prunes for at
+#: most PRUNE_BUDGET_S (never when a slot is due within two budgets), then the loop
+#: sleeps at least PRUNE_PAUSE_S before the next step.
+PRUNE_EVERY_S = 3600.0
+PRUNE_BUDGET_S = 0.05
+PRUNE_PAUSE_S = 0.05
+
+
+@dataclass
+class Running:
+    child: Child
+    run_id: int
+    job_name: str
+    batch_id: int
+    started_at: datetime
+    cancel_sent: bool = False
+    # Progress is written at most every PROGRESS_WRITE_S per run (jobs may report it
+    # many times a second); the latest value waits here until then.
+    progress: tuple[int, int | None] | None = None
+    progress_written: float = float("-inf")
+    schedule_id: str | None = None
+
+    @property
+    def log_extra(self) -> dict[str, object]:
+        """Context for log lines about this run (``JOBSYS_LOG_FORMAT=json`` fields)."""
+        return {
+            "run_id": self.run_id,
+            "job": self.job_name,
+            "batch_id": self.batch_id,
+            "schedule_id": self.schedule_id,
+        }
+
+
+@dataclass
+class TickStats:
+    fired: int = 0
+    claimed: int = 0
+    finished: int = 0
+
+
+@dataclass
+class Daemon:
+    engine: Engine
+    app: App
+    settings: Settings
+    clock: Clock
+    executor: Executor | None = None
+    worker_id: str = field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    )
+    listen_for_wakes: bool = True
+    on_tick: Callable[[TickStats], None] | None = None
+
+    def __post_init__(self) -> None:
+        self.executor = self.executor or Executor(self.app)
+        self.running: dict[int, Running] = {}
+        self._stop = False
+        self._woken = True
+        self._next_heartbeat = 0.0  # monotonic; 0 = at the first tick
+        self._due_at: datetime | None = None
+        self._more_queued = True
+        self._listener: WakeListener | None = None
+        self._selector: selectors.BaseSelector | None = None
+        self._signal_r: socket.socket | None = None
+        self._signal_w: socket.socket | None = None
+        # The idle path (heartbeat, overview poll) uses its own autocommit connection so an
+        # idle daemon costs one statement per poll plus the heartbeat.
+        self.idle_engine: Engine = make_autocommit_engine(self.settings.database_url)
+        # Maintenance (see _maintenance): alerts only with a webhook, retention unless 0.
+        self.alerter: Alerter | None = None
+        if self.settings.alert_webhook_url:
+            self.alerter = Alerter(
+                self.engine,
+                AlertSettings(
+                    webhook_url=self.settings.alert_webhook_url,
+                    failures=self.settings.alert_failures,
+                    run_seconds=self.settings.alert_run_seconds,
+                    heartbeat_seconds=self.settings.alert_heartbeat_seconds,
+                ),
+                worker_id=self.worker_id,
+            )
+        self.pruner: Pruner | None = Pruner(
+            self.engine,
+            history_days=self.settings.history_days,
+            audit_days=self.settings.audit_days,
+        )
+        if not self.pruner.enabled:
+            self.pruner = None
+        self._next_prune = 0.0  # monotonic; 0 = at the first tick
+
+    # -- settings ----------------------------------------------------------------------
+    @property
+    def poll_s(self) -> float:
+        return self.settings.poll_interval_ms / 1000
+
+    @property
+    def lock_timeout(self) -> timedelta:
+        return timedelta(milliseconds=self.settings.lock_timeout_ms)
+
+    # -- start-up ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Check the schema, sync definitions, recover dead daemons, register."""
+        ensure_current(self.engine)
+        now = self.clock.now()
+        report = sync_definitions(self.engine, self.app, self.settings.env, now)
+        if report.created or report.updated or report.removed:
+            log.info(
+                "definitions synced: %d new (disabled), %d changed, %d no longer in code",
+                len(report.created),
+                len(report.updated),
+                len(report.removed),
+            )
+        wake_host, wake_port = None, None
+        if self.listen_for_wakes:
+            self._listener = WakeListener("0.0.0.0", self.settings.wake_port)
+            wake_host = self.settings.wake_host or default_wake_host()
+            wake_port = self._listener.port
+        workers.register(
+            self.engine,
+            worker_id=self.worker_id,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            wake_host=wake_host,
+            wake_port=wake_port,
+            version=__version__,
+            concurrency=self.settings.concurrency,
+            now=now,
+        )
+        self._recover(now)
+        log.info(
+            "daemon started (concurrency %d, poll %.1fs, wake %s:%s)",
+            self.settings.concurrency,
+            self.poll_s,
+            wake_host,
+            wake_port,
+            extra={"worker_id": self.worker_id},
+        )
+
+    def _recover(self, now: datetime) -> None:
+        found = workers.recover_dead(self.engine, now, self.lock_timeout, exclude=self.worker_id)
+        if found.workers or found.runs:
+            log.warning(
+                "recovered %d dead daemon(s); %d run(s) marked FAILED (daemon lost)",
+                len(found.workers),
+                len(found.runs),
+            )
+            self._more_queued = True
+
+    # -- one step ----------------------------------------------------------------------
+    def tick(self) -> float:
+        """Do what is due now; return the seconds until something else will be."""
+        stats = TickStats()
+        now = self.clock.now()
+        mono = self.clock.monotonic()
+        woken, self._woken = self._woken, False
+
+        stats.finished = self._service_children()
+
+        poll_due = mono >= self._next_heartbeat
+        if poll_due:
+            if not workers.heartbeat(self.idle_engine, self.worker_id, now):
+                self._declared_dead(now)
+            self._next_heartbeat = mono + self.poll_s
+        if poll_due or woken:
+            overview = firing.poll_overview(self.idle_engine, now - self.lock_timeout)
+            self._due_at = overview.earliest_next_run
+            self._more_queued = self._more_queued or overview.has_queued
+            if overview.stale_workers:
+                self._recover(now)
+
+        if self._due_at is not None and self._due_at <= now:
+            for schedule_id in firing.due_schedule_ids(self.engine, now):
+                fired = firing.fire_schedule(
+                    self.engine, self.app, schedule_id, worker_id=self.worker_id, now=now
+                )
+                if fired is not None:
+                    self._log_fired(fired, now)
+                    stats.fired += 1 if fired.batch_id else 0
+            self._due_at = firing.earliest_next_run(self.engine)
+            if self._due_at is not None and self._due_at <= now:
+                # Still due: another daemon holds it mid-transaction, or this daemon's code
+                # lacks it. Look again shortly instead of spinning.
+                self._due_at = now + timedelta(seconds=1)
+            self._more_queued = True
+
+        if self.running and (poll_due or woken):
+            for run_id in runs.cancel_requested(self.engine, self.worker_id):
+                entry = self.running.get(run_id)
+                if entry is not None and not entry.cancel_sent:
+                    log.info("cancelling run %s (asked by an admin)", run_id, extra=entry.log_extra)
+                    entry.child.cancel("by an admin")
+                    entry.cancel_sent = True
+
+        free = self.settings.concurrency - len(self.running)
+        if not self._stop and free > 0 and (self._more_queued or stats.finished):
+            stats.claimed = self._claim_and_start(free, now)
+            self._more_queued = stats.claimed == free
+
+        self._maintenance(now, mono, poll_due)
+
+        if self.on_tick is not None:
+            self.on_tick(stats)
+        return self._sleep_seconds(now, mono)
+
+    def _maintenance(self, now: datetime, mono: float, poll_due: bool) -> None:
+        """Alerts on the poll period; retention a small timed step per tick. Last in the
+        tick, so firing and claiming never wait for it; failures are logged, not raised."""
+        if poll_due and self.alerter is not None:
+            try:
+                self.alerter.check(now)
+            except (DatabaseError, SQLAlchemyError) as exc:
+                log.warning("alert check failed: %s", exc)
+        if self.pruner is None or self._stop:
+            return
+        if self._due_at is not None and (self._due_at - now).total_seconds() < 2 * PRUNE_BUDGET_S:
+            return  # a slot is about to be due: fire it first
+        try:
+            if not self.pruner.active and mono >= self._next_prune:
+                self._next_prune = mono + PRUNE_EVERY_S
+                self.pruner.start(now)
+            if self.pruner.active:
+                step = self.pruner.step(PRUNE_BUDGET_S)
+                if step.done and self.pruner.last_pass.total:
+                    done = self.pruner.last_pass
+                    log.info(
+                        "retention: deleted %d run(s), %d log line(s), %d batch(es), "
+                        "%d audit entr(ies), %d incident(s), %d worker(s) in %.1fs",
+                        done.runs,
+                        done.logs,
+                        done.batches,
+                        done.audit,
+                        done.incidents,
+                        done.workers,
+                        done.seconds,
+                    )
+        except (DatabaseError, SQLAlchemyError) as exc:
+            log.warning("retention step failed (retrying in a poll period): %s", exc)
+            self.pruner.abort()
+            self._next_prune = mono + self.poll_s
+
+    def _sleep_seconds(self, now: datetime, mono: float) -> float:
+        waits = [self._next_heartbeat - mono, MAX_SLEEP_S]
+        if self._due_at is not None:
+            waits.append((self._due_at - now).total_seconds())
+        for entry in self.running.values():
+            deadline = entry.child.next_deadline()
+            if deadline is not None:
+                waits.append(deadline - mono)
+            if entry.progress is not None:
+                waits.append(entry.progress_written + PROGRESS_WRITE_S - mono)
+        if self._more_queued and len(self.running) < self.settings.concurrency:
+            waits.append(0.0)
+        if self.pruner is not None and self.pruner.active:
+            waits.append(PRUNE_PAUSE_S)
+        return max(0.0, min(waits))
+
+    def _log_fired(self, fired: firing.Fired, now: datetime) -> None:
+        extra = {
+            "schedule_id": fired.schedule_id,
+            "batch_id": fired.batch_id,
+            "slot": None if fired.slot is None else fired.slot.isoformat(),
+        }
+        if fired.skipped:
+            log.warning("%d slot(s) recorded as missed/skipped", fired.skipped, extra=extra)
+        if fired.batch_id is not None and fired.slot is not None:
+            late = (now - fired.slot).total_seconds() * 1000
+            log.info(
+                "fired slot %s (%.0f ms late), %d run(s)",
+                fired.slot.isoformat(),
+                late,
+                len(fired.run_ids),
+                extra=extra,
+            )
+
+    # -- runs --------------------------------------------------------------------------
+    def _claim_and_start(self, free: int, now: datetime) -> int:
+        claimed = runs.claim_runnable(
+            self.engine,
+            worker_id=self.worker_id,
+            limit=free,
+            clock=self.clock.now,
+            known_jobs=list(self.app.jobs),
+        )
+        assert self.executor is not None
+        for run in claimed:
+            try:
+                # Runs nobody gave params to (schedules, run all) must still satisfy the
+                # job's declared params: a required one without a default fails clearly.
+                params = validate_params(self.app.jobs[run.job_name], run.params)
+            except DefinitionError as exc:
+                runs.finish_run(
+                    self.engine,
+                    run.run_id,
+                    worker_id=self.worker_id,
+                    status=RunStatus.FAILED,
+                    error=str(exc),
+                    exit_code=None,
+                    started_at=run.started_at,
+                    now=self.clock.now(),
+                )
+                continue
+            spec = RunSpec(
+                run_id=run.run_id,
+                batch_id=run.batch_id,
+                job_name=run.job_name,
+                params=params,
+                trigger=run.trigger,
+                schedule_id=run.schedule_id,
+                scheduled_for=run.scheduled_for,
+                database_url=self.settings.database_url,
+                timeout_s=run.timeout_s,
+            )
+            try:
+                child = self.executor.start(spec)
+            except Exception as exc:
+                # fork failed (e.g. out of processes): fail the run and keep going
+                log.exception(
+                    "could not start run",
+                    extra={
+                        "run_id": run.run_id,
+                        "job": run.job_name,
+                        "batch_id": run.batch_id,
+                        "schedule_id": run.schedule_id,
+                    },
+                )
+                runs.finish_run(
+                    self.engine,
+                    run.run_id,
+                    worker_id=self.worker_id,
+                    status=RunStatus.FAILED,
+                    error=f"could not start: {type(exc).__name__}: {exc}",
+                    exit_code=None,
+                    started_at=run.started_at,
+                    now=self.clock.now(),
+                )
+                continue
+            entry = Running(
+                child,
+                run.run_id,
+                run.job_name,
+                run.batch_id,
+                run.started_at,
+                schedule_id=run.schedule_id,
+            )
+            self.running[run.run_id] = entry
+            log.debug("run %s started (pid %s)", run.run_id, child.pid, extra=entry.log_extra)
+            if self._selector is not None:
+                self._selector.register(child, selectors.EVENT_READ, run.run_id)
+        return len(claimed)
+
+    def _service_children(self) -> int:
+        """Store logs and progress; record outcomes of children that exited."""
+        finished = 0
+        for run_id, entry in list(self.running.items()):
+            lines, progress = entry.child.drain()
+            if lines:
+                runs.append_logs(self.engine, run_id, [(x.ts, x.level, x.message) for x in lines])
+            if progress is not None:
+                entry.progress = progress
+            outcome = entry.child.poll()
+            if outcome is not None:
+                lines, progress = entry.child.drain()
+                if lines:
+                    runs.append_logs(
+                        self.engine, run_id, [(x.ts, x.level, x.message) for x in lines]
+                    )
+                if progress is not None:
+                    entry.progress = progress
+            self._write_progress(entry, final=outcome is not None)
+            if outcome is None:
+                continue
+            self._forget(run_id)
+            finished += 1
+            log.log(
+                logging.INFO if outcome.status == RunStatus.SUCCESS else logging.WARNING,
+                "run %s %s%s",
+                run_id,
+                outcome.status,
+                f": {outcome.error}" if outcome.error else "",
+                extra=entry.log_extra,
+            )
+            runs.finish_run(
+                self.engine,
+                run_id,
+                worker_id=self.worker_id,
+                status=outcome.status,
+                error=outcome.error,
+                exit_code=outcome.exit_code,
+                started_at=entry.started_at,
+                now=self.clock.now(),
+            )
+        return finished
+
+    def _write_progress(self, entry: Running, *, final: bool) -> None:
+        mono = self.clock.monotonic()
+        if entry.progress is None or (
+            not final and mono - entry.progress_written < PROGRESS_WRITE_S
+        ):
+            return
+        done, total = entry.progress
+        runs.set_progress(self.engine, entry.run_id, done, total, self.clock.now())
+        entry.progress, entry.progress_written = None, mono
+
+    def _forget(self, run_id: int) -> None:
+        entry = self.running.pop(run_id, None)
+        if entry is None:
+            return
+        # Unregister before close: later children hold copies of this child's fds.
+        if self._selector is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(entry.child)
+        entry.child.close()
+
+    def _declared_dead(self, now: datetime) -> None:
+        """Another daemon recovered our leases (we stalled past LOCK_TIMEOUT_MS): whatever
+        we run no longer counts, so stop it and start over as a live instance."""
+        log.error(
+            "this daemon was declared dead by another; abandoning %d run(s)", len(self.running)
+        )
+        for run_id, entry in list(self.running.items()):
+            entry.child.kill()
+            self._forget(run_id)  # close() reaps it
+        workers.set_status(self.engine, self.worker_id, WorkerStatus.RUNNING, now)
+
+    # -- the loop ----------------------------------------------------------------------
+    def request_stop(self, *_: object) -> None:
+        self._stop = True
+        if self._signal_w is not None:
+            with contextlib.suppress(OSError):
+                self._signal_w.send(b"x")
+
+    def wake(self) -> None:
+        self._woken = True
+
+    def run(self) -> int:
+        """Start, loop until SIGTERM/SIGINT, shut down gracefully. Returns the exit code."""
+        self.start()
+        self._selector = selectors.DefaultSelector()
+        self._signal_r, self._signal_w = socket.socketpair()
+        self._signal_r.setblocking(False)
+        self._signal_w.setblocking(False)
+        self._selector.register(self._signal_r, selectors.EVENT_READ, "signal")
+        if self._listener is not None:
+            self._selector.register(self._listener, selectors.EVENT_READ, "wake")
+        previous = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
+        }
+        try:
+            while not self._stop:
+                started = self.clock.monotonic()
+                try:
+                    # tick() measures its timeout from its own start: subtract the time the
+                    # tick itself took, so a slot is picked up at its instant, not later.
+                    timeout = max(0.0, self.tick() - (self.clock.monotonic() - started))
+                except (DatabaseError, SQLAlchemyError) as exc:
+                    # The database is unreachable or failed us: keep the children, wait a
+                    # little and try again (the next tick re-reads everything it needs).
+                    log.warning("database error, retrying in %.0fs: %s", DB_RETRY_S, exc)
+                    self._woken = True
+                    timeout = DB_RETRY_S
+                if self._stop:
+                    break
+                self._wait(timeout)
+            self._shutdown()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self._close()
+        return 0
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s: stopping", signal.Signals(signum).name)
+        self.request_stop()
+
+    def _wait(self, timeout: float) -> None:
+        assert self._selector is not None
+        for key, _ in self._selector.select(timeout):
+            if key.data == "wake" and self._listener is not None:
+                if self._listener.drain():
+                    self._woken = True
+            elif key.data == "signal" and self._signal_r is not None:
+                with contextlib.suppress(OSError):
+                    self._signal_r.recv(64)
+
+    def _shutdown(self) -> None:
+        """Stop claiming; let running jobs finish within the grace; then cancel them;
+        release every lease; mark the instance STOPPED."""
+        now = self.clock.now()
+        workers.set_status(self.engine, self.worker_id, WorkerStatus.STOPPING, now)
+        grace_end = self.clock.monotonic() + self.settings.shutdown_grace_ms / 1000
+        if self.running:
+            log.info(
+                "waiting up to %.0fs for %d running job(s)",
+                self.settings.shutdown_grace_ms / 1000,
+                len(self.running),
+            )
+        cancelled = False
+        while self.running:
+            self._service_children()
+            if not self.running:
+                break
+            if not cancelled and self.clock.monotonic() >= grace_end:
+                for entry in self.running.values():
+                    entry.child.cancel("the daemon is shutting down")
+                cancelled = True
+            waits = [0.5] + [
+                d - self.clock.monotonic()
+                for d in (e.child.next_deadline() for e in self.running.values())
+                if d
+            ]
+            if not cancelled:
+                waits.append(grace_end - self.clock.monotonic())
+            if self._selector is not None:
+                self._selector.select(max(0.0, min(waits)))
+        now = self.clock.now()
+        workers.release_all(self.engine, self.worker_id, now)
+        workers.set_status(self.engine, self.worker_id, WorkerStatus.STOPPED, now)
+        log.info("daemon stopped", extra={"worker_id": self.worker_id})
+
+    def close(self) -> None:
+        """Release sockets and the idle connection (``run`` does this on exit)."""
+        self._close()
+
+    def _close(self) -> None:
+        self.idle_engine.dispose()
+        for sock in (self._signal_r, self._signal_w):
+            if sock is not None:
+                sock.close()
+        if self._listener is not None:
+            self._listener.close()
+        if self._selector is not None:
+            self._selector.close()

@@ -1,0 +1,467 @@
+"""Jobs and schedules defined in code: ``App``, ``app.job``, ``app.schedule``.
+
+These names are the contract users' code depends on (design 4.1). Definitions are
+validated as they are made (names, cron, timezone) and as a whole by ``App.validate``
+(dependencies, groups, cycles), each failure one ``DefinitionError`` naming the offender.
+This module imports nothing heavy: the CLI loads it for every subcommand.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from jobsys.errors import CronError, DefinitionError
+
+MODES = ("ALL_JOBS", "GROUP")
+MISSED_POLICIES = ("SKIP", "RUN_ONCE")
+PARAM_TYPES = ("string", "integer", "number", "boolean")
+DEFAULT_GRACE_S = 60
+DEFAULT_MAX_CATCH_UP_S = 3600
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600, "d": 86400}
+_PY_TYPES: dict[type, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
+
+
+class JobLogger(Protocol):
+    def debug(self, message: str) -> None: ...
+    def info(self, message: str) -> None: ...
+    def warning(self, message: str) -> None: ...
+    def error(self, message: str) -> None: ...
+
+
+class JobContext(Protocol):
+    """What a job function receives (implemented by the executor)."""
+
+    run_id: int
+    batch_id: int
+    job_name: str
+    params: dict[str, Any]
+    trigger: str
+    schedule_id: str | None
+    scheduled_for: datetime | None
+    database_url: str
+    log: JobLogger
+
+    def progress(self, done: int, total: int | None = None) -> None: ...
+
+    @property
+    def cancelled(self) -> bool: ...
+
+
+JobFunc = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class JobDef:
+    name: str
+    func: JobFunc = field(repr=False, compare=False)
+    group: str
+    depends_on: tuple[str, ...] = ()
+    description: str = ""
+    timeout_s: float | None = None
+    params: Mapping[str, Mapping[str, Any]] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "group": self.group,
+            "description": self.description,
+            "depends_on": list(self.depends_on),
+            "timeout_s": self.timeout_s,
+            "params": {k: dict(v) for k, v in self.params.items()} if self.params else None,
+        }
+
+
+@dataclass(frozen=True)
+class ScheduleDef:
+    id: str
+    cron: str
+    name: str
+    description: str = ""
+    timezone: str = "UTC"
+    mode: str = "ALL_JOBS"
+    group: str | None = None
+    environments: tuple[str, ...] | None = None
+    missed: str = "SKIP"
+    max_catch_up_s: int | None = None
+    allow_overlap: bool = False
+    grace_s: int = DEFAULT_GRACE_S
+
+    def active_in(self, env: str) -> bool:
+        return self.environments is None or env in self.environments
+
+
+def parse_duration(value: str | float | int | None, what: str) -> float | None:
+    """``"30m"``, ``"1h"``, ``"90s"``, ``"500ms"`` or a number of seconds; ``None`` stays."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise DefinitionError(f"{what}: duration {value!r} is not valid")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION_RE.match(str(value))
+        if not match:
+            raise DefinitionError(
+                f"{what}: duration {value!r} is not valid (use e.g. 90s, 30m, 2h)"
+            )
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds <= 0:
+        raise DefinitionError(f"{what}: duration {value!r} must be positive")
+    return seconds
+
+
+def _normalize_params(
+    job: str, params: Mapping[str, Any] | None
+) -> dict[str, dict[str, Any]] | None:
+    """Turn ``{"fail": bool}`` or ``{"fail": {"type": "boolean", ...}}`` into the second form."""
+    if params is None:
+        return None
+    if not isinstance(params, Mapping):
+        raise DefinitionError(f"job {job!r}: params must be a mapping of name to type")
+    out: dict[str, dict[str, Any]] = {}
+    for pname, spec in params.items():
+        if not isinstance(pname, str) or not pname.isidentifier():
+            raise DefinitionError(f"job {job!r}: param name {pname!r} is not an identifier")
+        if isinstance(spec, type):
+            if spec not in _PY_TYPES:
+                raise DefinitionError(
+                    f"job {job!r}: param {pname!r} has unsupported type {spec.__name__}"
+                )
+            out[pname] = {"type": _PY_TYPES[spec]}
+            continue
+        if not isinstance(spec, Mapping):
+            raise DefinitionError(f"job {job!r}: param {pname!r} must be a type or a mapping")
+        ptype = spec.get("type", "string")
+        if isinstance(ptype, type):
+            ptype = _PY_TYPES.get(ptype, repr(ptype))
+        if ptype not in PARAM_TYPES:
+            raise DefinitionError(
+                f"job {job!r}: param {pname!r} type {ptype!r} is not one of "
+                f"{', '.join(PARAM_TYPES)}"
+            )
+        entry = {"type": ptype, **{k: v for k, v in spec.items() if k != "type"}}
+        if "default" in entry and check_param_value(ptype, entry["default"]) is not None:
+            raise DefinitionError(
+                f"job {job!r}: param {pname!r} default does not match type {ptype}"
+            )
+        out[pname] = entry
+    return out
+
+
+def check_param_value(ptype: str, value: Any) -> str | None:
+    """Return why ``value`` is not of ``ptype``, or None when it is."""
+    ok = {
+        "string": isinstance(value, str),
+        "integer": isinstance(value, int) and not isinstance(value, bool),
+        "number": isinstance(value, int | float) and not isinstance(value, bool),
+        "boolean": isinstance(value, bool),
+    }[ptype]
+    return None if ok else f"expected {ptype}, got {type(value).__name__}"
+
+
+def check_param_limits(spec: Mapping[str, Any], value: Any) -> str | None:
+    """Return why ``value`` breaks the param's ``choices``/``minimum``/``maximum``/
+    ``pattern`` (the same checks the UI's form makes), or None."""
+    choices = spec.get("choices")
+    if choices is not None and value not in choices:
+        return f"must be one of {', '.join(map(str, choices))}"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if spec.get("minimum") is not None and value < spec["minimum"]:
+            return f"must be at least {spec['minimum']}"
+        if spec.get("maximum") is not None and value > spec["maximum"]:
+            return f"must be at most {spec['maximum']}"
+    pattern = spec.get("pattern")
+    if pattern is not None and isinstance(value, str) and not re.fullmatch(pattern, value):
+        return f"must match the pattern {pattern}"
+    return None
+
+
+def default_params(job: JobDef) -> dict[str, Any] | None:
+    """The declared defaults, for runs nobody gave params to (schedules, run all)."""
+    if not job.params:
+        return None
+    return {name: spec["default"] for name, spec in job.params.items() if "default" in spec}
+
+
+def validate_params(job: JobDef, params: Any) -> dict[str, Any]:
+    """Check run parameters against the job's declared params; return them with defaults.
+
+    Params are always a JSON object. A job without declared params takes any object.
+    """
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise DefinitionError(f"job {job.name!r}: params must be a JSON object")
+    if job.params is None:
+        return dict(params)
+    unknown = sorted(set(params) - set(job.params))
+    if unknown:
+        raise DefinitionError(f"job {job.name!r}: unknown param(s): {', '.join(unknown)}")
+    result: dict[str, Any] = {}
+    for pname, spec in job.params.items():
+        if pname in params:
+            why = check_param_value(spec["type"], params[pname]) or check_param_limits(
+                spec, params[pname]
+            )
+            if why:
+                raise DefinitionError(f"job {job.name!r}: param {pname!r}: {why}")
+            result[pname] = params[pname]
+        elif "default" in spec:
+            result[pname] = spec["default"]
+        elif spec.get("required"):
+            raise DefinitionError(f"job {job.name!r}: param {pname!r} is required")
+    return result
+
+
+class App:
+    """A registry of jobs and schedules (an object, never a module global)."""
+
+    def __init__(self, name: str = "app") -> None:
+        self.name = name
+        self.jobs: dict[str, JobDef] = {}
+        self.schedules: dict[str, ScheduleDef] = {}
+        self._validated = False
+
+    # -- definitions -------------------------------------------------------------------
+    def job(
+        self,
+        name: str | None = None,
+        *,
+        group: str,
+        depends_on: Iterable[str] = (),
+        description: str = "",
+        timeout: str | float | int | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Callable[[JobFunc], JobFunc]:
+        """Register the decorated function as a job (its name defaults to the function's)."""
+
+        def register(func: JobFunc) -> JobFunc:
+            job_name: str = name or str(getattr(func, "__name__", ""))
+            self._check_name("job", job_name)
+            if job_name in self.jobs:
+                raise DefinitionError(f"duplicate job name {job_name!r}")
+            if not isinstance(group, str) or not _NAME_RE.match(group):
+                raise DefinitionError(f"job {job_name!r}: group {group!r} is not a valid name")
+            deps = (depends_on,) if isinstance(depends_on, str) else tuple(depends_on)
+            if len(set(deps)) != len(deps):
+                raise DefinitionError(f"job {job_name!r}: depends_on lists a job twice")
+            if job_name in deps:
+                raise DefinitionError(f"dependency cycle: {job_name} -> {job_name}")
+            self.jobs[job_name] = JobDef(
+                name=job_name,
+                func=func,
+                group=group,
+                depends_on=deps,
+                description=description or (func.__doc__ or "").strip().split("\n")[0],
+                timeout_s=parse_duration(timeout, f"job {job_name!r}: timeout"),
+                params=_normalize_params(job_name, params),
+            )
+            self._validated = False
+            return func
+
+        return register
+
+    def schedule(
+        self,
+        id: str,
+        *,
+        cron: str,
+        name: str | None = None,
+        description: str = "",
+        timezone: str = "UTC",
+        mode: str = "ALL_JOBS",
+        group: str | None = None,
+        environments: Iterable[str] | None = None,
+        missed: str = "SKIP",
+        max_catch_up: str | float | int | None = None,
+        allow_overlap: bool = False,
+        grace: str | float | int | None = None,
+    ) -> ScheduleDef:
+        """Register a schedule; new schedules start disabled in the database."""
+        from jobsys.cron import validate as validate_cron  # lazy: cron pulls croniter
+
+        self._check_name("schedule", id)
+        if id in self.schedules:
+            raise DefinitionError(f"duplicate schedule id {id!r}")
+        label = f"schedule {id!r}"
+        try:
+            validate_cron(cron, timezone)
+        except CronError as exc:
+            raise CronError(f"{label}: {exc}") from None
+        if mode not in MODES:
+            raise DefinitionError(f"{label}: mode {mode!r} is not one of {', '.join(MODES)}")
+        if mode == "GROUP" and not group:
+            raise DefinitionError(f"{label}: mode GROUP needs a group")
+        if mode == "ALL_JOBS" and group:
+            raise DefinitionError(
+                f"{label}: group {group!r} given but mode is ALL_JOBS (use mode='GROUP')"
+            )
+        if missed not in MISSED_POLICIES:
+            raise DefinitionError(
+                f"{label}: missed {missed!r} is not one of {', '.join(MISSED_POLICIES)}"
+            )
+        envs = None
+        if environments is not None:
+            envs = (environments,) if isinstance(environments, str) else tuple(environments)
+            if not envs:
+                raise DefinitionError(f"{label}: environments is empty (omit it to run everywhere)")
+        catch_up = parse_duration(max_catch_up, f"{label}: max_catch_up")
+        grace_s = parse_duration(grace, f"{label}: grace")
+        if missed == "SKIP" and max_catch_up is not None:
+            raise DefinitionError(f"{label}: max_catch_up only applies with missed='RUN_ONCE'")
+        sched = ScheduleDef(
+            id=id,
+            cron=cron.strip(),
+            name=name or id,
+            description=description,
+            timezone=timezone,
+            mode=mode,
+            group=group,
+            environments=envs,
+            missed=missed,
+            max_catch_up_s=(
+                int(catch_up)
+                if catch_up is not None
+                else (DEFAULT_MAX_CATCH_UP_S if missed == "RUN_ONCE" else None)
+            ),
+            allow_overlap=bool(allow_overlap),
+            grace_s=int(grace_s) if grace_s is not None else DEFAULT_GRACE_S,
+        )
+        self.schedules[id] = sched
+        self._validated = False
+        return sched
+
+    @staticmethod
+    def _check_name(kind: str, name: Any) -> None:
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise DefinitionError(
+                f"{kind} name {name!r} is not valid (letters, digits, _ . : -, up to 100 chars)"
+            )
+
+    # -- whole-app validation ----------------------------------------------------------
+    @property
+    def groups(self) -> list[str]:
+        return sorted({job.group for job in self.jobs.values()})
+
+    def validate(self) -> App:
+        """Check references and cycles; raise one DefinitionError naming the offender."""
+        for job in self.jobs.values():
+            for dep in job.depends_on:
+                if dep not in self.jobs:
+                    raise DefinitionError(f"job {job.name!r} depends on unknown job {dep!r}")
+        cycle = self._find_cycle()
+        if cycle:
+            raise DefinitionError("dependency cycle: " + " -> ".join(cycle))
+        groups = set(self.groups)
+        for sched in self.schedules.values():
+            if sched.mode == "GROUP" and sched.group not in groups:
+                known = ", ".join(sorted(groups)) or "none"
+                raise DefinitionError(
+                    f"schedule {sched.id!r}: unknown group {sched.group!r} (known groups: {known})"
+                )
+        self._validated = True
+        return self
+
+    def _find_cycle(self) -> list[str] | None:
+        """Depth-first search; returns the cycle as a path that ends where it starts."""
+        state: dict[str, int] = {}  # 1 = on the stack, 2 = done
+        stack: list[str] = []
+
+        def visit(name: str) -> list[str] | None:
+            state[name] = 1
+            stack.append(name)
+            for dep in self.jobs[name].depends_on:
+                if state.get(dep) == 1:
+                    return [*stack[stack.index(dep) :], dep]
+                if dep not in state:
+                    found = visit(dep)
+                    if found:
+                        return found
+            stack.pop()
+            state[name] = 2
+            return None
+
+        for name in self.jobs:
+            if name not in state:
+                found = visit(name)
+                if found:
+                    return found
+        return None
+
+    # -- planning ----------------------------------------------------------------------
+    def ordered(self, names: Iterable[str] | None = None) -> list[str]:
+        """The named jobs (default all) in dependency order; ties keep definition order."""
+        chosen = list(self.jobs) if names is None else [n for n in self.jobs if n in set(names)]
+        chosen_set = set(chosen)
+        index = {name: i for i, name in enumerate(self.jobs)}
+        waiting = {n: {d for d in self.jobs[n].depends_on if d in chosen_set} for n in chosen}
+        done: list[str] = []
+        ready = sorted((n for n, deps in waiting.items() if not deps), key=index.__getitem__)
+        while ready:
+            name = ready.pop(0)
+            done.append(name)
+            for other, deps in waiting.items():
+                if name in deps:
+                    deps.discard(name)
+                    if not deps and other not in done and other not in ready:
+                        ready.append(other)
+            ready.sort(key=index.__getitem__)
+        if len(done) != len(chosen):  # unreachable after validate(); kept as a guard
+            raise DefinitionError(
+                "dependency cycle among: " + ", ".join(sorted(chosen_set - set(done)))
+            )
+        return done
+
+    def plan(
+        self,
+        *,
+        mode: str,
+        group: str | None = None,
+        job: str | None = None,
+        skip_dependencies: bool = False,
+    ) -> list[tuple[str, tuple[str, ...]]]:
+        """The jobs a batch runs, in order, each with the jobs (in the batch) it waits for.
+
+        ``ALL_JOBS``: every job. ``GROUP``: the group's jobs; dependencies outside the
+        group are not run. ``JOB``: that one job alone. ``skip_dependencies`` drops the
+        edges so nothing waits and one failure skips nothing.
+        """
+        if mode == "ALL_JOBS":
+            names = list(self.jobs)
+        elif mode == "GROUP":
+            if group not in set(self.groups):
+                raise DefinitionError(f"unknown group {group!r}")
+            names = [n for n, j in self.jobs.items() if j.group == group]
+        elif mode == "JOB":
+            if job not in self.jobs:
+                raise DefinitionError(f"unknown job {job!r}")
+            names = [job]
+        else:
+            raise DefinitionError(f"unknown mode {mode!r}")
+        ordered = self.ordered(names)
+        members = set(ordered)
+        return [
+            (
+                n,
+                ()
+                if skip_dependencies
+                else tuple(d for d in self.jobs[n].depends_on if d in members),
+            )
+            for n in ordered
+        ]
+
+    def schedules_for(self, env: str) -> list[ScheduleDef]:
+        return [s for s in self.schedules.values() if s.active_in(env)]
+
+    def get_job(self, name: str) -> JobDef:
+        try:
+            return self.jobs[name]
+        except KeyError:
+            raise DefinitionError(f"unknown job {name!r}") from None

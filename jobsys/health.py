@@ -1,0 +1,167 @@
+"""Health of the scheduling system (design 6.9), shared by ``jobsys health`` and the web.
+
+CRITICAL: no daemon heartbeat within ``max_age`` (default 5 min).
+WARNING: the newest heartbeat is older than ``warn_age`` (2 min), an enabled schedule is
+overdue beyond its grace, or a schedule failed its last ``failures`` batches (3).
+OK otherwise. UNKNOWN: the database cannot be reached (or is not migrated).
+Exit codes follow the monitoring-plugin convention: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlmodel import col
+
+from jobsys.clock import iso_utc
+
+OK, WARNING, CRITICAL, UNKNOWN = "OK", "WARNING", "CRITICAL", "UNKNOWN"
+EXIT_CODES = {OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3}
+API_NAMES = {OK: "healthy", WARNING: "warning", CRITICAL: "critical", UNKNOWN: "unknown"}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    max_age_s: float = 300
+    warn_age_s: float = 120
+    failures: int = 3
+
+
+@dataclass
+class HealthReport:
+    status: str
+    message: str
+    problems: list[str] = field(default_factory=list)
+    newest_heartbeat_at: datetime | None = None
+    workers: list[dict[str, Any]] = field(default_factory=list)
+    overdue: list[str] = field(default_factory=list)
+    failing: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.status]
+
+    @property
+    def daemon_running(self) -> bool:
+        return any(w["status"] == "RUNNING" and w["alive"] for w in self.workers)
+
+    def line(self) -> str:
+        return f"JOBSYS {self.status} - {self.message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "health": API_NAMES[self.status],
+            "message": self.message,
+            "problems": self.problems,
+            "daemon_running": self.daemon_running,
+            "newest_heartbeat_at": iso_utc(self.newest_heartbeat_at),
+            "overdue_schedules": self.overdue,
+            "failing_schedules": self.failing,
+            "workers": self.workers,
+        }
+
+
+def evaluate(engine: Engine, now: datetime, thresholds: Thresholds | None = None) -> HealthReport:
+    """Read heartbeats and schedules and judge; UNKNOWN if the database fails."""
+    from jobsys.errors import JobsysError
+    from jobsys.store.db import database_errors
+    from jobsys.store.migrate import ensure_current
+    from jobsys.store.models import JobSchedule, WorkerInstance, WorkerStatus
+
+    t = thresholds or Thresholds()
+    try:
+        with database_errors(engine, "cannot reach database"):
+            ensure_current(engine)
+            with engine.connect() as conn:
+                worker_rows = conn.execute(
+                    select(
+                        col(WorkerInstance.id),
+                        col(WorkerInstance.hostname),
+                        col(WorkerInstance.pid),
+                        col(WorkerInstance.status),
+                        col(WorkerInstance.started_at),
+                        col(WorkerInstance.last_heartbeat_at),
+                    )
+                    .where(col(WorkerInstance.status) != WorkerStatus.STOPPED)
+                    .order_by(col(WorkerInstance.last_heartbeat_at).desc())
+                ).all()
+                schedules = conn.execute(
+                    select(
+                        col(JobSchedule.id),
+                        col(JobSchedule.next_run_at),
+                        col(JobSchedule.grace_s),
+                        col(JobSchedule.consecutive_failures),
+                    ).where(
+                        col(JobSchedule.enabled).is_(True),
+                        col(JobSchedule.in_code).is_(True),
+                        col(JobSchedule.env_active).is_(True),
+                    )
+                ).all()
+    except JobsysError as exc:
+        return HealthReport(UNKNOWN, str(exc), [str(exc)])
+
+    workers = [
+        {
+            "id": w.id,
+            "hostname": w.hostname,
+            "pid": w.pid,
+            "status": w.status,
+            "started_at": iso_utc(w.started_at),
+            "last_heartbeat_at": iso_utc(w.last_heartbeat_at),
+            "heartbeat_age_s": round((now - w.last_heartbeat_at).total_seconds(), 1),
+            "alive": (now - w.last_heartbeat_at).total_seconds() <= t.max_age_s,
+        }
+        for w in worker_rows
+    ]
+    newest = max((w.last_heartbeat_at for w in worker_rows), default=None)
+    overdue = [
+        s.id
+        for s in schedules
+        if s.next_run_at is not None and now - s.next_run_at > timedelta(seconds=s.grace_s)
+    ]
+    failing = [s.id for s in schedules if s.consecutive_failures >= t.failures]
+    report = HealthReport(
+        OK, "", newest_heartbeat_at=newest, workers=workers, overdue=overdue, failing=failing
+    )
+
+    if newest is None:
+        report.problems.append("no daemon is running (no heartbeat recorded)")
+        report.status = CRITICAL
+    else:
+        age = (now - newest).total_seconds()
+        if age > t.max_age_s:
+            report.problems.append(
+                f"no daemon heartbeat for {age:.0f}s (critical after {t.max_age_s:.0f}s)"
+            )
+            report.status = CRITICAL
+        elif age > t.warn_age_s:
+            report.problems.append(
+                f"newest daemon heartbeat is {age:.0f}s old (warning after {t.warn_age_s:.0f}s)"
+            )
+            report.status = WARNING
+    if overdue:
+        report.problems.append(f"{len(overdue)} schedule(s) overdue: {', '.join(overdue[:5])}")
+    if failing:
+        report.problems.append(
+            f"{len(failing)} schedule(s) failed their last {t.failures} runs: "
+            f"{', '.join(failing[:5])}"
+        )
+    if (overdue or failing) and report.status == OK:
+        report.status = WARNING
+    alive = sum(1 for w in workers if w["alive"])
+    report.message = (
+        "; ".join(report.problems)
+        if report.problems
+        else (
+            f"{alive} daemon(s) alive, newest heartbeat {(now - newest).total_seconds():.0f}s ago, "
+            f"{len(schedules)} schedule(s) enabled"
+            if newest is not None
+            else "ok"
+        )
+    )
+    return report

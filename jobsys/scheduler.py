@@ -1,0 +1,123 @@
+"""Pure planning of due slots: which slot fires, which are missed, what runs next.
+
+No database and no clock here: ``plan_due`` takes the schedule's cron, policy, stored
+``next_run_at`` and ``now`` and returns a decision the daemon writes in one transaction.
+Design 6.4: a slot is on time when fired within its grace; later slots are missed.
+``SKIP`` records missed slots and moves on; ``RUN_ONCE`` runs once now if a slot was
+missed within ``max_catch_up``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from jobsys.cron import CronSchedule
+
+#: At most this many missed slots are recorded one by one; the rest are summarised, so
+#: that a month of downtime on a per-minute schedule does not write 40,000 rows.
+MAX_RECORDED_MISSED = 100
+
+
+@dataclass(frozen=True)
+class ScheduleTiming:
+    """What planning needs to know of a schedule."""
+
+    cron: str
+    timezone: str
+    missed: str = "SKIP"
+    max_catch_up_s: int | None = None
+    grace_s: int = 60
+
+
+@dataclass(frozen=True)
+class SkippedSlot:
+    slot: datetime
+    reason: str
+
+
+@dataclass(frozen=True)
+class DuePlan:
+    """The outcome of handling a schedule whose ``next_run_at`` has come."""
+
+    fire: datetime | None  # the slot to fire now (its batch's scheduled_for), if any
+    fire_reason: str | None  # e.g. why a catch-up run happens
+    skipped: list[SkippedSlot] = field(default_factory=list)
+    next_run_at: datetime | None = None
+    missed_count: int = 0
+
+
+def next_run_after(timing: ScheduleTiming, now: datetime) -> datetime:
+    """The first slot strictly after ``now`` (UTC)."""
+    return CronSchedule(timing.cron, timing.timezone).next_after(now)
+
+
+def plan_due(timing: ScheduleTiming, next_run_at: datetime, now: datetime) -> DuePlan:
+    """Decide what to do with the slots from ``next_run_at`` up to ``now``.
+
+    ``next_run_at`` is the stored (first unhandled) slot; callers only call this when it
+    is ``<= now``. The latest slot within grace fires; every other slot is missed.
+    """
+    cron = CronSchedule(timing.cron, timing.timezone)
+    grace = timedelta(seconds=timing.grace_s)
+    # The stored value is normally a slot itself; if the cron changed it may not be, so
+    # the slots considered are the cron's slots in [next_run_at, now].
+    due: list[datetime] = []
+    missed_total = 0
+    slot = next_run_at if _is_slot(cron, next_run_at) else cron.next_after(next_run_at)
+    while slot <= now:
+        if now - slot > grace:
+            missed_total += 1
+        due.append(slot)
+        if len(due) > MAX_RECORDED_MISSED + 1:
+            due.pop(0)  # keep a bounded window: the newest slots matter
+        slot = cron.next_after(slot)
+    next_slot = slot
+
+    on_time = [s for s in due if now - s <= grace]
+    late = [s for s in due if now - s > grace]
+    fire: datetime | None = None
+    fire_reason: str | None = None
+    skipped = [SkippedSlot(s, "superseded: a later slot is due now") for s in on_time[:-1]]
+    if on_time:
+        fire = on_time[-1]
+    elif late and timing.missed == "RUN_ONCE":
+        limit = timedelta(seconds=timing.max_catch_up_s or 0)
+        if now - late[-1] <= limit:
+            fire = late.pop()
+            missed_total -= 1
+            fire_reason = f"catch-up (RUN_ONCE): slot was missed by {_human(now - fire)}"
+    recorded = late[-MAX_RECORDED_MISSED:]
+    not_listed = missed_total - len(recorded)
+    for i, s in enumerate(recorded):
+        reason = _missed_reason(timing)
+        if i == 0 and not_listed > 0:
+            reason += f" ({not_listed} earlier missed slots not listed)"
+        skipped.append(SkippedSlot(s, reason))
+    skipped.sort(key=lambda x: x.slot)
+    return DuePlan(
+        fire=fire,
+        fire_reason=fire_reason,
+        skipped=skipped,
+        next_run_at=next_slot,
+        missed_count=missed_total,
+    )
+
+
+def _missed_reason(timing: ScheduleTiming) -> str:
+    if timing.missed == "RUN_ONCE":
+        return "missed: not fired within its grace and older than max_catch_up"
+    return "missed: not fired within its grace (policy SKIP)"
+
+
+def _is_slot(cron: CronSchedule, instant: datetime) -> bool:
+    return cron.next_after(instant - timedelta(microseconds=1)) == instant
+
+
+def _human(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"

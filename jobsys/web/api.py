@@ -1,0 +1,419 @@
+"""The JSON API under ``/api/admin`` (design 4.4): handlers and the route list.
+
+Handlers are plain ``def`` functions run in the thread pool (see ``routing``). Anything
+that creates work or enables a schedule wakes the daemons afterwards (design 6.6).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import JSONResponse, Response
+
+from jobsys import cron, health
+from jobsys.clock import iso_utc
+from jobsys.errors import CronError
+from jobsys.store import audit
+from jobsys.store.batches import create_manual_batch
+from jobsys.store.db import session
+from jobsys.store.models import RunStatus, Trigger
+from jobsys.store.queries import (
+    get_batch,
+    get_run,
+    job_activity,
+    list_audit,
+    list_runs,
+    run_logs,
+    schedule_history,
+)
+from jobsys.store.runs import request_cancel
+from jobsys.store.schedules import get_view, schedule_views, set_enabled
+from jobsys.web import auth, views
+from jobsys.web.context import WebContext
+from jobsys.web.errors import conflict, invalid, not_found
+from jobsys.web.inputs import Body, parse_id
+from jobsys.web.routing import Access, ApiRoute, Call, Param
+
+PREFIX = "/api/admin"
+MAX_PREVIEW = 50
+MAX_CRON_LENGTH = 200
+
+
+def _json(data: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(data, status)
+
+
+def _created(created: Any) -> JSONResponse:
+    return _json({"batch_id": created.batch_id, "job_run_ids": created.run_ids}, 202)
+
+
+# -- session --------------------------------------------------------------------------
+def login(ctx: WebContext, call: Call) -> Response:
+    return auth.login(ctx, call.request, call.body)
+
+
+def logout(ctx: WebContext, call: Call) -> Response:
+    Body(call.body, ())
+    return auth.logout(call.request)
+
+
+def me(ctx: WebContext, call: Call) -> Response:
+    return _json(call.user.to_dict())
+
+
+# -- schedules ------------------------------------------------------------------------
+def list_schedules(ctx: WebContext, call: Call) -> Response:
+    found = schedule_views(ctx.engine, ctx.app, ctx.settings.env, include_inactive=True)
+    return _json({"schedules": [views.schedule_entry(v) for v in found]})
+
+
+def get_schedule(ctx: WebContext, call: Call) -> Response:
+    view = get_view(ctx.engine, ctx.app, ctx.settings.env, call.path("id"))
+    return _json(views.schedule_entry(view))
+
+
+def _check_runnable(ctx: WebContext, schedule_id: str, doing: str) -> None:
+    """404 for an unknown schedule; 409 for one that is not in code or not active here."""
+    sched = ctx.app.schedules.get(schedule_id)
+    if sched is None:
+        get_view(ctx.engine, ctx.app, ctx.settings.env, schedule_id)  # NotFound -> 404
+        raise conflict(f"schedule {schedule_id!r} is no longer in code and cannot be {doing}")
+    if not sched.active_in(ctx.settings.env):
+        raise conflict(
+            f"schedule {schedule_id!r} is not active in environment {ctx.settings.env!r} "
+            f"and cannot be {doing}"
+        )
+
+
+def _toggle(ctx: WebContext, call: Call, enabled: bool) -> Response:
+    schedule_id = call.path("id")
+    if enabled:
+        _check_runnable(ctx, schedule_id, "enabled")
+    view = set_enabled(
+        ctx.engine,
+        ctx.app,
+        ctx.settings.env,
+        schedule_id,
+        enabled,
+        now=ctx.clock.now(),
+        actor=call.actor,
+        ip=call.ip,
+    )
+    if enabled:
+        ctx.wake_daemons()
+    return _json(views.schedule_entry(view))
+
+
+def put_schedule(ctx: WebContext, call: Call) -> Response:
+    enabled = Body(call.body, {"enabled"}).boolean("enabled")
+    return _toggle(ctx, call, enabled)
+
+
+def enable_schedule(ctx: WebContext, call: Call) -> Response:
+    Body(call.body, ())
+    return _toggle(ctx, call, True)
+
+
+def disable_schedule(ctx: WebContext, call: Call) -> Response:
+    Body(call.body, ())
+    return _toggle(ctx, call, False)
+
+
+def trigger_schedule(ctx: WebContext, call: Call) -> Response:
+    Body(call.body, ())
+    schedule_id = call.path("id")
+    _check_runnable(ctx, schedule_id, "triggered")
+    created = create_manual_batch(
+        ctx.engine,
+        ctx.app,
+        mode="ALL_JOBS",  # replaced by the schedule's own mode and group
+        now=ctx.clock.now(),
+        actor=call.actor,
+        schedule_id=schedule_id,
+        env=ctx.settings.env,
+        ip=call.ip,
+    )
+    ctx.wake_daemons()
+    return _created(created)
+
+
+def schedule_history_(ctx: WebContext, call: Call) -> Response:
+    schedule_id = call.path("id")
+    query = call.query
+    limit, cursor = query.limit(), query.cursor()
+    get_view(ctx.engine, ctx.app, ctx.settings.env, schedule_id)  # NotFound -> 404
+    page = schedule_history(ctx.engine, schedule_id, limit=limit, cursor=cursor)
+    return _json(
+        {"schedule_id": schedule_id, "batches": page.items, "next_cursor": page.next_cursor}
+    )
+
+
+def _cron_fields(body: Body) -> tuple[str, str]:
+    expr = body.required_string("cron", max_length=MAX_CRON_LENGTH)
+    tz = body.string("timezone", max_length=64, required=False) or "UTC"
+    return expr, tz
+
+
+def validate_cron(ctx: WebContext, call: Call) -> Response:
+    expr, tz = _cron_fields(Body(call.body, {"cron", "timezone"}))
+    try:
+        cron.validate(expr, tz)
+        description = cron.describe(expr)
+    except CronError as exc:
+        return _json({"valid": False, "error": str(exc)})
+    return _json({"valid": True, "description": description, "timezone": tz})
+
+
+def preview_runs(ctx: WebContext, call: Call) -> Response:
+    body = Body(call.body, {"cron", "timezone", "after", "count"})
+    expr, tz = _cron_fields(body)
+    after = body.instant("after") or ctx.clock.now()
+    count = body.integer("count", default=5, low=1, high=MAX_PREVIEW)
+    try:
+        slots = cron.next_slots(expr, tz, after, count)
+        description = cron.describe(expr)
+    except CronError as exc:
+        raise invalid(str(exc)) from None
+    except (OverflowError, ValueError):
+        raise invalid("the slots after that instant are beyond the supported dates") from None
+    return _json(
+        {
+            "cron": expr,
+            "timezone": tz,
+            "description": description,
+            "runs": [iso_utc(s) for s in slots],
+        }
+    )
+
+
+# -- jobs -----------------------------------------------------------------------------
+def list_jobs(ctx: WebContext, call: Call) -> Response:
+    names = ctx.app.ordered()
+    activity = job_activity(ctx.engine, names)
+    return _json(
+        {
+            "jobs": [views.job_entry(ctx.app, n, activity[n]) for n in names],
+            "groups": ctx.app.groups,
+        }
+    )
+
+
+def run_job(ctx: WebContext, call: Call) -> Response:
+    name = call.path("name")
+    if name not in ctx.app.jobs:
+        raise not_found(f"unknown job {name!r}")
+    params = Body(call.body, {"params"}).object("params")
+    created = create_manual_batch(
+        ctx.engine,
+        ctx.app,
+        mode="JOB",
+        job=name,
+        params=params,  # checked against the job's declared params (422 if wrong)
+        now=ctx.clock.now(),
+        actor=call.actor,
+        ip=call.ip,
+    )
+    ctx.wake_daemons()
+    return _created(created)
+
+
+def run_all(ctx: WebContext, call: Call) -> Response:
+    skip = Body(call.body, {"skip_dependencies"}).boolean("skip_dependencies", default=False)
+    created = create_manual_batch(
+        ctx.engine,
+        ctx.app,
+        mode="ALL_JOBS",
+        skip_dependencies=skip,
+        now=ctx.clock.now(),
+        actor=call.actor,
+        ip=call.ip,
+    )
+    ctx.wake_daemons()
+    return _created(created)
+
+
+def run_group(ctx: WebContext, call: Call) -> Response:
+    group = call.path("group")
+    if group not in ctx.app.groups:
+        raise not_found(f"unknown group {group!r}")
+    skip = Body(call.body, {"skip_dependencies"}).boolean("skip_dependencies", default=False)
+    created = create_manual_batch(
+        ctx.engine,
+        ctx.app,
+        mode="GROUP",
+        group=group,
+        skip_dependencies=skip,
+        now=ctx.clock.now(),
+        actor=call.actor,
+        ip=call.ip,
+    )
+    ctx.wake_daemons()
+    return _created(created)
+
+
+# -- runs and batches -----------------------------------------------------------------
+def list_job_runs(ctx: WebContext, call: Call) -> Response:
+    query = call.query
+    page = list_runs(
+        ctx.engine,
+        job=query.name("job"),
+        statuses=query.choices("status", [s.value for s in RunStatus]),
+        triggers=query.choices("trigger", [t.value for t in Trigger]),
+        schedule_id=query.name("schedule_id"),
+        batch_id=query.id("batch_id"),
+        limit=query.limit(),
+        cursor=query.cursor(),
+    )
+    return _json({"runs": page.items, "next_cursor": page.next_cursor})
+
+
+def get_job_run(ctx: WebContext, call: Call) -> Response:
+    run_id = parse_id(call.path("id"), "job run")
+    logs_after = call.query.id("logs_after")
+    run = get_run(ctx.engine, run_id, with_logs=False)
+    return _json(views.run_detail(run, run_logs(ctx.engine, run_id, after_id=logs_after)))
+
+
+def cancel_job_run(ctx: WebContext, call: Call) -> Response:
+    Body(call.body, ())
+    run_id = parse_id(call.path("id"), "job run")
+    before = get_run(ctx.engine, run_id, with_logs=False)["status"]
+    now = ctx.clock.now()
+    after = request_cancel(ctx.engine, run_id, now)  # Conflict (409) if it already finished
+    with session(ctx.engine) as s:
+        audit.record(
+            s,
+            at=now,
+            actor=call.actor,
+            action="run.cancel",
+            target_type="run",
+            target_id=str(run_id),
+            before={"status": before},
+            after={"status": after, "cancel_requested": True},
+            ip=call.ip,
+        )
+        s.commit()
+    ctx.wake_daemons()
+    return _json(get_run(ctx.engine, run_id, with_logs=False))
+
+
+def get_batch_(ctx: WebContext, call: Call) -> Response:
+    batch_id = parse_id(call.path("id"), "batch")
+    return _json(views.batch_view(get_batch(ctx.engine, batch_id)))
+
+
+# -- daemon and audit -----------------------------------------------------------------
+def daemon_status(ctx: WebContext, call: Call) -> Response:
+    return _json(views.daemon_status(health.evaluate(ctx.engine, ctx.clock.now())))
+
+
+def list_audit_(ctx: WebContext, call: Call) -> Response:
+    query = call.query
+    page = list_audit(
+        ctx.engine,
+        actor=query.text("actor", max_length=255),
+        action=query.text("action", max_length=64),
+        target=query.text("target", max_length=255),
+        limit=query.limit(),
+        cursor=query.cursor(),
+    )
+    return _json({"entries": page.items, "next_cursor": page.next_cursor})
+
+
+# -- the route list -------------------------------------------------------------------
+_PAGING = (
+    Param("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}, "page size"),
+    Param("cursor", {"type": "integer", "minimum": 1}, "`next_cursor` of the previous page"),
+)
+_RUN_FILTERS = (
+    Param("job", {"type": "string"}, "job name"),
+    Param(
+        "status",
+        {"type": "string"},
+        "one or more of QUEUED, RUNNING, SUCCESS, FAILED, CANCELLED, SKIPPED (comma-separated)",
+    ),
+    Param("trigger", {"type": "string"}, "one or more of CRON, MANUAL, EVENT (comma-separated)"),
+    Param("schedule_id", {"type": "string"}),
+    Param("batch_id", {"type": "integer", "minimum": 1}),
+    *_PAGING,
+)
+_AUDIT_FILTERS = (
+    Param("actor", {"type": "string"}, "email (or `cli`)"),
+    Param("action", {"type": "string"}, "e.g. schedule.enable; `schedule.` matches a prefix"),
+    Param("target", {"type": "string"}, "schedule id, run id, job or group name"),
+    *_PAGING,
+)
+
+R, A = Access.READ, Access.ACT
+P = PREFIX
+
+
+def api_routes() -> list[ApiRoute]:
+    """Every JSON route (the events stream is added by ``jobsys.web.app``)."""
+    # fmt: off
+    return [
+        ApiRoute("POST", f"{P}/login", login, Access.PUBLIC, "Log in (sets the session cookie)",
+                 "session", request_schema="Login", response_schema="Me", errors=(401, 422, 429)),
+        ApiRoute("POST", f"{P}/logout", logout, R, "Log out (clears the session cookie)",
+                 "session", status=204),
+        ApiRoute("GET", f"{P}/me", me, R, "The caller, its role and the CSRF token", "session",
+                 response_schema="Me"),
+        ApiRoute("GET", f"{P}/schedules", list_schedules, R,
+                 "Schedules from code merged with their database state", "schedules",
+                 response_schema="ScheduleList"),
+        ApiRoute("POST", f"{P}/schedules/validate-cron", validate_cron, R,
+                 "Check a cron expression and time zone (200 even when invalid)", "schedules",
+                 request_schema="CronCheck", response_schema="CronValidation"),
+        ApiRoute("POST", f"{P}/schedules/preview-runs", preview_runs, R,
+                 "The next slots of a cron expression, as UTC instants", "schedules",
+                 request_schema="CronPreviewRequest", response_schema="CronPreview",
+                 errors=(422,)),
+        ApiRoute("GET", f"{P}/schedules/{{id}}", get_schedule, R, "One schedule", "schedules",
+                 response_schema="Schedule", errors=(404,)),
+        ApiRoute("PUT", f"{P}/schedules/{{id}}", put_schedule, A, "Enable or disable a schedule",
+                 "schedules", request_schema="ScheduleToggle", response_schema="Schedule",
+                 errors=(404, 409, 422)),
+        ApiRoute("POST", f"{P}/schedules/{{id}}/enable", enable_schedule, A,
+                 "Enable a schedule (next run computed from now)", "schedules",
+                 response_schema="Schedule", errors=(404, 409)),
+        ApiRoute("POST", f"{P}/schedules/{{id}}/disable", disable_schedule, A,
+                 "Disable a schedule (a running batch goes on)", "schedules",
+                 response_schema="Schedule", errors=(404,)),
+        ApiRoute("POST", f"{P}/schedules/{{id}}/trigger", trigger_schedule, A,
+                 "Run Now: queue the schedule's jobs (next_run_at does not move)", "schedules",
+                 status=202, response_schema="BatchCreated", errors=(404, 409)),
+        ApiRoute("GET", f"{P}/schedules/{{id}}/history", schedule_history_, R,
+                 "The schedule's batches, newest first, with run counts per status",
+                 "schedules", response_schema="History", query=_PAGING, errors=(404,)),
+        ApiRoute("GET", f"{P}/jobs", list_jobs, R,
+                 "The job registry in dependency order, with each job's last run", "jobs",
+                 response_schema="JobList"),
+        ApiRoute("POST", f"{P}/jobs/run-all", run_all, A, "Queue every job in dependency order",
+                 "jobs", status=202, request_schema="BulkRun", response_schema="BatchCreated"),
+        ApiRoute("POST", f"{P}/jobs/run-group/{{group}}", run_group, A,
+                 "Queue one group's jobs in dependency order", "jobs", status=202,
+                 request_schema="BulkRun", response_schema="BatchCreated", errors=(404,)),
+        ApiRoute("POST", f"{P}/jobs/{{name}}/run", run_job, A,
+                 "Queue one run of a job with parameters", "jobs", status=202,
+                 request_schema="JobRunRequest", response_schema="BatchCreated",
+                 errors=(404, 422)),
+        ApiRoute("GET", f"{P}/job-runs", list_job_runs, R, "Job runs, newest first, filtered",
+                 "runs", response_schema="RunList", query=_RUN_FILTERS, errors=(400,)),
+        ApiRoute("GET", f"{P}/job-runs/{{id}}", get_job_run, R,
+                 "One run with its logs and progress", "runs", response_schema="RunDetail",
+                 query=(Param("logs_after", {"type": "integer", "minimum": 1},
+                              "only log lines with a larger id (to tail a running job)"),),
+                 errors=(404,)),
+        ApiRoute("POST", f"{P}/job-runs/{{id}}/cancel", cancel_job_run, A,
+                 "Cancel a queued or running run", "runs", response_schema="Run",
+                 errors=(404, 409)),
+        ApiRoute("GET", f"{P}/batches/{{id}}", get_batch_, R,
+                 "One batch with its runs in dependency order and a timeline", "runs",
+                 response_schema="Batch", errors=(404,)),
+        ApiRoute("GET", f"{P}/daemon/status", daemon_status, R,
+                 "Daemon heartbeats and health (same verdict as `jobsys health`)", "daemon",
+                 response_schema="DaemonStatus"),
+        ApiRoute("GET", f"{P}/audit", list_audit_, R, "The audit log, newest first", "audit",
+                 response_schema="AuditList", query=_AUDIT_FILTERS, errors=(400,)),
+    ]
+    # fmt: on

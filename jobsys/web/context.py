@@ -1,0 +1,77 @@
+"""What every part of the web process shares: settings, the jobs and schedules, the
+engine, the clock, the session signer, and the flag that says the server is stopping."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy.engine import Engine
+
+from jobsys.clock import Clock
+from jobsys.config import Settings
+from jobsys.definitions import App
+
+log = logging.getLogger("jobsys.web")
+
+#: Daemons that heartbeated within this are told about new work (design 6.6).
+WAKE_STALE_AFTER = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class EventTiming:
+    """Pacing of the Server-Sent Events stream (tests shorten it)."""
+
+    poll_s: float = 0.75
+    heartbeat_s: float = 15.0
+    daemon_every_s: float = 5.0
+    reauth_every_s: float = 60.0
+
+
+@dataclass
+class StreamCounter:
+    """How many event streams are open (tests check that closed streams end)."""
+
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _open: int = 0
+
+    def opened(self) -> None:
+        with self._lock:
+            self._open += 1
+
+    def closed(self) -> None:
+        with self._lock:
+            self._open -= 1
+
+    @property
+    def open(self) -> int:
+        with self._lock:
+            return self._open
+
+
+@dataclass(frozen=True)
+class WebContext:
+    settings: Settings
+    app: App
+    engine: Engine
+    clock: Clock
+    secret: str = field(repr=False)
+    stopping: threading.Event
+    events: EventTiming
+    streams: StreamCounter
+
+    def wake_daemons(self) -> int:
+        """Tell live daemons to look at the database now (after new work or an enable)."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from jobsys.errors import JobsysError
+        from jobsys.store.workers import notify_daemons
+
+        try:
+            return notify_daemons(self.engine, self.clock.now(), WAKE_STALE_AFTER)
+        except (JobsysError, SQLAlchemyError) as exc:
+            # The action is done; the daemons' safety-net poll will see it.
+            log.warning("could not wake the daemons: %s", exc)
+            return 0

@@ -1,0 +1,402 @@
+"""``GET /api/admin/openapi.json``: an OpenAPI 3.1 description of the HTTP API.
+
+Paths come from the same ``ApiRoute`` list the app serves (so every route is described);
+the schemas below are written by hand.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from jobsys import __version__
+from jobsys.web.routing import Access, ApiRoute
+
+_STR: dict[str, Any] = {"type": "string"}
+_INT: dict[str, Any] = {"type": "integer"}
+_BOOL: dict[str, Any] = {"type": "boolean"}
+_TIME: dict[str, Any] = {"type": ["string", "null"], "format": "date-time"}
+_OPT_STR: dict[str, Any] = {"type": ["string", "null"]}
+_OPT_INT: dict[str, Any] = {"type": ["integer", "null"]}
+_STATUS: dict[str, Any] = {
+    "type": "string",
+    "enum": ["QUEUED", "RUNNING", "SUCCESS", "FAILED", "CANCELLED", "SKIPPED"],
+}
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(props: dict[str, Any], required: Sequence[str] | None = None) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": props,
+        "required": list(props if required is None else required),
+    }
+
+
+def _list_of(key: str, item: str, paged: bool = False) -> dict[str, Any]:
+    props: dict[str, Any] = {key: {"type": "array", "items": _ref(item)}}
+    if paged:
+        props["next_cursor"] = _OPT_INT
+    return _obj(props)
+
+
+_RUN = {
+    "id": _INT,
+    "job_name": _STR,
+    "status": _STATUS,
+    "trigger": {"type": "string", "enum": ["CRON", "MANUAL", "EVENT"]},
+    "schedule_id": _OPT_STR,
+    "batch_id": _INT,
+    "scheduled_for": _TIME,
+    "params": {"type": ["object", "null"]},
+    "triggered_by": _OPT_STR,
+    "depends_on": {"type": "array", "items": _STR},
+    "position": _INT,
+    "queued_at": _TIME,
+    "started_at": _TIME,
+    "finished_at": _TIME,
+    "duration_ms": _OPT_INT,
+    "error": _OPT_STR,
+    "timeout_s": _OPT_INT,
+    "worker_id": _OPT_STR,
+    "exit_code": _OPT_INT,
+    "cancel_requested": _BOOL,
+    "progress_done": _OPT_INT,
+    "progress_total": _OPT_INT,
+}
+_BATCH = {
+    "id": _INT,
+    "schedule_id": _OPT_STR,
+    "trigger": _STR,
+    "scheduled_for": _TIME,
+    "status": _STATUS,
+    "reason": _OPT_STR,
+    "mode": {"type": "string", "enum": ["ALL_JOBS", "GROUP", "JOB"]},
+    "job_group": _OPT_STR,
+    "skip_dependencies": _BOOL,
+    "triggered_by": _OPT_STR,
+    "fired_by": _OPT_STR,
+    "lateness_ms": _OPT_INT,
+    "total_runs": _INT,
+    "created_at": _TIME,
+    "started_at": _TIME,
+    "finished_at": _TIME,
+    "duration_ms": _OPT_INT,
+}
+_COUNTS = {"type": "object", "additionalProperties": _INT, "description": "runs per status"}
+_SCHEDULE = {
+    "id": _STR,
+    "name": _STR,
+    "description": _STR,
+    "cron": _STR,
+    "cron_description": _STR,
+    "timezone": _STR,
+    "execution_mode": {"type": "string", "enum": ["ALL_JOBS", "GROUP"]},
+    "job_group": _OPT_STR,
+    "environments": {"type": ["array", "null"], "items": _STR},
+    "missed_policy": {"type": "string", "enum": ["SKIP", "RUN_ONCE"]},
+    "missed_policy_description": _STR,
+    "max_catch_up_s": _OPT_INT,
+    "allow_overlap": _BOOL,
+    "grace_s": _INT,
+    "enabled": _BOOL,
+    "in_code": _BOOL,
+    "env_active": _BOOL,
+    "runnable": _BOOL,
+    "note": {"type": "string", "description": "why it cannot run, or empty"},
+    "last_run_at": _TIME,
+    "last_run_status": _OPT_STR,
+    "last_batch_id": _OPT_INT,
+    "next_run_at": _TIME,
+    "run_count": _INT,
+    "failure_count": _INT,
+    "consecutive_failures": _INT,
+    "locked_by": _OPT_STR,
+}
+_WORKER = {
+    "id": _STR,
+    "hostname": _STR,
+    "pid": _INT,
+    "status": _STR,
+    "started_at": _TIME,
+    "last_heartbeat_at": _TIME,
+    "heartbeat_age_s": {"type": "number"},
+    "alive": _BOOL,
+}
+_LOG = {"id": _INT, "ts": _TIME, "level": _STR, "message": _STR}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": _obj({"error": _obj({"code": _STR, "message": _STR})}),
+    "Login": _obj({"email": _STR, "password": _STR}),
+    "Me": _obj(
+        {
+            "email": _STR,
+            "role": {"type": "string", "enum": ["admin", "viewer"]},
+            "auth": {"type": "string", "enum": ["session", "token"]},
+            "csrf_token": {**_OPT_STR, "description": "send as X-CSRF-Token (sessions only)"},
+            "expires_at": _TIME,
+        }
+    ),
+    "Schedule": _obj(_SCHEDULE),
+    "ScheduleList": _list_of("schedules", "Schedule"),
+    "ScheduleToggle": _obj({"enabled": _BOOL}),
+    "CronCheck": _obj({"cron": _STR, "timezone": {**_STR, "default": "UTC"}}, ["cron"]),
+    "CronValidation": _obj(
+        {"valid": _BOOL, "error": _STR, "description": _STR, "timezone": _STR}, ["valid"]
+    ),
+    "CronPreviewRequest": _obj(
+        {
+            "cron": _STR,
+            "timezone": {**_STR, "default": "UTC"},
+            "after": {"type": "string", "format": "date-time", "description": "default now"},
+            "count": {"type": "integer", "minimum": 1, "maximum": 50, "default": 5},
+        },
+        ["cron"],
+    ),
+    "CronPreview": _obj(
+        {
+            "cron": _STR,
+            "timezone": _STR,
+            "description": _STR,
+            "runs": {"type": "array", "items": {"type": "string", "format": "date-time"}},
+        }
+    ),
+    "BatchCreated": _obj({"batch_id": _INT, "job_run_ids": {"type": "array", "items": _INT}}),
+    "HistoryEntry": _obj({**_BATCH, "counts": _COUNTS}),
+    "History": _obj(
+        {
+            "schedule_id": _STR,
+            "batches": {"type": "array", "items": _ref("HistoryEntry")},
+            "next_cursor": _OPT_INT,
+        }
+    ),
+    "RunSummary": _obj(
+        {
+            k: _RUN[k]
+            for k in (
+                "id",
+                "batch_id",
+                "status",
+                "trigger",
+                "triggered_by",
+                "queued_at",
+                "started_at",
+                "finished_at",
+                "duration_ms",
+                "error",
+            )
+        }
+    ),
+    "Job": _obj(
+        {
+            "name": _STR,
+            "group": _STR,
+            "description": _STR,
+            "depends_on": {"type": "array", "items": _STR},
+            "timeout_s": {"type": ["number", "null"]},
+            "params": {
+                "type": ["object", "null"],
+                "description": "declared parameters: name -> {type, default?, required?, ...}",
+            },
+            "last_run": {"oneOf": [_ref("RunSummary"), {"type": "null"}]},
+            "running_run_id": _OPT_INT,
+            "active": {**_COUNTS, "description": "queued and running runs"},
+        }
+    ),
+    "JobList": _obj({"jobs": {"type": "array", "items": _ref("Job")}, "groups": {"type": "array"}}),
+    "JobRunRequest": _obj({"params": {"type": "object"}}, []),
+    "BulkRun": _obj({"skip_dependencies": {**_BOOL, "default": False}}, []),
+    "Run": _obj(_RUN),
+    "RunList": _list_of("runs", "Run", paged=True),
+    "RunDetail": _obj(
+        {
+            **_RUN,
+            "progress_percent": {"type": ["number", "null"]},
+            "logs": {"type": "array", "items": _obj(_LOG)},
+        }
+    ),
+    "Batch": _obj(
+        {
+            **_BATCH,
+            "runs": {"type": "array", "items": _ref("Run")},
+            "counts": _COUNTS,
+            "timeline": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "run_id": _INT,
+                        "job_name": _STR,
+                        "status": _STATUS,
+                        "depends_on": {"type": "array", "items": _STR},
+                        "start_ms": _OPT_INT,
+                        "end_ms": _OPT_INT,
+                        "wait_ms": _OPT_INT,
+                        "duration_ms": _OPT_INT,
+                    }
+                ),
+            },
+        }
+    ),
+    "DaemonStatus": _obj(
+        {
+            "daemon_running": _BOOL,
+            "health": {"type": "string", "enum": ["healthy", "warning", "critical", "unknown"]},
+            "health_message": _STR,
+            "status": {"type": "string", "enum": ["OK", "WARNING", "CRITICAL", "UNKNOWN"]},
+            "problems": {"type": "array", "items": _STR},
+            "newest_heartbeat_at": _TIME,
+            "overdue_schedules": {"type": "array", "items": _STR},
+            "failing_schedules": {"type": "array", "items": _STR},
+            "workers": {"type": "array", "items": _obj(_WORKER)},
+        }
+    ),
+    "AuditEntry": _obj(
+        {
+            "id": _INT,
+            "at": _TIME,
+            "actor": _OPT_STR,
+            "action": _STR,
+            "target_type": _OPT_STR,
+            "target_id": _OPT_STR,
+            "before": {"type": ["object", "null"]},
+            "after": {"type": ["object", "null"]},
+            "ip": _OPT_STR,
+            "detail": _OPT_STR,
+        }
+    ),
+    "AuditList": _list_of("entries", "AuditEntry", paged=True),
+}
+
+_ERROR_TEXT = {
+    400: "Malformed JSON body or bad query parameter",
+    401: "Not authenticated",
+    403: "Not allowed (viewer role, or missing X-CSRF-Token with a session cookie)",
+    404: "Unknown id or name",
+    409: "Conflicts with the current state",
+    413: "Body too large",
+    422: "Invalid field values",
+    429: "Too many failed logins (see Retry-After)",
+    503: "Database unavailable",
+}
+
+_EVENTS_DOC = (
+    "Server-Sent Events. Event types: `run` (a job run, without logs), `batch` (a batch, "
+    "without runs), `schedule` (as GET /schedules/{id}), `logs` (`{run_id, last_log_id}`: "
+    "new log lines), `daemon` (as GET /daemon/status; sent at connect and on change). "
+    "Comments (`: heartbeat`) keep the connection open."
+)
+
+
+def _operation(route: ApiRoute) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "operationId": route.handler.__name__.strip("_"),
+        "summary": route.summary,
+        "tags": [route.tag],
+    }
+    params = [
+        {"name": name, "in": "path", "required": True, "schema": _STR}
+        for name in re.findall(r"{(\w+)}", route.path)
+    ]
+    params += [
+        {"name": p.name, "in": "query", "required": False, "schema": p.schema}
+        | ({"description": p.description} if p.description else {})
+        for p in route.query
+    ]
+    if params:
+        op["parameters"] = params
+    if route.request_schema:
+        op["requestBody"] = {
+            "required": route.request_schema in ("Login", "ScheduleToggle"),
+            "content": {"application/json": {"schema": _ref(route.request_schema)}},
+        }
+    ok: dict[str, Any] = {"description": "OK" if route.status < 300 else "Accepted"}
+    if route.status == 204:
+        ok = {"description": "No content"}
+    elif route.response_schema:
+        ok["content"] = {"application/json": {"schema": _ref(route.response_schema)}}
+    responses: dict[str, Any] = {str(route.status): ok}
+    codes = set(route.errors)
+    if route.access is not Access.PUBLIC:
+        codes.add(401)
+    if route.access is Access.ACT or (route.access is Access.READ and route.reads_body):
+        codes.add(403)
+    if route.reads_body:
+        codes |= {400, 413}
+    for code in sorted(codes):
+        responses[str(code)] = {
+            "description": _ERROR_TEXT.get(code, "Error"),
+            "content": {"application/json": {"schema": _ref("Error")}},
+        }
+    op["responses"] = responses
+    if route.access is Access.PUBLIC:
+        op["security"] = []
+    elif route.access is Access.ACT:
+        op["description"] = "Needs the admin role."
+    return op
+
+
+def build_openapi(routes: Sequence[ApiRoute]) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+    paths["/api/admin/events"] = {
+        "get": {
+            "operationId": "events",
+            "summary": "Live updates",
+            "description": _EVENTS_DOC,
+            "tags": ["events"],
+            "responses": {
+                "200": {"description": "An event stream", "content": {"text/event-stream": {}}},
+                "401": {"description": _ERROR_TEXT[401]},
+            },
+        }
+    }
+    paths["/healthz"] = {
+        "get": {
+            "operationId": "healthz",
+            "summary": "Web liveness (no details)",
+            "tags": ["health"],
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "The web process is up",
+                    "content": {"application/json": {"schema": _obj({"status": {"const": "ok"}})}},
+                }
+            },
+        }
+    }
+    paths["/api/admin/openapi.json"] = {
+        "get": {
+            "operationId": "openapi",
+            "summary": "This document",
+            "tags": ["meta"],
+            "responses": {"200": {"description": "OpenAPI 3.1"}},
+        }
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "jobsys admin API",
+            "version": __version__,
+            "description": (
+                "Schedules, jobs, runs and audit of jobsys. Authenticate with a session "
+                "cookie (POST /api/admin/login; then send X-CSRF-Token on every "
+                "POST/PUT) or with `Authorization: Bearer <token>` "
+                "(`jobsys admin token EMAIL`). `viewer` accounts read, `admin` accounts act. "
+                'Times are ISO-8601 UTC. Errors are `{"error": {"code", "message"}}`.'
+            ),
+        },
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "session": {"type": "apiKey", "in": "cookie", "name": "jobsys_session"},
+                "bearer": {"type": "http", "scheme": "bearer"},
+            },
+        },
+        "security": [{"session": []}, {"bearer": []}],
+    }

@@ -1,0 +1,158 @@
+"""Pure functions that shape what the API returns (no I/O): jobs with their activity,
+batches with their run counts and timeline, the daemon status, SSE frames."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from jobsys.clock import parse_iso
+from jobsys.definitions import App
+from jobsys.health import HealthReport
+
+
+def job_entry(app: App, name: str, activity: Mapping[str, Any]) -> dict[str, Any]:
+    """One job of the registry with its newest run and what is active now."""
+    data = app.jobs[name].to_dict()
+    data["last_run"] = activity.get("last_run")
+    data["running_run_id"] = activity.get("running_run_id")
+    data["active"] = dict(activity.get("active") or {})
+    return data
+
+
+def status_counts(runs: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for run in runs:
+        counts[run["status"]] = counts.get(run["status"], 0) + 1
+    return counts
+
+
+def _instant(text: Any) -> datetime | None:
+    return parse_iso(text) if isinstance(text, str) else None
+
+
+def batch_timeline(batch: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Each run of a batch as a bar: offsets from the batch's creation, in ms.
+
+    ``start_ms`` is when it started (None if it never did), ``end_ms`` when it finished
+    (None while it runs), ``wait_ms`` how long it was queued before starting.
+    """
+    origin = _instant(batch.get("created_at"))
+    bars: list[dict[str, Any]] = []
+    for run in batch.get("runs", []):
+        queued, started, finished = (
+            _instant(run.get(k)) for k in ("queued_at", "started_at", "finished_at")
+        )
+
+        def offset(at: datetime | None) -> int | None:
+            if at is None or origin is None:
+                return None
+            return max(0, int((at - origin).total_seconds() * 1000))
+
+        bars.append(
+            {
+                "run_id": run["id"],
+                "job_name": run["job_name"],
+                "status": run["status"],
+                "depends_on": run["depends_on"],
+                "start_ms": offset(started),
+                "end_ms": offset(finished),
+                "wait_ms": (
+                    max(0, int((started - queued).total_seconds() * 1000))
+                    if started is not None and queued is not None
+                    else None
+                ),
+                "duration_ms": run.get("duration_ms"),
+            }
+        )
+    return bars
+
+
+def batch_view(batch: dict[str, Any]) -> dict[str, Any]:
+    data = dict(batch)
+    data["counts"] = status_counts(batch.get("runs", []))
+    data["timeline"] = batch_timeline(batch)
+    return data
+
+
+def daemon_status(report: HealthReport) -> dict[str, Any]:
+    """``GET /api/admin/daemon/status``: ``health.evaluate``'s report, API-shaped."""
+    data = report.to_dict()
+    return {
+        "daemon_running": report.daemon_running,
+        "health": data["health"],
+        "health_message": report.message,
+        "status": report.status,
+        "problems": report.problems,
+        "newest_heartbeat_at": data["newest_heartbeat_at"],
+        "overdue_schedules": report.overdue,
+        "failing_schedules": report.failing,
+        "workers": report.workers,
+    }
+
+
+def daemon_fingerprint(status: Mapping[str, Any]) -> str:
+    """What must change for a new ``daemon`` event (not the ages, which always do)."""
+    workers = [
+        (w.get("id"), w.get("status"), w.get("last_heartbeat_at"), w.get("alive"))
+        for w in status.get("workers", [])
+    ]
+    return json.dumps(
+        [
+            status.get("health"),
+            status.get("daemon_running"),
+            workers,
+            status.get("overdue_schedules"),
+            status.get("failing_schedules"),
+        ],
+        default=str,
+    )
+
+
+def sse_frame(event: str, data: Any) -> str:
+    """One Server-Sent Event: ``event: <type>`` and one ``data:`` line of JSON."""
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'), default=str)}\n\n"
+
+
+def sse_comment(text: str) -> str:
+    return f": {text}\n\n"
+
+
+def missed_policy_text(policy: str, grace_s: int, max_catch_up_s: int | None) -> str:
+    """What happens to slots no daemon fired in time, in one sentence for the UI."""
+    if policy == "RUN_ONCE":
+        window = f"{max_catch_up_s // 60} min" if max_catch_up_s else "the catch-up window"
+        return (
+            f"RUN_ONCE: if slots were missed (fired more than {grace_s} s late) within "
+            f"{window}, the jobs run once as soon as a daemon is back, then the schedule "
+            "continues."
+        )
+    return (
+        f"SKIP: a slot not fired within {grace_s} s of its time (no daemon running) is "
+        "skipped and recorded in the history, never run late."
+    )
+
+
+def schedule_entry(view: Any) -> dict[str, Any]:
+    """A ``ScheduleView`` as the API returns it: its dict, the reason it cannot run (if
+    any) and the missed-run policy in words."""
+    data: dict[str, Any] = view.to_dict()
+    data["note"] = view.note
+    data["missed_policy_description"] = missed_policy_text(
+        view.missed_policy, view.grace_s, view.max_catch_up_s
+    )
+    return data
+
+
+def run_detail(run: dict[str, Any], logs: list[dict[str, Any]]) -> dict[str, Any]:
+    data = dict(run)
+    done, total = run.get("progress_done"), run.get("progress_total")
+    data["progress_percent"] = (
+        round(100 * min(max(done, 0), total) / total, 1)
+        if isinstance(done, int) and isinstance(total, int) and total > 0
+        else None
+    )
+    data["logs"] = logs
+    return data

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need into .venv, then runs ruff, mypy and
+# pytest. MariaDB tests run when JOBSYS_TEST_MYSQL_URL is set (the summary says so).
+#
+#   ./test.sh                  # everything
+#   ./test.sh tests/test_cron.py -k dst    # arguments go to pytest
+set -euo pipefail
+cd "$(dirname "$0")"
+python="${PYTHON:-python3}"
+
+if [[ ! -x .venv/bin/python ]]; then
+    "$python" -m venv .venv
+fi
+stamp=".venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)"
+if [[ ! -f "$stamp" ]]; then
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+    touch "$stamp"
+fi
+
+if [[ -z "${JOBSYS_TEST_MYSQL_URL:-}" ]]; then
+    echo "note: JOBSYS_TEST_MYSQL_URL is not set: MariaDB tests will be skipped" >&2
+fi
+
+if [[ $# -eq 0 ]]; then
+    lint_paths=()
+    for d in jobsys tests bench migrations; do [[ -d "$d" ]] && lint_paths+=("$d"); done
+    .venv/bin/ruff check "${lint_paths[@]}"
+    .venv/bin/ruff format --check "${lint_paths[@]}"
+    .venv/bin/mypy
+fi
+exec .venv/bin/python -m pytest "$@"

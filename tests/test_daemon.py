@@ -1,0 +1,349 @@
+"""The daemon on a fake clock: firing on boundaries and across DST, missed runs, overlap,
+dependency order, leases and recovery. Jobs run in real forked children."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from jobsys.clock import FakeClock
+from jobsys.definitions import App
+from jobsys.store.batches import create_manual_batch
+from jobsys.store.db import session
+from jobsys.store.models import RunStatus, WorkerInstance
+from jobsys.store.queries import get_run
+from jobsys.store.schedules import set_enabled
+from tests.daemon_helpers import (
+    active_runs,
+    batches,
+    close_daemons,
+    fired_slots,
+    make_app,
+    make_daemon,
+    runs_of,
+    schedule_row,
+    settle,
+)
+
+
+@pytest.fixture(autouse=True)
+def _close_daemons() -> Iterator[None]:
+    yield
+    close_daemons()
+
+
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def enable(engine: Engine, app: App, schedule_id: str, now: datetime) -> None:
+    set_enabled(engine, app, "development", schedule_id, True, now=now, actor="test")
+
+
+def step_to(daemon: Any, clock: FakeClock, instant: datetime) -> None:
+    """Move the fake clock to ``instant`` and let the daemon act (and its jobs finish)."""
+    clock.set(instant)
+    daemon.tick()
+    settle(daemon)
+
+
+@pytest.mark.parametrize(
+    ("cron", "before", "slot"),
+    [
+        ("* * * * *", "2027-01-01T10:00:59.900", "2027-01-01T10:01:00"),  # minute
+        ("0 * * * *", "2027-01-01T10:59:59", "2027-01-01T11:00:00"),  # hour
+        ("0 0 * * *", "2027-01-01T23:59:59", "2027-01-02T00:00:00"),  # day
+        ("0 0 1 * *", "2027-01-31T23:59:59", "2027-02-01T00:00:00"),  # month
+        ("0 0 1 1 *", "2027-12-31T23:59:59", "2028-01-01T00:00:00"),  # year
+    ],
+)
+def test_slot_fires_once_at_its_boundary(engine: Engine, cron: str, before: str, slot: str) -> None:
+    app = make_app(lambda a: a.schedule("s", cron=cron, mode="GROUP", group="g"))
+    clock = FakeClock(utc(before) - timedelta(seconds=1))
+    daemon = make_daemon(engine, app, clock)
+    enable(engine, app, "s", clock.now())
+    step_to(daemon, clock, utc(before))
+    assert batches(engine, "s") == []
+    assert daemon.tick() <= 1.0  # it sleeps until the slot, not a whole poll
+    step_to(daemon, clock, utc(slot))
+    step_to(daemon, clock, utc(slot) + timedelta(seconds=1))
+    got = batches(engine, "s")
+    assert [b.scheduled_for for b in got] == [utc(slot)]
+    assert got[0].status == RunStatus.SUCCESS and got[0].trigger == "CRON"
+    runs = runs_of(engine, got[0].id or 0)
+    assert set(runs) == {"quick", "after_quick"}
+    assert all(r.status == RunStatus.SUCCESS for r in runs.values())
+    # dependency order: after_quick started after quick finished
+    assert runs["after_quick"].started_at >= runs["quick"].finished_at  # type: ignore[operator]
+    row = schedule_row(engine, "s")
+    assert row.run_count == 1 and row.last_run_status == RunStatus.SUCCESS
+    assert row.next_run_at is not None and row.next_run_at > utc(slot)
+
+
+def _walk(daemon: Any, clock: FakeClock, start: datetime, end: datetime, step: timedelta) -> None:
+    t = start
+    while t <= end:
+        clock.set(t)
+        daemon.tick()
+        settle(daemon)  # each slot's jobs finish before the clock moves on
+        t += step
+
+
+def test_fixed_time_schedule_fires_once_on_fall_back_day(engine: Engine) -> None:
+    app = make_app(
+        lambda a: a.schedule(
+            "ny", cron="30 1 * * *", timezone="America/New_York", mode="GROUP", group="g"
+        )
+    )
+    clock = FakeClock(utc("2027-11-06T12:00:00"))
+    daemon = make_daemon(engine, app, clock)
+    enable(engine, app, "ny", clock.now())
+    _walk(daemon, clock, clock.now(), utc("2027-11-08T12:00:00"), timedelta(minutes=15))
+    # 01:30 EDT on the 7th (05:30Z) fires; the repeated 01:30 EST (06:30Z) does not.
+    assert fired_slots(engine, "ny") == [utc("2027-11-07T05:30:00"), utc("2027-11-08T06:30:00")]
+
+
+def test_fixed_time_schedule_fires_once_on_spring_forward_day(engine: Engine) -> None:
+    app = make_app(
+        lambda a: a.schedule(
+            "ny", cron="30 2 * * *", timezone="America/New_York", mode="GROUP", group="g"
+        )
+    )
+    clock = FakeClock(utc("2027-03-13T12:00:00"))
+    daemon = make_daemon(engine, app, clock)
+    enable(engine, app, "ny", clock.now())
+    _walk(daemon, clock, clock.now(), utc("2027-03-15T12:00:00"), timedelta(minutes=15))
+    # 02:30 does not exist on the 14th: it fires once, at 03:00 EDT (07:00Z).
+    assert fired_slots(engine, "ny") == [utc("2027-03-14T07:00:00"), utc("2027-03-15T06:30:00")]
+
+
+def test_wildcard_schedule_fires_twice_through_the_repeated_hour(engine: Engine) -> None:
+    app = make_app(
+        lambda a: a.schedule(
+            "half", cron="*/30 1 * * *", timezone="America/New_York", mode="GROUP", group="g"
+        )
+    )
+    clock = FakeClock(utc("2027-11-07T04:00:00"))
+    daemon = make_daemon(engine, app, clock)
+    enable(engine, app, "half", clock.now())
+    _walk(daemon, clock, clock.now(), utc("2027-11-07T07:00:00"), timedelta(minutes=5))
+    assert fired_slots(engine, "half") == [
+        utc("2027-11-07T05:00:00"),
+        utc("2027-11-07T05:30:00"),  # 01:00, 01:30 EDT
+        utc("2027-11-07T06:00:00"),
+        utc("2027-11-07T06:30:00"),  # 01:00, 01:30 EST
+    ]
+
+
+def test_skip_after_downtime_records_missed_slots(engine: Engine) -> None:
+    app = make_app(lambda a: a.schedule("h", cron="0 * * * *", mode="GROUP", group="g"))
+    clock = FakeClock(utc("2027-01-01T09:30:00"))
+    daemon = make_daemon(engine, app, clock)
+    enable(engine, app, "h", clock.now())
+    # The daemon is down from 09:30 to 12:30: 10:00, 11:00 and 12:00 are missed.
+    step_to(daemon, clock, utc("2027-01-01T12:30:00"))
+    got = batches(engine, "h")
+    assert [(b.scheduled_for, b.status) for b in got] == [
+        (utc("2027-01-01T10:00:00"), RunStatus.SKIPPED),
+        (utc("2027-01-01T11:00:00"), RunStatus.SKIPPED),
+        (utc("2027-01-01T12:00:00"), RunStatus.SKIPPED),
+    ]
+    assert all("missed" in (b.reason or "") for b in got)
+    assert schedule_row(engine, "h").next_run_at == utc("2027-01-01T13:00:00")
+    step_to(daemon, clock, utc("2027-01-01T13:00:00.010"))
+    assert fired_slots(engine, "h") == [utc("2027-01-01T13:00:00")]
+
+
+def test_run_once_catches_up_once_after_downtime(engine: Engine) -> None:
+    app = make_app(
+        lambda a: a.schedule(
+            "h", cron="0 * * * *", mode="GROUP", group="g", missed="RUN_ONCE", max_catch_up="2h"
+        )
+    )
+    clock = FakeClock(utc("2027-01-01T09:30:00"))
+    daemon = make_daemon(engine, app, clock)
+    enable(engine, app, "h", clock.now())
+    step_to(daemon, clock, utc("2027-01-01T12:30:00"))
+    got = batches(engine, "h")
+    assert [(b.scheduled_for, b.status) for b in got] == [
+        (utc("2027-01-01T10:00:00"), RunStatus.SKIPPED),
+        (utc("2027-01-01T11:00:00"), RunStatus.SKIPPED),
+        (utc("2027-01-01T12:00:00"), RunStatus.SUCCESS),
+    ]
+    assert "catch-up" in (got[-1].reason or "")
+
+
+def test_overlap_is_skipped_and_recorded(engine: Engine) -> None:
+    app = make_app(lambda a: a.schedule("s", cron="* * * * *", mode="GROUP", group="slow"))
+    clock = FakeClock(utc("2027-01-01T10:00:30"))
+    daemon = make_daemon(engine, app, clock)
+    enable(engine, app, "s", clock.now())
+    clock.set(utc("2027-01-01T10:01:00"))
+    daemon.tick()  # fires; the slow job (2 s real time) starts
+    assert [r[1] for r in active_runs(engine)] == ["slow"]
+    clock.set(utc("2027-01-01T10:02:00"))
+    daemon.tick()  # the previous batch still runs: this slot is skipped
+    settle(daemon)
+    got = batches(engine, "s")
+    assert [(b.scheduled_for, b.status) for b in got] == [
+        (utc("2027-01-01T10:01:00"), RunStatus.SUCCESS),
+        (utc("2027-01-01T10:02:00"), RunStatus.SKIPPED),
+    ]
+    assert "overlap" in (got[1].reason or "")
+
+
+def test_a_job_never_runs_twice_at_once(engine: Engine) -> None:
+    app = make_app()
+    clock = FakeClock(utc("2027-01-01T10:00:00"))
+    daemon = make_daemon(engine, app, clock)
+    first = create_manual_batch(
+        engine, app, mode="JOB", job="slow", params={"seconds": 1.0}, now=clock.now(), actor="t"
+    )
+    second = create_manual_batch(
+        engine, app, mode="JOB", job="slow", params={"seconds": 0.1}, now=clock.now(), actor="t"
+    )
+    daemon.tick()
+    assert [r[0] for r in active_runs(engine) if r[2] == "RUNNING"] == first.run_ids
+    settle(daemon)
+    a, b = get_run(engine, first.run_ids[0]), get_run(engine, second.run_ids[0])
+    assert a["status"] == b["status"] == "SUCCESS"
+    assert b["started_at"] >= a["finished_at"]
+
+
+def test_failure_skips_dependents_and_fails_the_batch(engine: Engine) -> None:
+    app = make_app(lambda a: a.schedule("bad", cron="0 * * * *", mode="GROUP", group="bad"))
+    clock = FakeClock(utc("2027-01-01T09:59:00"))
+    daemon = make_daemon(engine, app, clock)
+    enable(engine, app, "bad", clock.now())
+    step_to(daemon, clock, utc("2027-01-01T10:00:00"))
+    (batch,) = batches(engine, "bad")
+    runs = runs_of(engine, batch.id or 0)
+    assert runs["boom"].status == RunStatus.FAILED and "RuntimeError: boom" in (
+        runs["boom"].error or ""
+    )
+    assert runs["after_boom"].status == RunStatus.SKIPPED and "boom" in (
+        runs["after_boom"].error or ""
+    )
+    assert batch.status == RunStatus.FAILED
+    row = schedule_row(engine, "bad")
+    assert (
+        row.failure_count == 1 and row.consecutive_failures == 1 and row.last_run_status == "FAILED"
+    )
+
+
+def test_manual_trigger_does_not_move_next_run(engine: Engine) -> None:
+    app = make_app(lambda a: a.schedule("h", cron="0 * * * *", mode="GROUP", group="g"))
+    clock = FakeClock(utc("2027-01-01T09:30:00"))
+    daemon = make_daemon(engine, app, clock)
+    enable(engine, app, "h", clock.now())
+    created = create_manual_batch(
+        engine, app, mode="ALL_JOBS", schedule_id="h", now=clock.now(), actor="alice"
+    )
+    settle(daemon)
+    run = get_run(engine, created.run_ids[0])
+    assert (
+        run["trigger"] == "MANUAL" and run["triggered_by"] == "alice" and run["status"] == "SUCCESS"
+    )
+    assert schedule_row(engine, "h").next_run_at == utc("2027-01-01T10:00:00")
+
+
+def test_lease_expires_only_when_its_holder_stops_heartbeating(engine: Engine) -> None:
+    app = make_app()
+    clock = FakeClock(utc("2027-01-01T10:00:00"))
+    # lock timeout 5 min, heartbeat every minute
+    holder = make_daemon(engine, app, clock, lock_timeout_ms=300_000, poll_interval_ms=60_000)
+    other = make_daemon(
+        engine, app, clock, lock_timeout_ms=300_000, poll_interval_ms=60_000, concurrency=1
+    )
+    created = create_manual_batch(
+        engine, app, mode="JOB", job="slow", params={"seconds": 30.0}, now=clock.now(), actor="t"
+    )
+    holder.tick()
+    run_id = created.run_ids[0]
+    assert get_run(engine, run_id)["worker_id"] == holder.worker_id
+    # 20 fake minutes pass; the holder keeps heartbeating: its lease stays.
+    for _ in range(20):
+        clock.advance(timedelta(minutes=1))
+        holder.tick()
+        other.tick()
+    assert get_run(engine, run_id)["status"] == "RUNNING"
+    # The holder stops (it hangs, say); after LOCK_TIMEOUT the other daemon recovers.
+    clock.advance(timedelta(minutes=4))
+    other.tick()
+    assert get_run(engine, run_id)["status"] == "RUNNING"  # 4 min < 5 min: not stale yet
+    clock.advance(timedelta(minutes=2))
+    other.tick()
+    run = get_run(engine, run_id)
+    assert run["status"] == "FAILED" and "daemon lost" in run["error"]
+    with session(engine) as s:
+        dead = s.get(WorkerInstance, holder.worker_id)
+        assert dead is not None and dead.status == "STOPPED"
+
+
+def test_runs_left_running_by_a_dead_instance_are_recovered_at_start(engine: Engine) -> None:
+    app = make_app()
+    clock = FakeClock(utc("2027-01-01T10:00:00"))
+    dead = make_daemon(engine, app, clock)
+    created = create_manual_batch(
+        engine, app, mode="JOB", job="slow", params={"seconds": 30.0}, now=clock.now(), actor="t"
+    )
+    dead.tick()
+    assert get_run(engine, created.run_ids[0])["status"] == "RUNNING"
+    for entry in list(dead.running.values()):
+        entry.child.close()  # the daemon "dies" with its job (close kills and reaps it)
+    dead.running.clear()
+    clock.advance(timedelta(hours=2))
+    fresh = make_daemon(engine, app, clock)  # start() recovers
+    run = get_run(engine, created.run_ids[0])
+    assert run["status"] == "FAILED" and "daemon lost" in run["error"]
+    # the job's mutex is free again: a new run of it can start
+    again = create_manual_batch(
+        engine, app, mode="JOB", job="slow", params={"seconds": 0.1}, now=clock.now(), actor="t"
+    )
+    settle(fresh)
+    assert get_run(engine, again.run_ids[0])["status"] == "SUCCESS"
+
+
+def test_disabled_schedule_does_not_fire(engine: Engine) -> None:
+    app = make_app(lambda a: a.schedule("h", cron="0 * * * *", mode="GROUP", group="g"))
+    clock = FakeClock(utc("2027-01-01T09:59:00"))
+    daemon = make_daemon(engine, app, clock)
+    enable(engine, app, "h", clock.now())
+    set_enabled(engine, app, "development", "h", False, now=clock.now(), actor="t")
+    step_to(daemon, clock, utc("2027-01-01T10:00:00"))
+    assert batches(engine, "h") == []
+
+
+def test_runs_without_params_get_defaults_and_missing_required_params_fail(engine: Engine) -> None:
+    def build(a: App) -> None:
+        @a.job(group="p", params={"limit": {"type": "integer", "default": 7}})
+        def with_default(ctx: Any) -> None:
+            ctx.log.info(f"limit={ctx.params['limit']}")
+
+        @a.job(group="p", params={"day": {"type": "string", "required": True}})
+        def needs_day(ctx: Any) -> None:
+            ctx.log.info(ctx.params["day"])
+
+        @a.job(group="p", depends_on=["needs_day"])
+        def after_day(ctx: Any) -> None: ...
+
+        a.schedule("p", cron="0 * * * *", mode="GROUP", group="p")
+
+    app = make_app(build)
+    clock = FakeClock(utc("2027-01-01T09:59:00"))
+    daemon = make_daemon(engine, app, clock)
+    enable(engine, app, "p", clock.now())
+    step_to(daemon, clock, utc("2027-01-01T10:00:00"))
+    (batch,) = batches(engine, "p")
+    runs = runs_of(engine, batch.id or 0)
+    assert runs["with_default"].status == RunStatus.SUCCESS
+    assert runs["with_default"].params == {"limit": 7}
+    logs = get_run(engine, runs["with_default"].id or 0)["logs"]
+    assert any(line["message"] == "limit=7" for line in logs)
+    assert runs["needs_day"].status == RunStatus.FAILED
+    assert "param 'day' is required" in (runs["needs_day"].error or "")
+    assert runs["after_day"].status == RunStatus.SKIPPED

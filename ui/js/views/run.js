@@ -1,0 +1,157 @@
+// One run: status, times, error, params, progress and its logs (tailed while it runs).
+import * as api from "../api.js";
+import { h, fill, newId, announce } from "../dom.js";
+import { duration, elapsedEl, json, utcText, parseTime, zonedText, LOCAL_TZ } from "../format.js";
+import {
+  actionButton, batchLink, dl, errorBox, link, progressBar, scheduleLink, statusBadge, when,
+} from "../components.js";
+import { cancelRun } from "./jobs.js";
+
+const ACTIVE = new Set(["QUEUED", "RUNNING"]);
+const LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
+
+function logLine(line) {
+  const level = String(line.level || "INFO").toUpperCase();
+  const date = parseTime(line.ts);
+  return h(`li.log-line.log-${level.toLowerCase()}`, { dataset: { level, logId: String(line.id) } },
+    h("time.log-ts", date ? { datetime: date.toISOString(), title: `${utcText(date)} UTC\n${zonedText(date)} ${LOCAL_TZ}` } : {},
+      date ? utcText(date).slice(11) : ""),
+    h("span.log-level", level),
+    h("span.log-msg", line.message));
+}
+
+export async function renderRun(ctx) {
+  const runId = Number(ctx.params[0]);
+  const heading = h("h1", `Run #${runId}`);
+  const statusEl = h("div.run-status", { "aria-live": "polite", "aria-atomic": "true" });
+  const actions = h("div.actions");
+  const metaEl = h("div");
+  const errorEl = h("div");
+  const progressEl = h("div.run-progress");
+  const paramsEl = h("pre.code-block.params");
+  const logList = h("ol.log", { "aria-label": "Log lines" });
+  const logEmpty = h("p.muted.log-empty", "No log lines yet.");
+  const followId = newId("follow");
+  const follow = h("input", { type: "checkbox", id: followId, checked: true });
+  const levelId = newId("level");
+  const levelSel = h("select", { id: levelId },
+    h("option", { value: "" }, "all levels"),
+    LEVELS.slice(1).map((l) => h("option", { value: l }, `${l} and above`)));
+  const logBox = h("div.log-box", { tabindex: "0", role: "region", "aria-label": "Logs" }, logEmpty, logList);
+  const liveNote = h("span.muted.small.log-live");
+  fill(ctx.el,
+    h("p.crumbs", link("/admin/jobs", "← Jobs")),
+    h("div.page-head.run-head", heading, statusEl, actions),
+    metaEl, errorEl, progressEl,
+    h("section.section", { "aria-labelledby": "params-title" },
+      h("h2", { id: "params-title" }, "Parameters"), paramsEl),
+    h("section.section", { "aria-labelledby": "logs-title" },
+      h("div.section-head.log-head", h("h2", { id: "logs-title" }, "Logs ", liveNote),
+        h("div.log-tools",
+          h("div.field.field-inline", h("label", { for: levelId }, "Show"), levelSel),
+          h("div.check-line", follow, h("label", { for: followId }, "Follow new lines")))),
+      logBox));
+
+  let run = null;
+  let lastLogId = 0;
+  let fetching = null;
+  let again = false;
+
+  const applyLevel = () => {
+    const min = LEVELS.indexOf(levelSel.value);
+    for (const li of logList.children) {
+      li.hidden = min > 0 && LEVELS.indexOf(li.dataset.level) < min;
+    }
+  };
+  levelSel.addEventListener("change", applyLevel);
+
+  const appendLogs = (lines) => {
+    if (!lines.length) return;
+    const fresh = lines.filter((l) => l.id === undefined || l.id > lastLogId);
+    const nearBottom = logBox.scrollHeight - logBox.scrollTop - logBox.clientHeight < 40;
+    for (const line of fresh) logList.append(logLine(line));
+    for (const line of fresh) if (line.id) lastLogId = Math.max(lastLogId, line.id);
+    logEmpty.hidden = logList.children.length > 0;
+    applyLevel();
+    if (follow.checked && (nearBottom || ACTIVE.has(run && run.status))) logBox.scrollTop = logBox.scrollHeight;
+  };
+
+  const renderRunData = (data) => {
+    const previous = run ? run.status : null;
+    run = { ...(run || {}), ...data };
+    heading.textContent = `Run #${run.id} · ${run.job_name}`;
+    ctx.title(`Run #${run.id} ${run.job_name}`);
+    fill(statusEl, statusBadge(run.status, { id: "run-status" }),
+      run.cancel_requested && ACTIVE.has(run.status) ? h("span.muted", " cancel requested") : null);
+    if (previous && previous !== run.status) announce(`Run ${run.id} is now ${run.status}`);
+    fill(actions, ACTIVE.has(run.status) && !run.cancel_requested
+      ? actionButton("Cancel run", { class: "btn-danger" }, async () => {
+        const updated = await cancelRun(run);
+        if (updated && ctx.current) renderRunData(updated);
+      }) : null);
+    liveNote.textContent = ACTIVE.has(run.status) ? "· updating live" : "";
+    const took = run.status === "RUNNING" ? elapsedEl(run.started_at)
+      : run.duration_ms !== null && run.duration_ms !== undefined ? duration(run.duration_ms) : "—";
+    fill(metaEl, dl([
+      ["Job", h("strong", run.job_name)],
+      ["Status", statusBadge(run.status)],
+      ["Trigger", `${run.trigger}${run.triggered_by ? ` by ${run.triggered_by}` : ""}`],
+      ["Schedule", scheduleLink(run.schedule_id)],
+      ["Batch", batchLink(run.batch_id)],
+      run.depends_on && run.depends_on.length ? ["After", run.depends_on.join(", ")] : null,
+      run.scheduled_for ? ["Slot", when(run.scheduled_for, { absolute: true })] : null,
+      ["Queued", when(run.queued_at, { absolute: true })],
+      ["Started", when(run.started_at, { absolute: true, empty: "not yet" })],
+      ["Finished", when(run.finished_at, { absolute: true, empty: "not yet" })],
+      ["Duration", took],
+      ["Worker", run.worker_id || "—"],
+      run.exit_code !== null && run.exit_code !== undefined ? ["Exit code", String(run.exit_code)] : null,
+      run.timeout_s ? ["Timeout", duration(run.timeout_s * 1000)] : null,
+    ]));
+    fill(errorEl, run.error ? h("div.notice.notice-error.run-error", { role: "alert" },
+      h("strong", "Error: "), h("span.error-text", run.error)) : null);
+    const hasProgress = run.progress_total !== null && run.progress_total !== undefined;
+    fill(progressEl, run.status === "RUNNING" || hasProgress
+      ? h("div.field", h("span.label", "Progress"),
+        progressBar(run.progress_done, run.progress_total, `Progress of run ${run.id}`))
+      : null);
+    paramsEl.textContent = run.params && Object.keys(run.params).length ? json(run.params) : "{} (no parameters)";
+  };
+
+  const fetchRun = async () => {
+    if (fetching) {
+      again = true;
+      return fetching;
+    }
+    fetching = (async () => {
+      try {
+        do {
+          again = false;
+          const data = await api.get(`/job-runs/${runId}${api.query({ logs_after: lastLogId || null })}`);
+          if (!ctx.current) return;
+          const { logs, ...rest } = data;
+          renderRunData(rest);
+          appendLogs(logs || []);
+        } while (again && ctx.current);
+      } finally {
+        fetching = null;
+      }
+    })();
+    return fetching;
+  };
+
+  ctx.on("run", (data) => { if (data.id === runId) renderRunData(data); });
+  ctx.on("logs", (data) => { if (data.run_id === runId && data.last_log_id > lastLogId) fetchRun().catch(() => {}); });
+  ctx.on("open", ({ reconnected }) => { if (reconnected) fetchRun().catch(() => {}); });
+  // Safety net while the run is active (a missed event must not freeze the page).
+  ctx.every(10000, () => { if (run && ACTIVE.has(run.status)) fetchRun().catch(() => {}); });
+  try {
+    await fetchRun();
+  } catch (err) {
+    if (err.status === 404) {
+      fill(ctx.el, h("p.crumbs", link("/admin/jobs", "← Jobs")), h("h1", "Run not found"), errorBox(err));
+      return;
+    }
+    throw err;
+  }
+}
