@@ -288,11 +288,24 @@ def cmd_daemon(ctx: Context) -> int:
         log.info("SCHEDULE_DAEMON_ENABLED=false: scheduling is paused, the daemon exits")
         return 0
     app = ctx.app
-    engine = ctx.current_engine()
-    from jobsys.clock import SystemClock
-    from jobsys.daemon import Daemon
+    # Before the database layer is imported: the lean process that forks the job
+    # children (see jobsys/forkserver.py).
+    from jobsys.executor import Executor
+    from jobsys.forkserver import ForkServer
 
-    return Daemon(engine=engine, app=app, settings=settings, clock=SystemClock()).run()
+    executor = Executor(app, server=ForkServer.start(app))
+    try:
+        engine = ctx.current_engine()
+        from jobsys.clock import SystemClock
+        from jobsys.daemon import Daemon
+
+        daemon = Daemon(
+            engine=engine, app=app, settings=settings, clock=SystemClock(), executor=executor
+        )
+    except BaseException:
+        executor.close()
+        raise
+    return daemon.run()
 
 
 def cmd_health(ctx: Context) -> int:

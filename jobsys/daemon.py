@@ -112,6 +112,9 @@ class Daemon:
     def __post_init__(self) -> None:
         self.executor = self.executor or Executor(self.app)
         self.running: dict[int, Running] = {}
+        self.queue = runs.RunQueue()
+        # Outcomes not yet written (the database failed us): written first next time.
+        self._unrecorded: list[runs.Finished] = []
         self._stop = False
         self._woken = True
         self._next_heartbeat = 0.0  # monotonic; 0 = at the first tick
@@ -223,23 +226,26 @@ class Daemon:
             overview = firing.poll_overview(self.idle_engine, now - self.lock_timeout)
             self._due_at = overview.earliest_next_run
             self._more_queued = self._more_queued or overview.has_queued
+            self.queue.stale = True  # runs may have been queued elsewhere (Run Now, CLI)
             if overview.stale_workers:
                 self._recover(now)
 
         if self._due_at is not None and self._due_at <= now:
-            for schedule_id in firing.due_schedule_ids(self.engine, now):
-                fired = firing.fire_schedule(
-                    self.engine, self.app, schedule_id, worker_id=self.worker_id, now=now
-                )
-                if fired is not None:
-                    self._log_fired(fired, now)
-                    stats.fired += 1 if fired.batch_id else 0
-            self._due_at = firing.earliest_next_run(self.engine)
-            if self._due_at is not None and self._due_at <= now:
-                # Still due: another daemon holds it mid-transaction, or this daemon's code
-                # lacks it. Look again shortly instead of spinning.
-                self._due_at = now + timedelta(seconds=1)
+            fired, more = firing.fire_due(self.engine, self.app, worker_id=self.worker_id, now=now)
+            self._log_fired(fired, now)
+            stats.fired = sum(1 for f in fired if f.batch_id)
+            if more and fired:
+                # A chunk fired and more are due: claim and start runs first, then fire
+                # the next chunk on the next tick (at once).
+                self._due_at = now
+            else:
+                self._due_at = firing.earliest_next_run(self.engine)
+                if self._due_at is not None and self._due_at <= now:
+                    # Still due: another daemon holds it mid-transaction, or this daemon's
+                    # code lacks it. Look again shortly instead of spinning.
+                    self._due_at = now + timedelta(seconds=1)
             self._more_queued = True
+            self.queue.stale = True
 
         if self.running and (poll_due or woken):
             for run_id in runs.cancel_requested(self.engine, self.worker_id):
@@ -312,23 +318,32 @@ class Daemon:
             waits.append(PRUNE_PAUSE_S)
         return max(0.0, min(waits))
 
-    def _log_fired(self, fired: firing.Fired, now: datetime) -> None:
-        extra = {
-            "schedule_id": fired.schedule_id,
-            "batch_id": fired.batch_id,
-            "slot": None if fired.slot is None else fired.slot.isoformat(),
-        }
-        if fired.skipped:
-            log.warning("%d slot(s) recorded as missed/skipped", fired.skipped, extra=extra)
-        if fired.batch_id is not None and fired.slot is not None:
-            late = (now - fired.slot).total_seconds() * 1000
-            log.info(
-                "fired slot %s (%.0f ms late), %d run(s)",
-                fired.slot.isoformat(),
-                late,
-                len(fired.run_ids),
-                extra=extra,
-            )
+    def _log_fired(self, fired: list[firing.Fired], now: datetime) -> None:
+        # One line per slot reads well for a few schedules; a thousand due at once get a
+        # summary at INFO and their lines at DEBUG.
+        level = logging.INFO if len(fired) <= 20 else logging.DEBUG
+        batches = 0
+        for one in fired:
+            extra = {
+                "schedule_id": one.schedule_id,
+                "batch_id": one.batch_id,
+                "slot": None if one.slot is None else one.slot.isoformat(),
+            }
+            if one.skipped:
+                log.warning("%d slot(s) recorded as missed/skipped", one.skipped, extra=extra)
+            if one.batch_id is not None and one.slot is not None:
+                batches += 1
+                late = (now - one.slot).total_seconds() * 1000
+                log.log(
+                    level,
+                    "fired slot %s (%.0f ms late), %d run(s)",
+                    one.slot.isoformat(),
+                    late,
+                    len(one.run_ids),
+                    extra=extra,
+                )
+        if level == logging.DEBUG and batches:
+            log.info("fired %d slot(s)", batches)
 
     # -- runs --------------------------------------------------------------------------
     def _claim_and_start(self, free: int, now: datetime) -> int:
@@ -337,25 +352,18 @@ class Daemon:
             worker_id=self.worker_id,
             limit=free,
             clock=self.clock.now,
-            known_jobs=list(self.app.jobs),
+            known_jobs=self.app.jobs,
+            queue=self.queue,
         )
         assert self.executor is not None
+        ready: list[tuple[runs.ClaimedRun, RunSpec]] = []
         for run in claimed:
             try:
                 # Runs nobody gave params to (schedules, run all) must still satisfy the
                 # job's declared params: a required one without a default fails clearly.
                 params = validate_params(self.app.jobs[run.job_name], run.params)
             except DefinitionError as exc:
-                runs.finish_run(
-                    self.engine,
-                    run.run_id,
-                    worker_id=self.worker_id,
-                    status=RunStatus.FAILED,
-                    error=str(exc),
-                    exit_code=None,
-                    started_at=run.started_at,
-                    now=self.clock.now(),
-                )
+                self._fail_unstarted(run, str(exc))
                 continue
             spec = RunSpec(
                 run_id=run.run_id,
@@ -368,12 +376,14 @@ class Daemon:
                 database_url=self.settings.database_url,
                 timeout_s=run.timeout_s,
             )
-            try:
-                child = self.executor.start(spec)
-            except Exception as exc:
+            ready.append((run, spec))
+        started = self.executor.start_many([spec for _, spec in ready])
+        for (run, _), child in zip(ready, started, strict=True):
+            if isinstance(child, Exception):
                 # fork failed (e.g. out of processes): fail the run and keep going
-                log.exception(
-                    "could not start run",
+                log.error(
+                    "could not start run: %s",
+                    child,
                     extra={
                         "run_id": run.run_id,
                         "job": run.job_name,
@@ -381,16 +391,7 @@ class Daemon:
                         "schedule_id": run.schedule_id,
                     },
                 )
-                runs.finish_run(
-                    self.engine,
-                    run.run_id,
-                    worker_id=self.worker_id,
-                    status=RunStatus.FAILED,
-                    error=f"could not start: {type(exc).__name__}: {exc}",
-                    exit_code=None,
-                    started_at=run.started_at,
-                    now=self.clock.now(),
-                )
+                self._fail_unstarted(run, f"could not start: {type(child).__name__}: {child}")
                 continue
             entry = Running(
                 child,
@@ -406,9 +407,22 @@ class Daemon:
                 self._selector.register(child, selectors.EVENT_READ, run.run_id)
         return len(claimed)
 
+    def _fail_unstarted(self, run: runs.ClaimedRun, error: str) -> None:
+        finished = runs.Finished(
+            run_id=run.run_id,
+            batch_id=run.batch_id,
+            job_name=run.job_name,
+            status=RunStatus.FAILED,
+            error=error,
+            exit_code=None,
+            started_at=run.started_at,
+        )
+        runs.finish_runs(self.engine, [finished], worker_id=self.worker_id, now=self.clock.now())
+
     def _service_children(self) -> int:
-        """Store logs and progress; record outcomes of children that exited."""
-        finished = 0
+        """Store logs and progress; record outcomes of children that exited (all of them
+        in one transaction)."""
+        ended, self._unrecorded = self._unrecorded, []
         for run_id, entry in list(self.running.items()):
             lines, progress = entry.child.drain()
             if lines:
@@ -428,7 +442,6 @@ class Daemon:
             if outcome is None:
                 continue
             self._forget(run_id)
-            finished += 1
             log.log(
                 logging.INFO if outcome.status == RunStatus.SUCCESS else logging.WARNING,
                 "run %s %s%s",
@@ -437,17 +450,27 @@ class Daemon:
                 f": {outcome.error}" if outcome.error else "",
                 extra=entry.log_extra,
             )
-            runs.finish_run(
-                self.engine,
-                run_id,
-                worker_id=self.worker_id,
-                status=outcome.status,
-                error=outcome.error,
-                exit_code=outcome.exit_code,
-                started_at=entry.started_at,
-                now=self.clock.now(),
+            ended.append(
+                runs.Finished(
+                    run_id=run_id,
+                    batch_id=entry.batch_id,
+                    job_name=entry.job_name,
+                    status=outcome.status,
+                    error=outcome.error,
+                    exit_code=outcome.exit_code,
+                    started_at=entry.started_at,
+                )
             )
-        return finished
+        if ended:
+            try:
+                runs.finish_runs(self.engine, ended, worker_id=self.worker_id, now=self.clock.now())
+            except Exception:
+                self._unrecorded = ended  # the children are gone; their outcomes are not
+                raise
+            if any(row.depends_on for row in self.queue.rows):
+                # Dependents may now run or be skipped: the snapshot's statuses are old.
+                self.queue.stale = True
+        return len(ended)
 
     def _write_progress(self, entry: Running, *, final: bool) -> None:
         mono = self.clock.monotonic()
@@ -581,6 +604,8 @@ class Daemon:
 
     def _close(self) -> None:
         self.idle_engine.dispose()
+        if self.executor is not None:
+            self.executor.close()
         for sock in (self._signal_r, self._signal_w):
             if sock is not None:
                 sock.close()

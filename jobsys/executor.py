@@ -74,6 +74,7 @@ import io
 import json
 import logging
 import os
+import select
 import selectors
 import signal
 import sys
@@ -84,9 +85,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from jobsys.definitions import App, JobDef
+from jobsys.errors import DefinitionError
+
+if TYPE_CHECKING:
+    from jobsys.forkserver import ForkServer
 
 #: Log lines kept per run; beyond that one "log truncated" line, then nothing.
 MAX_LOG_LINES = 10_000
@@ -111,6 +116,10 @@ _PR_SET_PDEATHSIG = 1
 _sig: Any = sys.modules.get("_signal", signal)
 _ALL_SIGNALS = frozenset(int(s) for s in signal.valid_signals())
 _EXIT_SETUP_FAILED = 70
+#: ``Child.close`` waits this long for the fork server's word that a killed child exited.
+_SERVER_EXIT_WAIT_S = 10.0
+
+_log = logging.getLogger("jobsys.executor")
 
 
 def _utcnow() -> datetime:
@@ -246,9 +255,14 @@ class Child:
         kill_grace_s: float,
         monotonic: Callable[[], float],
         now: Callable[[], datetime],
+        via_server: bool = False,
     ) -> None:
         self.spec = spec
         self.run_id = spec.run_id
+        # Forked by the fork server: not our child, so its exit status arrives as an
+        # "exit" message on the message pipe (the server reaps it) instead of waitpid.
+        self._via_server = via_server
+        self._exit_status: int | None = None
         self.pid = pid
         self.job_name = spec.job_name
         self.started_at = started_at
@@ -277,10 +291,11 @@ class Child:
             err_fd: _Stream(err_fd, "ERROR", MAX_LINE_BYTES),
         }
         self._sel = selectors.DefaultSelector()
-        try:
-            self._pidfd: int | None = os.pidfd_open(pid)
-        except (AttributeError, OSError):
-            self._pidfd = None  # no pidfd (old kernel, not Linux): see next_deadline()
+        self._pidfd: int | None = None
+        if not via_server:
+            # no pidfd (old kernel, not Linux): see next_deadline()
+            with contextlib.suppress(AttributeError, OSError):
+                self._pidfd = os.pidfd_open(pid)
         for fd in self._streams:
             self._sel.register(fd, selectors.EVENT_READ)
         if self._pidfd is not None:
@@ -356,7 +371,7 @@ class Child:
             deadlines.append(self._timeout_at)
         if self._kill_at is not None and not self._killed:
             deadlines.append(self._kill_at)
-        if self._pidfd is None:
+        if self._pidfd is None and not self._via_server:
             # Without a pidfd the exit shows only as the message pipe's EOF; a child
             # could close that early, so check now and then.
             deadlines.append(self._monotonic() + (0.01 if self._msg_eof else 0.25))
@@ -390,7 +405,10 @@ class Child:
         else:
             fds = [key.fd for key, _ in self._sel.select(0) if key.fd in self._streams]
         for fd in fds:
-            self._read(self._streams[fd])
+            stream = self._streams[fd]
+            if stream.level is None and self._msg_eof:
+                continue  # kept open at EOF (see _end_stream)
+            self._read(stream)
 
     def _read(self, stream: _Stream) -> None:
         got = 0
@@ -410,6 +428,11 @@ class Child:
             self._take(stream, stream.splitter.finish())
         else:
             self._msg_eof = True
+            if self._via_server:
+                # The end of the run: keep the pipe (at EOF, so readable) in the epoll
+                # until poll() returns the outcome. Closed here, a drain() that read the
+                # exit record after poll() would leave nothing to wake the loop again.
+                return
         self._sel.unregister(stream.fd)
         os.close(stream.fd)
         del self._streams[stream.fd]
@@ -448,6 +471,8 @@ class Child:
                 total = msg.get("n")
                 self._progress = (int(msg["d"]), None if total is None else int(total))
                 self._progress_new = True
+            elif kind == "exit" and self._via_server:
+                self._exit_status = int(msg["w"])
             elif kind == "done":
                 error = msg.get("e")
                 status = "SUCCESS" if msg.get("s") == "SUCCESS" else "FAILED"
@@ -472,6 +497,8 @@ class Child:
     def _reap(self, *, block: bool = False) -> bool:
         if self._reaped:
             return True
+        if self._via_server:
+            return self._reap_via_server(block=block)
         nohang = 0 if block else os.WNOHANG
         try:
             if hasattr(os, "WNOWAIT"):
@@ -491,6 +518,19 @@ class Child:
             status = -1
         self._reaped = True
         self._wait_status = status
+        self._end_mono = self._monotonic()
+        return True
+
+    def _reap_via_server(self, *, block: bool) -> bool:
+        """The server's "exit" message (or the pipe's end if the server died)."""
+        end = self._monotonic() + _SERVER_EXIT_WAIT_S
+        while self._exit_status is None and not self._msg_eof:
+            if not block or self._monotonic() >= end:
+                return False
+            select.select([self._fd], [], [], 0.05)
+            self._pump()
+        self._reaped = True
+        self._wait_status = -1 if self._exit_status is None else self._exit_status
         self._end_mono = self._monotonic()
         return True
 
@@ -554,9 +594,19 @@ class Child:
         self._closed = True
 
 
+def _prctl_function() -> Callable[..., int] | None:
+    """libc's ``prctl`` on Linux (for ``PR_SET_PDEATHSIG``), else None."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            return ctypes.CDLL(None, use_errno=True).prctl
+    return None
+
+
 class Executor:
     """Forks one child per run. ``after_fork`` (optional) runs in each child first,
-    e.g. to make the daemon's connection pool forget its connections."""
+    e.g. to make the daemon's connection pool forget its connections. With ``server``
+    (see ``forkserver``) the children are forked by that lean process instead; if it
+    fails, the executor logs why and forks by itself from then on."""
 
     def __init__(
         self,
@@ -566,19 +616,92 @@ class Executor:
         monotonic: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = _utcnow,
         after_fork: Callable[[], None] | None = None,
+        server: ForkServer | None = None,
     ) -> None:
         self.app = app
         self.kill_grace_s = kill_grace_s
         self._monotonic = monotonic
         self._now = now
         self._after_fork = after_fork
-        self._prctl: Callable[..., int] | None = None
-        if sys.platform.startswith("linux"):
-            with contextlib.suppress(OSError, AttributeError):
-                self._prctl = ctypes.CDLL(None, use_errno=True).prctl
+        self._prctl = _prctl_function()
+        self._server = server
+
+    def start_many(self, specs: list[RunSpec]) -> list[Child | Exception]:
+        """Start a child per spec; each result is the Child or why it did not start
+        (``DefinitionError`` for a job this application lacks, ``OSError`` if no
+        process could be made)."""
+        out: list[Child | Exception | None] = []
+        todo: list[int] = []
+        for i, spec in enumerate(specs):
+            try:
+                self.app.get_job(spec.job_name)
+            except DefinitionError as exc:
+                out.append(exc)
+                continue
+            out.append(None)
+            todo.append(i)
+        if self._server is not None and todo:
+            try:
+                for i, got in zip(
+                    todo, self._start_via_server([specs[i] for i in todo]), strict=True
+                ):
+                    out[i] = got
+                return [x for x in out if x is not None]
+            except OSError as exc:  # ForkServerError, or no fds left
+                _log.error("the fork server failed (%s); forking from the daemon instead", exc)
+                self._server.close()
+                self._server = None
+        for i in todo:
+            try:
+                out[i] = self._fork(specs[i])
+            except Exception as exc:
+                out[i] = exc
+        return [x for x in out if x is not None]
 
     def start(self, spec: RunSpec) -> Child:
-        """Fork a child that runs the job; raises DefinitionError if the job is unknown."""
+        """Start a child that runs the job; raises DefinitionError if the job is unknown."""
+        (got,) = self.start_many([spec])
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+    def _start_via_server(self, specs: list[RunSpec]) -> list[Child | Exception]:
+        assert self._server is not None
+        started_at = self._now()
+        start_mono = self._monotonic()
+        out: list[Child | Exception] = []
+        for spec, got in zip(specs, self._server.spawn(specs), strict=True):
+            if isinstance(got, Exception):
+                out.append(got)
+                continue
+            pid, msg_r, out_r, err_r = got
+            for fd in (msg_r, out_r, err_r):
+                os.set_blocking(fd, False)
+            out.append(
+                Child(
+                    spec,
+                    pid,
+                    msg_fd=msg_r,
+                    out_fd=out_r,
+                    err_fd=err_r,
+                    started_at=started_at,
+                    start_mono=start_mono,
+                    kill_grace_s=self.kill_grace_s,
+                    monotonic=self._monotonic,
+                    now=self._now,
+                    via_server=True,
+                )
+            )
+        return out
+
+    def close(self) -> None:
+        """Stop the fork server, if any (after every child has ended)."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    def _fork(self, spec: RunSpec) -> Child:
+        """Fork a child from this process."""
         job = self.app.get_job(spec.job_name)
         for stream in (sys.stdout, sys.stderr):  # else the child would repeat their buffers
             with contextlib.suppress(Exception):

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +24,7 @@ import pytest
 from jobsys.definitions import App
 from jobsys.errors import DefinitionError
 from jobsys.executor import MAX_LOG_LINES, Child, Executor, LogLine, Outcome, RunSpec
+from jobsys.forkserver import ForkServer
 
 app = App("executor-tests")
 
@@ -340,9 +341,15 @@ def grandchild_pid(fin: Finished) -> int:
     return int(line.split()[1])
 
 
-@pytest.fixture
-def executor() -> Executor:
-    return Executor(app, kill_grace_s=GRACE)
+@pytest.fixture(params=["fork", "server"])
+def executor(request: pytest.FixtureRequest) -> Iterator[Executor]:
+    """Each test twice: children forked by this process, and by a fork server."""
+    server = ForkServer.start(app) if request.param == "server" else None
+    ex = Executor(app, kill_grace_s=GRACE, server=server)
+    try:
+        yield ex
+    finally:
+        ex.close()
 
 
 # -- tests ------------------------------------------------------------------------------
@@ -695,15 +702,18 @@ def test_the_daemons_signal_handlers_and_wakeup_fd_stay_out_of_the_child(
         os.close(w)
 
 
-def test_the_child_dies_with_the_daemon() -> None:
-    """If the daemon is killed, its running jobs do not live on (PR_SET_PDEATHSIG)."""
+@pytest.mark.parametrize("server", [False, True])
+def test_the_child_dies_with_the_daemon(server: bool) -> None:
+    """If the daemon is killed, its running jobs do not live on (PR_SET_PDEATHSIG), nor
+    does its fork server."""
     if not sys.platform.startswith("linux"):
         pytest.skip("Linux only")
     script = textwrap.dedent(
-        """
+        f"""
         import os, sys, time
         from jobsys.definitions import App
         from jobsys.executor import Executor, RunSpec
+        from jobsys.forkserver import ForkServer
 
         app = App()
 
@@ -711,9 +721,10 @@ def test_the_child_dies_with_the_daemon() -> None:
         def hang(ctx):
             time.sleep(60)
 
-        run = RunSpec(1, 1, "hang", {}, "MANUAL", None, None, "sqlite://", None)
-        child = Executor(app).start(run)
-        print(child.pid, flush=True)
+        run = RunSpec(1, 1, "hang", {{}}, "MANUAL", None, None, "sqlite://", None)
+        server = ForkServer.start(app) if {server} else None
+        child = Executor(app, server=server).start(run)
+        print(child.pid, server.pid if server else child.pid, flush=True)
         time.sleep(0.3)
         os._exit(0)
         """
@@ -726,7 +737,48 @@ def test_the_child_dies_with_the_daemon() -> None:
         cwd=Path(__file__).resolve().parent.parent,
         check=True,
     )
-    assert process_gone(int(out.stdout.strip()))
+    child_pid, server_pid = (int(x) for x in out.stdout.split())
+    assert process_gone(child_pid)
+    assert process_gone(server_pid)
+
+
+def test_a_dead_fork_server_is_replaced_by_forking_in_the_daemon(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = ForkServer.start(app)
+    ex = Executor(app, kill_grace_s=GRACE, server=server)
+    try:
+        assert run_one(ex, spec("ok")).outcome.status == "SUCCESS"
+        os.kill(server.pid, signal.SIGKILL)
+        assert process_gone(server.pid)
+        with caplog.at_level(logging.ERROR, logger="jobsys.executor"):
+            fin = run_one(ex, spec("ok"))
+        assert fin.outcome.status == "SUCCESS", fin.text()
+        assert "the fork server failed" in caplog.text
+        child = ex.start(spec("noop"))
+        assert _parent_of(child.pid) == os.getpid()
+        finish(child, Finished(Outcome("?", None, None, 0)))
+    finally:
+        ex.close()
+
+
+def test_the_fork_server_is_the_parent_of_the_children() -> None:
+    server = ForkServer.start(app)
+    ex = Executor(app, kill_grace_s=GRACE, server=server)
+    try:
+        child = ex.start(spec("cooperative"))
+        assert _parent_of(child.pid) == server.pid
+        child.cancel("done")
+        fin = finish(child, Finished(Outcome("?", None, None, 0)))
+        assert fin.outcome.status == "CANCELLED"
+    finally:
+        ex.close()
+    assert process_gone(server.pid)
+
+
+def _parent_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
 
 
 @pytest.mark.skipif(not hasattr(select, "epoll"), reason="epoll only")
@@ -773,3 +825,22 @@ def test_close_on_a_running_child_kills_and_reaps_it(executor: Executor) -> None
 def test_a_last_line_without_newline_is_kept(executor: Executor) -> None:
     fin = run_one(executor, spec("no_newline"))
     assert ("INFO", "tail without newline") in {(x.level, x.message) for x in fin.lines}
+
+
+def test_a_drain_that_reads_the_servers_exit_record_leaves_the_child_readable() -> None:
+    """The loop calls poll() then drain(); if drain() is what reads the fork server's exit
+    record, the child's fd must stay readable so that the loop comes back to poll()."""
+    ex = Executor(app, kill_grace_s=GRACE, server=ForkServer.start(app))
+    try:
+        child = ex.start(spec("noop"))
+        end = time.monotonic() + 10
+        while not process_gone(child.pid, limit=0.05):
+            assert time.monotonic() < end
+        time.sleep(0.2)  # the server reaps the child and writes the exit record
+        child.drain()  # reads the record (and the pipe's end) before poll() does
+        assert select.select([child.fileno()], [], [], 1.0)[0], "nothing left to wake the loop"
+        outcome = child.poll()
+        assert outcome is not None and outcome.status == "SUCCESS"
+        child.close()
+    finally:
+        ex.close()

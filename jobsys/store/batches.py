@@ -84,7 +84,7 @@ def insert_batch(
             "depends_on": list(deps),
             "position": position,
             "queued_at": now,
-            "timeout_s": _timeout(app, name),
+            "timeout_s": run_timeout(app, name),
             "cancel_requested": False,
             "updated_at": now,
         }
@@ -102,7 +102,7 @@ def insert_batch(
     return CreatedBatch(batch.id, run_ids)
 
 
-def _timeout(app: App, name: str) -> int | None:
+def run_timeout(app: App, name: str) -> int | None:
     timeout = app.jobs[name].timeout_s
     return None if timeout is None else max(1, round(timeout))
 

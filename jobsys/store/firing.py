@@ -15,18 +15,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, Connection, bindparam, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from jobsys.definitions import App
-from jobsys.scheduler import plan_due
-from jobsys.store.batches import insert_batch
-from jobsys.store.db import database_errors, session
-from jobsys.store.models import JobBatch, JobSchedule, RunStatus, Trigger
+from jobsys.definitions import App, default_params
+from jobsys.scheduler import DuePlan, ScheduleTiming, plan_due
+from jobsys.store.batches import insert_batch, run_timeout
+from jobsys.store.db import database_errors, session, write_engine
+from jobsys.store.models import BatchMode, JobBatch, JobRun, JobSchedule, RunStatus, Trigger
 from jobsys.store.schedules import timing_of
+
+#: Due schedules handled per transaction by ``fire_due``: the daemon claims and starts
+#: runs between chunks, so the first jobs start while later slots are still being fired.
+FIRE_CHUNK = 200
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,247 @@ def due_schedule_ids(engine: Engine, now: datetime) -> list[str]:
                 .order_by(col(JobSchedule.next_run_at), col(JobSchedule.id))
             )
         ]
+
+
+def fire_due(
+    engine: Engine, app: App, *, worker_id: str, now: datetime, limit: int = FIRE_CHUNK
+) -> tuple[list[Fired], bool]:
+    """Fire up to ``limit`` due schedules; returns what fired and whether more are due.
+
+    The common case (one slot due, nothing missed, no overlap to check against a running
+    batch) is handled for the whole chunk in one transaction: one conditional UPDATE per
+    schedule claims its slot (rowcount 1 = this daemon won it), then every batch and run
+    is inserted in a few multi-row statements. Anything else (missed slots, an overlap,
+    an empty batch, a slot that already has a batch) takes ``fire_schedule``, one
+    schedule per transaction, which records each case with its reason.
+    """
+    with database_errors(engine, "cannot read due schedules in"), engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                col(JobSchedule.id),
+                col(JobSchedule.next_run_at),
+                col(JobSchedule.cron),
+                col(JobSchedule.timezone),
+                col(JobSchedule.missed_policy),
+                col(JobSchedule.max_catch_up_s),
+                col(JobSchedule.grace_s),
+                col(JobSchedule.allow_overlap),
+                col(JobSchedule.last_batch_id),
+            )
+            .where(*runnable_filter(), col(JobSchedule.next_run_at) <= now)
+            .order_by(col(JobSchedule.next_run_at), col(JobSchedule.id))
+            .limit(limit + 1)
+        ).all()
+        conn.rollback()
+    more = len(rows) > limit
+    rows = [r for r in rows[:limit] if r.id in app.schedules]  # others never fire here
+    fired: list[Fired] = []
+    slow: list[str] = []
+    fast: list[tuple[Any, DuePlan, list[tuple[str, tuple[str, ...]]]]] = []
+    plans: dict[tuple[str, str | None], list[tuple[str, tuple[str, ...]]]] = {}
+    for row in rows:
+        timing = ScheduleTiming(
+            cron=row.cron,
+            timezone=row.timezone,
+            missed=row.missed_policy,
+            max_catch_up_s=row.max_catch_up_s,
+            grace_s=row.grace_s,
+        )
+        plan = plan_due(timing, row.next_run_at, now)
+        sched = app.schedules[row.id]
+        key = (sched.mode, sched.group)
+        if key not in plans:
+            plans[key] = app.plan(mode=sched.mode, group=sched.group)
+        if plan.fire is None or plan.skipped or not plans[key]:
+            slow.append(row.id)
+        else:
+            fast.append((row, plan, plans[key]))
+    if fast:
+        try:
+            with database_errors(engine, "cannot fire schedules in"):
+                done, deferred = _fire_many(engine, app, fast, worker_id=worker_id, now=now)
+            fired += done
+            slow += deferred
+        except IntegrityError:
+            # A slot of the chunk already has a batch (e.g. a schedule disabled and
+            # re-enabled onto the same slot): nothing was written; one at a time instead.
+            slow += [row.id for row, _, _ in fast]
+    for schedule_id in slow:
+        one = fire_schedule(engine, app, schedule_id, worker_id=worker_id, now=now)
+        if one is not None:
+            fired.append(one)
+    return fired, more
+
+
+_CLAIM_SLOT = (
+    update(JobSchedule)
+    .where(
+        col(JobSchedule.id) == bindparam("b_sid"),
+        col(JobSchedule.next_run_at) == bindparam("b_slot"),
+        col(JobSchedule.enabled).is_(True),
+    )
+    .values(
+        next_run_at=bindparam("b_next"),
+        last_run_at=bindparam("b_now"),
+        last_run_status=RunStatus.QUEUED,
+        run_count=col(JobSchedule.run_count) + 1,
+        locked_by=bindparam("b_worker_id"),
+        locked_at=bindparam("b_now"),
+        updated_at=bindparam("b_now"),
+    )
+)
+_SET_LAST_BATCH = (
+    update(JobSchedule)
+    .where(col(JobSchedule.id) == bindparam("b_sid"))
+    .values(last_batch_id=bindparam("b_batch_id"))
+)
+
+
+def _fire_many(
+    engine: Engine,
+    app: App,
+    due: list[tuple[Any, DuePlan, list[tuple[str, tuple[str, ...]]]]],
+    *,
+    worker_id: str,
+    now: datetime,
+) -> tuple[list[Fired], list[str]]:
+    """The one-transaction path of ``fire_due``; returns what fired and the ids it left
+    to ``fire_schedule`` (their previous batch is still running: an overlap)."""
+    fired: list[Fired] = []
+    deferred: list[str] = []
+    with write_engine(engine).begin() as conn:
+        previous = [r.last_batch_id for r, _, _ in due if not r.allow_overlap and r.last_batch_id]
+        running: set[int] = set()
+        if previous:
+            running = {
+                bid
+                for (bid,) in conn.execute(
+                    select(col(JobBatch.id)).where(
+                        col(JobBatch.id).in_(previous),
+                        col(JobBatch.status).in_((RunStatus.QUEUED, RunStatus.RUNNING)),
+                    )
+                )
+                if bid is not None
+            }
+        won: list[tuple[Any, DuePlan, list[tuple[str, tuple[str, ...]]]]] = []
+        for row, plan, jobs in due:
+            if row.last_batch_id in running and not row.allow_overlap:
+                deferred.append(row.id)
+                continue
+            claimed = conn.execute(
+                _CLAIM_SLOT,
+                {
+                    "b_sid": row.id,
+                    "b_slot": row.next_run_at,
+                    "b_next": plan.next_run_at,
+                    "b_now": now,
+                    "b_worker_id": worker_id,
+                },
+            )
+            if claimed.rowcount == 1:
+                won.append((row, plan, jobs))
+        if not won:
+            return fired, deferred
+        batch_ids = _insert_batches(conn, app, won, worker_id=worker_id, now=now)
+        run_ids = _insert_runs(conn, app, won, batch_ids, now=now)
+        conn.execute(
+            _SET_LAST_BATCH,
+            [{"b_sid": row.id, "b_batch_id": batch_ids[row.id]} for row, _, _ in won],
+        )
+    for row, plan, _ in won:
+        bid = batch_ids[row.id]
+        fired.append(Fired(row.id, plan.fire, bid, run_ids.get(bid, []), 0))
+    return fired, deferred
+
+
+def _insert_batches(
+    conn: Connection,
+    app: App,
+    won: list[tuple[Any, DuePlan, list[tuple[str, tuple[str, ...]]]]],
+    *,
+    worker_id: str,
+    now: datetime,
+) -> dict[str, int]:
+    """Insert one batch per schedule; returns batch id by schedule id."""
+    rows = []
+    for row, plan, jobs in won:
+        sched = app.schedules[row.id]
+        assert plan.fire is not None
+        rows.append(
+            {
+                "schedule_id": row.id,
+                "trigger": Trigger.CRON,
+                "scheduled_for": plan.fire,
+                "status": RunStatus.QUEUED,
+                "reason": plan.fire_reason,
+                "mode": sched.mode,
+                "job_group": sched.group if sched.mode == BatchMode.GROUP else None,
+                "skip_dependencies": False,
+                "fired_by": worker_id,
+                "lateness_ms": int((now - plan.fire).total_seconds() * 1000),
+                "total_runs": len(jobs),
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    conn.execute(insert(JobBatch), rows)
+    # Read the ids back by the unique (schedule, slot) key, one query per slot instant.
+    by_slot: dict[datetime, list[str]] = {}
+    for row, plan, _ in won:
+        assert plan.fire is not None
+        by_slot.setdefault(plan.fire, []).append(row.id)
+    ids: dict[str, int] = {}
+    for slot, schedule_ids in by_slot.items():
+        for bid, sid in conn.execute(
+            select(col(JobBatch.id), col(JobBatch.schedule_id)).where(
+                col(JobBatch.scheduled_for) == slot, col(JobBatch.schedule_id).in_(schedule_ids)
+            )
+        ):
+            if bid is not None and sid is not None:
+                ids[sid] = bid
+    return ids
+
+
+def _insert_runs(
+    conn: Connection,
+    app: App,
+    won: list[tuple[Any, DuePlan, list[tuple[str, tuple[str, ...]]]]],
+    batch_ids: dict[str, int],
+    *,
+    now: datetime,
+) -> dict[int, list[int]]:
+    """Insert every batch's runs in dependency order; returns run ids by batch id."""
+    rows = []
+    for row, plan, jobs in won:
+        for position, (name, deps) in enumerate(jobs):
+            rows.append(
+                {
+                    "batch_id": batch_ids[row.id],
+                    "job_name": name,
+                    "status": RunStatus.QUEUED,
+                    "trigger": Trigger.CRON,
+                    "schedule_id": row.id,
+                    "scheduled_for": plan.fire,
+                    "params": default_params(app.jobs[name]),
+                    "triggered_by": None,
+                    "depends_on": list(deps),
+                    "position": position,
+                    "queued_at": now,
+                    "timeout_s": run_timeout(app, name),
+                    "cancel_requested": False,
+                    "updated_at": now,
+                }
+            )
+    conn.execute(insert(JobRun), rows)
+    out: dict[int, list[int]] = {}
+    for rid, bid in conn.execute(
+        select(col(JobRun.id), col(JobRun.batch_id))
+        .where(col(JobRun.batch_id).in_(sorted(batch_ids.values())))
+        .order_by(col(JobRun.batch_id), col(JobRun.position))
+    ):
+        if rid is not None:
+            out.setdefault(bid, []).append(rid)
+    return out
 
 
 def fire_schedule(

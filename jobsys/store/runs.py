@@ -11,13 +11,14 @@ daemon that finishes a batch's last run settles the batch and its schedule's cou
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, func, insert, select, update
+from sqlalchemy import Connection, bindparam, case, func, insert, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import col
 
 from jobsys.store.db import database_errors, write_engine
@@ -94,121 +95,319 @@ def _batch_statuses(conn: Connection, queued: Sequence[Any]) -> dict[int, dict[s
     return out
 
 
+@dataclass
+class RunQueue:
+    """The daemon's snapshot of queued runs (oldest first) and their dependencies' statuses.
+
+    Re-reading up to ``CLAIM_WINDOW`` queued rows for every claim would cost more than
+    the claims themselves in a burst, so the daemon keeps this snapshot and takes from
+    it. It is read again when it is empty, when it yields fewer runs than asked for, or
+    when the daemon marks it ``stale`` (it fired a slot, was woken, or polled). An
+    outdated entry does no harm: every claim is a conditional UPDATE.
+    """
+
+    rows: list[Any] = field(default_factory=list)
+    statuses: dict[int, dict[str, str]] = field(default_factory=dict)
+    stale: bool = True
+
+    def refresh(self, conn: Connection) -> None:
+        self.rows = queued_overview(conn)
+        self.statuses = _batch_statuses(conn, self.rows)
+        self.stale = False
+
+
+#: What a claim attempt on one run found.
+_CLAIMED, _BUSY, _GONE = "claimed", "busy", "gone"
+
+#: MySQL errors that roll back a claim pass without harm (it is retried next tick):
+#: a deadlock between two daemons' claims, or a lock wait timeout.
+_RETRYABLE_MYSQL = (1205, 1213)
+
+
 def claim_runnable(
     engine: Engine,
     *,
     worker_id: str,
     limit: int,
     clock: Callable[[], datetime],
-    known_jobs: Sequence[str],
+    known_jobs: Collection[str],
+    queue: RunQueue | None = None,
 ) -> list[ClaimedRun]:
     """Claim up to ``limit`` queued runs whose dependencies all succeeded.
 
     Runs whose dependencies failed (or were skipped or cancelled) become SKIPPED; runs
     of jobs this daemon does not know become FAILED; runs with a cancel request become
-    CANCELLED. Each claim is its own small transaction. ``clock`` is read after the
-    job's mutex is won, so a run's ``started_at`` is never before the previous run of
-    the same job finished.
+    CANCELLED. One transaction per pass claims every free slot. ``clock`` is read after
+    each job's mutex is won, so a run's ``started_at`` is never before the previous run
+    of the same job finished. ``queue`` (the daemon's snapshot) saves re-reading the
+    queued runs on every call.
     """
-    now = clock()
     if limit <= 0:
         return []
+    q = queue if queue is not None else RunQueue()
     known = set(known_jobs)
     claimed: list[ClaimedRun] = []
     with database_errors(engine, "cannot claim runs in"):
-        with engine.connect() as conn:
-            queued = queued_overview(conn)
-            statuses = _batch_statuses(conn, queued)
-            conn.rollback()
-        settle: set[int] = set()
-        for row in queued:
-            if len(claimed) >= limit:
+        fresh = q.stale or not q.rows
+        if fresh:
+            with engine.connect() as conn:
+                q.refresh(conn)
+                conn.rollback()
+        while True:
+            try:
+                claimed += _claim_pass(engine, q, worker_id, limit - len(claimed), clock, known)
+            except OperationalError as exc:
+                code = getattr(exc.orig, "args", (None,))[0]
+                if code not in _RETRYABLE_MYSQL:
+                    raise
+                q.stale = True
+                return claimed
+            if len(claimed) >= limit or fresh:
+                return claimed
+            # The snapshot ran short of claimable runs: read it again once.
+            fresh = True
+            with engine.connect() as conn:
+                q.refresh(conn)
+                conn.rollback()
+
+
+def _claim_pass(
+    engine: Engine,
+    q: RunQueue,
+    worker_id: str,
+    limit: int,
+    clock: Callable[[], datetime],
+    known: set[str],
+) -> list[ClaimedRun]:
+    """One transaction: end what can no longer run, claim up to ``limit`` runs.
+
+    Candidates are tried in rounds, each round in job-name order, so that two daemons
+    claiming at once take the job mutexes in the same order (no deadlock) as long as a
+    round suffices (it does unless a job runs elsewhere).
+    """
+    now = clock()
+    claimed: list[ClaimedRun] = []
+    settle: set[int] = set()
+    keep: list[Any] = []  # rows still queued after this pass
+    rows = list(q.rows)
+    with write_engine(engine).begin() as conn:
+        while rows and len(claimed) < limit:
+            candidates: list[Any] = []
+            names: set[str] = set()
+            rest: list[Any] = []
+            for row in rows:
+                if len(candidates) >= limit - len(claimed):
+                    rest.append(row)
+                    continue
+                batch = q.statuses.setdefault(row.batch_id, {})
+                if row.cancel_requested:
+                    if _end_queued_in(
+                        conn, row.id, RunStatus.CANCELLED, "cancelled before it started", now
+                    ):
+                        settle.add(row.batch_id)
+                    continue
+                broken = [d for d in row.depends_on if batch.get(d) in BROKEN]
+                if broken:
+                    why = f"dependency {broken[0]} {batch[broken[0]].lower()}"
+                    if _end_queued_in(conn, row.id, RunStatus.SKIPPED, why, now):
+                        batch[row.job_name] = RunStatus.SKIPPED
+                        settle.add(row.batch_id)
+                    continue
+                if any(batch.get(d) != RunStatus.SUCCESS for d in row.depends_on):
+                    keep.append(row)  # waiting for a dependency
+                    continue
+                if row.job_name not in known:
+                    why = f"job {row.job_name!r} is not defined in this daemon's application"
+                    if _end_queued_in(conn, row.id, RunStatus.FAILED, why, now):
+                        batch[row.job_name] = RunStatus.FAILED
+                        settle.add(row.batch_id)
+                    continue
+                if row.job_name in names:
+                    rest.append(row)  # one run of a job at a time: the next round
+                    continue
+                names.add(row.job_name)
+                candidates.append(row)
+            if not candidates:
+                keep += rest
                 break
-            batch = statuses[row.batch_id]
-            if row.cancel_requested:
-                if _end_queued(
-                    engine, row.id, RunStatus.CANCELLED, "cancelled before it started", now
-                ):
-                    settle.add(row.batch_id)
-                continue
-            broken = [d for d in row.depends_on if batch.get(d) in BROKEN]
-            if broken:
-                why = f"dependency {broken[0]} {batch[broken[0]].lower()}"
-                if _end_queued(engine, row.id, RunStatus.SKIPPED, why, now):
-                    batch[row.job_name] = RunStatus.SKIPPED
-                    settle.add(row.batch_id)
-                continue
-            if any(batch.get(d) != RunStatus.SUCCESS for d in row.depends_on):
-                continue  # waiting for a dependency
-            if row.job_name not in known:
-                why = f"job {row.job_name!r} is not defined in this daemon's application"
-                if _end_queued(engine, row.id, RunStatus.FAILED, why, now):
-                    batch[row.job_name] = RunStatus.FAILED
-                    settle.add(row.batch_id)
-                continue
-            started_at = _claim_one(engine, row.id, row.batch_id, row.job_name, worker_id, clock)
-            if started_at is not None:
-                batch[row.job_name] = RunStatus.RUNNING
-                claimed.append(
-                    ClaimedRun(
-                        run_id=row.id,
-                        batch_id=row.batch_id,
-                        job_name=row.job_name,
-                        params=dict(row.params or {}),
-                        trigger=row.trigger,
-                        schedule_id=row.schedule_id,
-                        scheduled_for=row.scheduled_for,
-                        timeout_s=row.timeout_s,
-                        started_at=started_at,
-                    )
-                )
-        for batch_id in settle:
-            settle_batch(engine, batch_id, now)
+            started: dict[int, datetime] = {}
+            for row in sorted(candidates, key=lambda r: r.job_name):
+                result, at = _claim_in(conn, row, worker_id, clock)
+                if at is not None:
+                    started[row.id] = at
+                    q.statuses[row.batch_id][row.job_name] = RunStatus.RUNNING
+                elif result == _BUSY:
+                    keep.append(row)  # the job runs elsewhere: this run waits
+            for row in candidates:  # back in queue order
+                if row.id in started:
+                    claimed.append(_claimed_run(row, started[row.id]))
+            if len(started) < len(candidates) and not rest:
+                break
+            rows = rest
+        else:
+            keep += rows
+        _mark_batches_running(conn, claimed)
+    settle_batches(engine, dict.fromkeys(settle, True), now)
+    done = {c.run_id for c in claimed}
+    keep_ids = {row.id for row in keep} - done
+    q.rows = [row for row in q.rows if row.id in keep_ids]
     return claimed
 
 
-def _claim_one(
-    engine: Engine,
-    run_id: int,
-    batch_id: int,
-    job: str,
-    worker_id: str,
-    clock: Callable[[], datetime],
-) -> datetime | None:
-    """Take the job's mutex, then the run; returns the start instant, or None if lost."""
-    with write_engine(engine).begin() as conn:
-        mutex = conn.execute(
-            update(JobDefinition)
-            .where(col(JobDefinition.name) == job, col(JobDefinition.running_run_id).is_(None))
-            .values(running_run_id=run_id, running_worker_id=worker_id)
-        )
-        if mutex.rowcount != 1:
-            return None  # the job runs elsewhere: this run waits
-        now = clock()  # after the mutex: the previous run of this job has finished
-        run = conn.execute(
-            update(JobRun)
-            .where(col(JobRun.id) == run_id, col(JobRun.status) == RunStatus.QUEUED)
-            .values(status=RunStatus.RUNNING, worker_id=worker_id, started_at=now, updated_at=now)
-        )
-        if run.rowcount != 1:
-            conn.rollback()  # another daemon took the run first; release the mutex too
-            return None
+def _claimed_run(row: Any, started_at: datetime) -> ClaimedRun:
+    return ClaimedRun(
+        run_id=row.id,
+        batch_id=row.batch_id,
+        job_name=row.job_name,
+        params=dict(row.params or {}),
+        trigger=row.trigger,
+        schedule_id=row.schedule_id,
+        scheduled_for=row.scheduled_for,
+        timeout_s=row.timeout_s,
+        started_at=started_at,
+    )
+
+
+_TAKE_MUTEX = (
+    update(JobDefinition)
+    .where(
+        col(JobDefinition.name) == bindparam("b_job"),
+        col(JobDefinition.running_run_id).is_(None),
+    )
+    .values(running_run_id=bindparam("b_run_id"), running_worker_id=bindparam("b_worker_id"))
+)
+_RELEASE_MUTEX = (
+    update(JobDefinition)
+    .where(
+        col(JobDefinition.name) == bindparam("b_job"),
+        col(JobDefinition.running_run_id) == bindparam("b_run_id"),
+    )
+    .values(running_run_id=None, running_worker_id=None)
+)
+_START_RUN = (
+    update(JobRun)
+    .where(col(JobRun.id) == bindparam("b_run_id"), col(JobRun.status) == RunStatus.QUEUED)
+    .values(
+        status=RunStatus.RUNNING,
+        worker_id=bindparam("b_worker_id"),
+        started_at=bindparam("b_at"),
+        updated_at=bindparam("b_at"),
+    )
+)
+_START_BATCH = (
+    update(JobBatch)
+    .where(col(JobBatch.id) == bindparam("b_batch_id"), col(JobBatch.status) == RunStatus.QUEUED)
+    .values(status=RunStatus.RUNNING, started_at=bindparam("b_at"), updated_at=bindparam("b_at"))
+)
+
+
+def _claim_in(
+    conn: Connection, row: Any, worker_id: str, clock: Callable[[], datetime]
+) -> tuple[str, datetime | None]:
+    """Take the job's mutex, then the run, in the caller's transaction."""
+    key = {"b_job": row.job_name, "b_run_id": row.id, "b_worker_id": worker_id}
+    if conn.execute(_TAKE_MUTEX, key).rowcount != 1:
+        return _BUSY, None
+    now = clock()  # after the mutex: the previous run of this job has finished
+    if conn.execute(_START_RUN, {**key, "b_at": now}).rowcount != 1:
+        # another daemon took the run (or it was cancelled): give the mutex back
+        conn.execute(_RELEASE_MUTEX, key)
+        return _GONE, None
+    return _CLAIMED, now
+
+
+def _mark_batches_running(conn: Connection, claimed: Sequence[ClaimedRun]) -> None:
+    first: dict[int, datetime] = {}
+    for run in claimed:
+        first.setdefault(run.batch_id, run.started_at)
+    if first:
         conn.execute(
-            update(JobBatch)
-            .where(col(JobBatch.id) == batch_id, col(JobBatch.status) == RunStatus.QUEUED)
-            .values(status=RunStatus.RUNNING, started_at=now, updated_at=now)
+            _START_BATCH, [{"b_batch_id": b, "b_at": at} for b, at in sorted(first.items())]
         )
-    return now
 
 
 def _end_queued(engine: Engine, run_id: int, status: RunStatus, error: str, now: datetime) -> bool:
     with write_engine(engine).begin() as conn:
-        result = conn.execute(
-            update(JobRun)
-            .where(col(JobRun.id) == run_id, col(JobRun.status) == RunStatus.QUEUED)
-            .values(status=status, error=error, finished_at=now, updated_at=now)
-        )
+        return _end_queued_in(conn, run_id, status, error, now)
+
+
+def _end_queued_in(
+    conn: Connection, run_id: int, status: RunStatus, error: str, now: datetime
+) -> bool:
+    result = conn.execute(
+        update(JobRun)
+        .where(col(JobRun.id) == run_id, col(JobRun.status) == RunStatus.QUEUED)
+        .values(status=status, error=error, finished_at=now, updated_at=now)
+    )
     return result.rowcount == 1
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A run's outcome, as the daemon hands it to ``finish_runs``."""
+
+    run_id: int
+    batch_id: int
+    job_name: str
+    status: str
+    error: str | None
+    exit_code: int | None
+    started_at: datetime | None
+
+
+_FINISH_RUN = (
+    update(JobRun)
+    .where(
+        col(JobRun.id) == bindparam("b_run_id"),
+        col(JobRun.status) == RunStatus.RUNNING,
+        col(JobRun.worker_id) == bindparam("b_worker_id"),
+    )
+    .values(
+        status=bindparam("b_status"),
+        error=bindparam("b_error"),
+        exit_code=bindparam("b_exit_code"),
+        finished_at=bindparam("b_at"),
+        duration_ms=bindparam("b_duration"),
+        updated_at=bindparam("b_at"),
+    )
+)
+
+
+def finish_runs(
+    engine: Engine, outcomes: Sequence[Finished], *, worker_id: str, now: datetime
+) -> int:
+    """Record outcomes and release the job mutexes (one transaction), then settle the
+    batches (a second one, see ``settle_batches``). Only the lease holder can finish a
+    run: one recovered meanwhile (this daemon was declared dead) is left alone. Returns
+    how many outcomes were recorded."""
+    if not outcomes:
+        return 0
+    params = [
+        {
+            "b_run_id": o.run_id,
+            "b_worker_id": worker_id,
+            "b_status": o.status,
+            "b_error": o.error,
+            "b_exit_code": o.exit_code,
+            "b_at": now,
+            "b_duration": None
+            if o.started_at is None
+            else max(0, int((now - o.started_at).total_seconds() * 1000)),
+        }
+        for o in outcomes
+    ]
+    with database_errors(engine, "cannot finish runs in"):
+        with write_engine(engine).begin() as conn:
+            # One row: a plain execute, whose rowcount is exact on every driver.
+            recorded = conn.execute(_FINISH_RUN, params[0] if len(params) == 1 else params)
+            conn.execute(
+                _RELEASE_MUTEX, [{"b_job": o.job_name, "b_run_id": o.run_id} for o in outcomes]
+            )
+        cascade: dict[int, bool] = {}
+        for o in outcomes:
+            cascade[o.batch_id] = cascade.get(o.batch_id, False) or o.status != RunStatus.SUCCESS
+        settle_batches(engine, cascade, now)
+    return max(0, recorded.rowcount)
 
 
 def finish_run(
@@ -222,43 +421,16 @@ def finish_run(
     started_at: datetime | None,
     now: datetime,
 ) -> bool:
-    """Record a run's outcome and release its job mutex; then settle its batch.
-
-    Only the lease holder can finish a run: if the run was recovered meanwhile (this
-    daemon was declared dead), nothing changes and False is returned.
-    """
-    duration = (
-        None if started_at is None else max(0, int((now - started_at).total_seconds() * 1000))
-    )
-    with database_errors(engine, "cannot finish run in"):
-        with write_engine(engine).begin() as conn:
-            result = conn.execute(
-                update(JobRun)
-                .where(
-                    col(JobRun.id) == run_id,
-                    col(JobRun.status) == RunStatus.RUNNING,
-                    col(JobRun.worker_id) == worker_id,
-                )
-                .values(
-                    status=status,
-                    error=error,
-                    exit_code=exit_code,
-                    finished_at=now,
-                    duration_ms=duration,
-                    updated_at=now,
-                )
-            )
-            conn.execute(
-                update(JobDefinition)
-                .where(col(JobDefinition.running_run_id) == run_id)
-                .values(running_run_id=None, running_worker_id=None)
-            )
-            batch_id = conn.execute(
-                select(col(JobRun.batch_id)).where(col(JobRun.id) == run_id)
-            ).scalar_one()
-        if result.rowcount == 1:
-            settle_batch(engine, batch_id, now, cascade=status != RunStatus.SUCCESS)
-    return result.rowcount == 1
+    """Record one run's outcome (see ``finish_runs``); False if this daemon lost it."""
+    with database_errors(engine, "cannot finish run in"), engine.connect() as conn:
+        row = conn.execute(
+            select(col(JobRun.batch_id), col(JobRun.job_name)).where(col(JobRun.id) == run_id)
+        ).first()
+        conn.rollback()
+    if row is None:
+        return False
+    done = Finished(run_id, row.batch_id, row.job_name, status, error, exit_code, started_at)
+    return finish_runs(engine, [done], worker_id=worker_id, now=now) == 1
 
 
 def fail_runs(
@@ -300,82 +472,169 @@ def settle_batch(
 ) -> str | None:
     """Skip queued runs that can no longer run; if nothing is left active, set the batch's
     outcome (once: a conditional UPDATE) and its schedule's counters. Returns the outcome
-    when this call settled the batch.
+    when this call settled the batch."""
+    with write_engine(engine).begin() as conn:
+        return _settle(conn, batch_id, now, cascade=cascade)
 
-    ``cascade=False`` (a run succeeded, so nothing new is blocked) first asks the indexed
+
+_ACTIVE_BATCHES = (
+    select(col(JobRun.batch_id))
+    .distinct()
+    .where(
+        col(JobRun.batch_id).in_(bindparam("b_ids", expanding=True)),
+        col(JobRun.status).in_(ACTIVE),
+    )
+)
+_BATCH_COUNTS = (
+    select(col(JobRun.batch_id), col(JobRun.status), func.count())
+    .where(col(JobRun.batch_id).in_(bindparam("b_ids", expanding=True)))
+    .group_by(col(JobRun.batch_id), col(JobRun.status))
+)
+_BATCH_TIMES = select(
+    col(JobBatch.id), col(JobBatch.schedule_id), col(JobBatch.created_at), col(JobBatch.started_at)
+).where(col(JobBatch.id).in_(bindparam("b_ids", expanding=True)))
+_SETTLE_BATCH = (
+    update(JobBatch)
+    .where(col(JobBatch.id) == bindparam("b_id"), col(JobBatch.status).in_(ACTIVE))
+    .values(
+        status=bindparam("b_status"),
+        finished_at=bindparam("b_at"),
+        updated_at=bindparam("b_at"),
+        duration_ms=bindparam("b_duration"),
+    )
+)
+_SETTLE_SCHEDULE = (
+    update(JobSchedule)
+    .where(col(JobSchedule.id) == bindparam("b_sid"))
+    .values(
+        failure_count=col(JobSchedule.failure_count) + bindparam("b_failed"),
+        # +1 after a failure, back to 0 after anything else
+        consecutive_failures=(col(JobSchedule.consecutive_failures) + 1) * bindparam("b_failed"),
+        last_run_status=case(
+            (col(JobSchedule.last_batch_id) == bindparam("b_id"), bindparam("b_status")),
+            else_=col(JobSchedule.last_run_status),
+        ),
+        locked_by=case(
+            (col(JobSchedule.last_batch_id) == bindparam("b_id"), None),
+            else_=col(JobSchedule.locked_by),
+        ),
+        updated_at=bindparam("b_at"),
+    )
+)
+
+
+def _outcome(counts: dict[str, int]) -> str:
+    if set(counts) <= {RunStatus.SUCCESS}:
+        return RunStatus.SUCCESS
+    if counts.get(RunStatus.FAILED):
+        return RunStatus.FAILED
+    if counts.get(RunStatus.CANCELLED):
+        return RunStatus.CANCELLED
+    return RunStatus.FAILED
+
+
+def settle_batches(engine: Engine, batches: dict[int, bool], now: datetime) -> None:
+    """``settle_batch`` for many batches (id → cascade), in one transaction.
+
+    Run after the outcomes are committed, never in their transaction: two daemons that
+    finish a batch's last two runs at once must each see the other's run ended, or
+    neither would settle the batch.
+    """
+    if not batches:
+        return
+    with write_engine(engine).begin() as conn:
+        for batch_id in sorted(b for b, cascade in batches.items() if cascade):
+            _settle(conn, batch_id, now, cascade=True)
+        ids = sorted(b for b, cascade in batches.items() if not cascade)
+        if not ids:
+            return
+        active = {b for (b,) in conn.execute(_ACTIVE_BATCHES, {"b_ids": ids})}
+        ids = [b for b in ids if b not in active]
+        if not ids:
+            return
+        counts: dict[int, dict[str, int]] = {b: {} for b in ids}
+        for batch_id, status, n in conn.execute(_BATCH_COUNTS, {"b_ids": ids}):
+            counts[batch_id][status] = int(n)
+        schedules = []
+        for row in conn.execute(_BATCH_TIMES, {"b_ids": ids}).all():
+            outcome = _outcome(counts[row.id])
+            began = row.started_at or row.created_at
+            settled = conn.execute(
+                _SETTLE_BATCH,
+                {
+                    "b_id": row.id,
+                    "b_status": outcome,
+                    "b_at": now,
+                    "b_duration": max(0, int((now - began).total_seconds() * 1000)),
+                },
+            )
+            if settled.rowcount == 1 and row.schedule_id is not None:
+                schedules.append(
+                    {
+                        "b_sid": row.schedule_id,
+                        "b_id": row.id,
+                        "b_status": outcome,
+                        "b_failed": 1 if outcome == RunStatus.FAILED else 0,
+                        "b_at": now,
+                    }
+                )
+        if schedules:
+            conn.execute(_SETTLE_SCHEDULE, schedules)
+
+
+def _settle(conn: Connection, batch_id: int, now: datetime, *, cascade: bool) -> str | None:
+    """``settle_batch`` in the caller's transaction.
+
+    ``cascade=False`` (only successes, so nothing new is blocked) first asks the indexed
     question "is any run still active?" and stops there in the common case, so finishing
     the runs of a large batch stays linear.
     """
-    if not cascade and _has_active(engine, batch_id):
+    if not cascade and _has_active(conn, batch_id):
         return None
-    with write_engine(engine).begin() as conn:
-        if cascade:
-            _skip_blocked(conn, batch_id, now)
-        counts: dict[str, int] = {
-            status: int(n)
-            for status, n in conn.execute(
-                select(col(JobRun.status), func.count())
-                .where(col(JobRun.batch_id) == batch_id)
-                .group_by(col(JobRun.status))
-            )
-        }
-        if any(counts.get(s) for s in ACTIVE):
-            return None
-        if set(counts) <= {RunStatus.SUCCESS}:
-            outcome = RunStatus.SUCCESS
-        elif counts.get(RunStatus.FAILED):
-            outcome = RunStatus.FAILED
-        elif counts.get(RunStatus.CANCELLED):
-            outcome = RunStatus.CANCELLED
-        else:
-            outcome = RunStatus.FAILED
-        batch = conn.execute(
-            select(
-                col(JobBatch.schedule_id), col(JobBatch.created_at), col(JobBatch.started_at)
-            ).where(col(JobBatch.id) == batch_id)
-        ).one()
-        began = batch.started_at or batch.created_at
-        settled = conn.execute(
-            update(JobBatch)
-            .where(col(JobBatch.id) == batch_id, col(JobBatch.status).in_(ACTIVE))
-            .values(
-                status=outcome,
-                finished_at=now,
-                updated_at=now,
-                duration_ms=max(0, int((now - began).total_seconds() * 1000)),
-            )
-        )
-        if settled.rowcount != 1 or batch.schedule_id is None:
-            return outcome if settled.rowcount == 1 else None
-        failed = outcome == RunStatus.FAILED
+    if cascade:
+        _skip_blocked(conn, batch_id, now)
+    counts: dict[str, int] = {
+        status: int(n) for _, status, n in conn.execute(_BATCH_COUNTS, {"b_ids": [batch_id]})
+    }
+    if any(counts.get(s) for s in ACTIVE):
+        return None
+    outcome = _outcome(counts)
+    batch = conn.execute(_BATCH_TIMES, {"b_ids": [batch_id]}).one()
+    began = batch.started_at or batch.created_at
+    settled = conn.execute(
+        _SETTLE_BATCH,
+        {
+            "b_id": batch_id,
+            "b_status": outcome,
+            "b_at": now,
+            "b_duration": max(0, int((now - began).total_seconds() * 1000)),
+        },
+    )
+    if settled.rowcount != 1:
+        return None
+    if batch.schedule_id is not None:
         conn.execute(
-            update(JobSchedule)
-            .where(col(JobSchedule.id) == batch.schedule_id)
-            .values(
-                failure_count=col(JobSchedule.failure_count) + (1 if failed else 0),
-                consecutive_failures=(col(JobSchedule.consecutive_failures) + 1) if failed else 0,
-                last_run_status=case(
-                    (col(JobSchedule.last_batch_id) == batch_id, outcome),
-                    else_=col(JobSchedule.last_run_status),
-                ),
-                locked_by=case(
-                    (col(JobSchedule.last_batch_id) == batch_id, None),
-                    else_=col(JobSchedule.locked_by),
-                ),
-                updated_at=now,
-            )
+            _SETTLE_SCHEDULE,
+            {
+                "b_sid": batch.schedule_id,
+                "b_id": batch_id,
+                "b_status": outcome,
+                "b_failed": 1 if outcome == RunStatus.FAILED else 0,
+                "b_at": now,
+            },
         )
     return outcome
 
 
-def _has_active(engine: Engine, batch_id: int) -> bool:
-    with engine.connect() as conn:
-        row = conn.execute(
-            select(col(JobRun.id))
-            .where(col(JobRun.batch_id) == batch_id, col(JobRun.status).in_(ACTIVE))
-            .limit(1)
-        ).first()
-    return row is not None
+_ANY_ACTIVE = (
+    select(col(JobRun.id))
+    .where(col(JobRun.batch_id) == bindparam("b_batch_id"), col(JobRun.status).in_(ACTIVE))
+    .limit(1)
+)
+
+
+def _has_active(conn: Connection, batch_id: int) -> bool:
+    return conn.execute(_ANY_ACTIVE, {"b_batch_id": batch_id}).first() is not None
 
 
 def _skip_blocked(conn: Connection, batch_id: int, now: datetime) -> None:
