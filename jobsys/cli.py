@@ -295,9 +295,13 @@ def cmd_daemon(ctx: Context) -> int:
 
     executor = Executor(app, server=ForkServer.start(app))
     try:
-        engine = ctx.current_engine()
+        ctx.current_engine().dispose()  # the schema check; the daemon has its own engine
         from jobsys.clock import SystemClock
         from jobsys.daemon import Daemon
+        from jobsys.store.db import make_engine
+
+        # The daemon retries a failed tick, so its own engine skips the pre-ping.
+        engine = make_engine(settings.database_url, pre_ping=False)
 
         daemon = Daemon(
             engine=engine, app=app, settings=settings, clock=SystemClock(), executor=executor
@@ -305,7 +309,10 @@ def cmd_daemon(ctx: Context) -> int:
     except BaseException:
         executor.close()
         raise
-    return daemon.run()
+    try:
+        return daemon.run()
+    finally:
+        engine.dispose()
 
 
 def cmd_health(ctx: Context) -> int:

@@ -115,6 +115,7 @@ class Daemon:
         self.queue = runs.RunQueue()
         # Outcomes not yet written (the database failed us): written first next time.
         self._unrecorded: list[runs.Finished] = []
+        self._ready: set[int] = set()  # run ids whose child's fd was readable
         self._stop = False
         self._woken = True
         self._next_heartbeat = 0.0  # monotonic; 0 = at the first tick
@@ -419,11 +420,19 @@ class Daemon:
         )
         runs.finish_runs(self.engine, [finished], worker_id=self.worker_id, now=self.clock.now())
 
-    def _service_children(self) -> int:
+    def _service_children(self, *, everything: bool = False) -> int:
         """Store logs and progress; record outcomes of children that exited (all of them
         in one transaction)."""
         ended, self._unrecorded = self._unrecorded, []
+        ready, self._ready = self._ready, set()
+        mono = self.clock.monotonic()
         for run_id, entry in list(self.running.items()):
+            # In the loop, only children whose fd woke it, whose deadline came, or whose
+            # progress waits to be written (tick() driven by hand: all of them).
+            if not (everything or self._selector is None or run_id in ready or entry.progress):
+                deadline = entry.child.next_deadline()
+                if deadline is None or deadline > mono:
+                    continue
             lines, progress = entry.child.drain()
             if lines:
                 runs.append_logs(self.engine, run_id, [(x.ts, x.level, x.message) for x in lines])
@@ -559,6 +568,8 @@ class Daemon:
             if key.data == "wake" and self._listener is not None:
                 if self._listener.drain():
                     self._woken = True
+            elif isinstance(key.data, int):
+                self._ready.add(key.data)  # a child's run id
             elif key.data == "signal" and self._signal_r is not None:
                 with contextlib.suppress(OSError):
                     self._signal_r.recv(64)
@@ -577,7 +588,7 @@ class Daemon:
             )
         cancelled = False
         while self.running:
-            self._service_children()
+            self._service_children(everything=True)
             if not self.running:
                 break
             if not cancelled and self.clock.monotonic() >= grace_end:

@@ -28,6 +28,7 @@ children die with it in turn.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import selectors
@@ -194,6 +195,10 @@ def _serve(app: App, sock: socket.socket, daemon_pid: int) -> NoReturn:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _sig.pthread_sigmask(signal.SIG_SETMASK, ())
+    # Every object alive now moves to a generation the collector never scans, so a child
+    # whose job triggers a collection does not touch (and copy) the server's pages.
+    gc.collect()
+    gc.freeze()
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ, None)
     kids: dict[int, _Kid] = {}  # by pidfd

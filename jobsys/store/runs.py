@@ -116,9 +116,6 @@ class RunQueue:
         self.stale = False
 
 
-#: What a claim attempt on one run found.
-_CLAIMED, _BUSY, _GONE = "claimed", "busy", "gone"
-
 #: MySQL errors that roll back a claim pass without harm (it is retried next tick):
 #: a deadlock between two daemons' claims, or a lock wait timeout.
 _RETRYABLE_MYSQL = (1205, 1213)
@@ -230,16 +227,10 @@ def _claim_pass(
             if not candidates:
                 keep += rest
                 break
-            started: dict[int, datetime] = {}
-            for row in sorted(candidates, key=lambda r: r.job_name):
-                result, at = _claim_in(conn, row, worker_id, clock)
-                if at is not None:
-                    started[row.id] = at
-                    q.statuses[row.batch_id][row.job_name] = RunStatus.RUNNING
-                elif result == _BUSY:
-                    keep.append(row)  # the job runs elsewhere: this run waits
+            started = _claim_round(conn, candidates, worker_id, clock, keep)
             for row in candidates:  # back in queue order
                 if row.id in started:
+                    q.statuses[row.batch_id][row.job_name] = RunStatus.RUNNING
                     claimed.append(_claimed_run(row, started[row.id]))
             if len(started) < len(candidates) and not rest:
                 break
@@ -284,15 +275,28 @@ _RELEASE_MUTEX = (
     )
     .values(running_run_id=None, running_worker_id=None)
 )
-_START_RUN = (
+_START_RUNS = (
     update(JobRun)
-    .where(col(JobRun.id) == bindparam("b_run_id"), col(JobRun.status) == RunStatus.QUEUED)
+    .where(
+        col(JobRun.id).in_(bindparam("b_ids", expanding=True)),
+        col(JobRun.status) == RunStatus.QUEUED,
+    )
     .values(
         status=RunStatus.RUNNING,
         worker_id=bindparam("b_worker_id"),
         started_at=bindparam("b_at"),
         updated_at=bindparam("b_at"),
     )
+)
+_RELEASE_MUTEXES = (
+    # Names and run ids as two lists: a job's mutex can only hold a run of that job,
+    # so the cross product matches exactly the pairs given.
+    update(JobDefinition)
+    .where(
+        col(JobDefinition.name).in_(bindparam("b_jobs", expanding=True)),
+        col(JobDefinition.running_run_id).in_(bindparam("b_run_ids", expanding=True)),
+    )
+    .values(running_run_id=None, running_worker_id=None)
 )
 _START_BATCH = (
     update(JobBatch)
@@ -301,19 +305,48 @@ _START_BATCH = (
 )
 
 
-def _claim_in(
-    conn: Connection, row: Any, worker_id: str, clock: Callable[[], datetime]
-) -> tuple[str, datetime | None]:
-    """Take the job's mutex, then the run, in the caller's transaction."""
-    key = {"b_job": row.job_name, "b_run_id": row.id, "b_worker_id": worker_id}
-    if conn.execute(_TAKE_MUTEX, key).rowcount != 1:
-        return _BUSY, None
-    now = clock()  # after the mutex: the previous run of this job has finished
-    if conn.execute(_START_RUN, {**key, "b_at": now}).rowcount != 1:
-        # another daemon took the run (or it was cancelled): give the mutex back
-        conn.execute(_RELEASE_MUTEX, key)
-        return _GONE, None
-    return _CLAIMED, now
+def _claim_round(
+    conn: Connection,
+    candidates: list[Any],
+    worker_id: str,
+    clock: Callable[[], datetime],
+    keep: list[Any],
+) -> dict[int, datetime]:
+    """Take each candidate job's mutex (in name order), then all their runs in one
+    UPDATE; returns the start instant by run id. Runs whose job runs elsewhere go to
+    ``keep`` (they wait); runs taken by another daemon meanwhile are dropped."""
+    won: list[Any] = []
+    for row in sorted(candidates, key=lambda r: r.job_name):
+        key = {"b_job": row.job_name, "b_run_id": row.id, "b_worker_id": worker_id}
+        if conn.execute(_TAKE_MUTEX, key).rowcount == 1:
+            won.append(row)
+        else:
+            keep.append(row)  # the job runs elsewhere: this run waits
+    if not won:
+        return {}
+    now = clock()  # after every mutex: the previous run of each job has finished
+    ids = [row.id for row in won]
+    taken = conn.execute(
+        _START_RUNS, {"b_ids": ids, "b_worker_id": worker_id, "b_at": now}
+    ).rowcount
+    if taken == len(won):
+        return dict.fromkeys(ids, now)
+    # Another daemon took some of them (or they were cancelled): find ours, and give
+    # the other mutexes back.
+    ours: set[int] = {
+        rid
+        for (rid,) in conn.execute(
+            select(col(JobRun.id)).where(
+                col(JobRun.id).in_(ids),
+                col(JobRun.status) == RunStatus.RUNNING,
+                col(JobRun.worker_id) == worker_id,
+            )
+        )
+        if rid is not None
+    }
+    lost = [row for row in won if row.id not in ours]
+    conn.execute(_RELEASE_MUTEX, [{"b_job": r.job_name, "b_run_id": r.id} for r in lost])
+    return dict.fromkeys(sorted(ours), now)
 
 
 def _mark_batches_running(conn: Connection, claimed: Sequence[ClaimedRun]) -> None:
@@ -401,7 +434,11 @@ def finish_runs(
             # One row: a plain execute, whose rowcount is exact on every driver.
             recorded = conn.execute(_FINISH_RUN, params[0] if len(params) == 1 else params)
             conn.execute(
-                _RELEASE_MUTEX, [{"b_job": o.job_name, "b_run_id": o.run_id} for o in outcomes]
+                _RELEASE_MUTEXES,
+                {
+                    "b_jobs": sorted({o.job_name for o in outcomes}),
+                    "b_run_ids": [o.run_id for o in outcomes],
+                },
             )
         cascade: dict[int, bool] = {}
         for o in outcomes:
@@ -542,14 +579,25 @@ def settle_batches(engine: Engine, batches: dict[int, bool], now: datetime) -> N
     """
     if not batches:
         return
-    with write_engine(engine).begin() as conn:
-        for batch_id in sorted(b for b, cascade in batches.items() if cascade):
-            _settle(conn, batch_id, now, cascade=True)
-        ids = sorted(b for b, cascade in batches.items() if not cascade)
-        if not ids:
-            return
-        active = {b for (b,) in conn.execute(_ACTIVE_BATCHES, {"b_ids": ids})}
+    ids = sorted(b for b, cascade in batches.items() if not cascade)
+    if ids:
+        # Only successes: a batch with a run still active is not done, the common case
+        # while a large batch runs. Asked before taking the write lock; the settling
+        # UPDATE below is conditional, so a stale answer cannot settle a batch twice.
+        with engine.connect() as conn:
+            if len(ids) == 1:
+                busy = conn.execute(_ANY_ACTIVE, {"b_batch_id": ids[0]}).first() is not None
+                active = set(ids) if busy else set()
+            else:
+                active = {b for (b,) in conn.execute(_ACTIVE_BATCHES, {"b_ids": ids})}
+            conn.rollback()
         ids = [b for b in ids if b not in active]
+    cascading = sorted(b for b, cascade in batches.items() if cascade)
+    if not ids and not cascading:
+        return
+    with write_engine(engine).begin() as conn:
+        for batch_id in cascading:
+            _settle(conn, batch_id, now, cascade=True)
         if not ids:
             return
         counts: dict[int, dict[str, int]] = {b: {} for b in ids}
