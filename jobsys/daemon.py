@@ -231,20 +231,16 @@ class Daemon:
             if overview.stale_workers:
                 self._recover(now)
 
+        recompute_due = False
         if self._due_at is not None and self._due_at <= now:
             fired, more = firing.fire_due(self.engine, self.app, worker_id=self.worker_id, now=now)
             self._log_fired(fired, now)
             stats.fired = sum(1 for f in fired if f.batch_id)
-            if more and fired:
-                # A chunk fired and more are due: claim and start runs first, then fire
-                # the next chunk on the next tick (at once).
-                self._due_at = now
-            else:
-                self._due_at = firing.earliest_next_run(self.engine)
-                if self._due_at is not None and self._due_at <= now:
-                    # Still due: another daemon holds it mid-transaction, or this daemon's
-                    # code lacks it. Look again shortly instead of spinning.
-                    self._due_at = now + timedelta(seconds=1)
+            # A chunk fired and more are due: claim and start runs first, then fire the
+            # next chunk on the next tick (at once). Else the next due instant is read
+            # after the claim below, so that reading it does not delay the first job.
+            self._due_at = now
+            recompute_due = not (more and fired)
             self._more_queued = True
             self.queue.stale = True
 
@@ -260,6 +256,13 @@ class Daemon:
         if not self._stop and free > 0 and (self._more_queued or stats.finished):
             stats.claimed = self._claim_and_start(free, now)
             self._more_queued = stats.claimed == free
+
+        if recompute_due:
+            self._due_at = firing.earliest_next_run(self.engine)
+            if self._due_at is not None and self._due_at <= now:
+                # Still due: another daemon holds it mid-transaction, or this daemon's
+                # code lacks it. Look again shortly instead of spinning.
+                self._due_at = now + timedelta(seconds=1)
 
         self._maintenance(now, mono, poll_due)
 

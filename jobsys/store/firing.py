@@ -13,6 +13,8 @@ For each enabled schedule whose ``next_run_at`` has come, one transaction:
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -84,31 +86,63 @@ def fire_due(
     an empty batch, a slot that already has a batch) takes ``fire_schedule``, one
     schedule per transaction, which records each case with its reason.
     """
-    with database_errors(engine, "cannot read due schedules in"), engine.connect() as conn:
-        rows = conn.execute(
-            select(
-                col(JobSchedule.id),
-                col(JobSchedule.next_run_at),
-                col(JobSchedule.cron),
-                col(JobSchedule.timezone),
-                col(JobSchedule.missed_policy),
-                col(JobSchedule.max_catch_up_s),
-                col(JobSchedule.grace_s),
-                col(JobSchedule.allow_overlap),
-                col(JobSchedule.last_batch_id),
-            )
-            .where(*runnable_filter(), col(JobSchedule.next_run_at) <= now)
-            .order_by(col(JobSchedule.next_run_at), col(JobSchedule.id))
-            .limit(limit + 1)
-        ).all()
-        conn.rollback()
-    more = len(rows) > limit
-    rows = [r for r in rows[:limit] if r.id in app.schedules]  # others never fire here
     fired: list[Fired] = []
+    slow: list[str] = []
+    fast: list[tuple[Any, DuePlan, list[tuple[str, tuple[str, ...]]]]] = []
+    with database_errors(engine, "cannot fire schedules in"):
+        try:
+            # One transaction reads the due schedules and fires the common case.
+            with write_engine(engine).begin() as conn:
+                rows = conn.execute(_due_statement(limit + 1), {"b_now": now}).all()
+                more = len(rows) > limit
+                fast, slow = _split(app, rows[:limit], now)
+                if fast:
+                    done, deferred = _fire_many(conn, app, fast, worker_id=worker_id, now=now)
+                    fired += done
+                    slow += deferred
+        except IntegrityError:
+            # A slot of the chunk already has a batch (e.g. a schedule disabled and
+            # re-enabled onto the same slot): nothing was written; one at a time instead.
+            fired = []
+            slow += [row.id for row, _, _ in fast]
+    for schedule_id in slow:
+        one = fire_schedule(engine, app, schedule_id, worker_id=worker_id, now=now)
+        if one is not None:
+            fired.append(one)
+    return fired, more
+
+
+@functools.lru_cache(maxsize=4)
+def _due_statement(limit: int) -> Any:  # a Select of the due rows
+    return (
+        select(
+            col(JobSchedule.id),
+            col(JobSchedule.next_run_at),
+            col(JobSchedule.cron),
+            col(JobSchedule.timezone),
+            col(JobSchedule.missed_policy),
+            col(JobSchedule.max_catch_up_s),
+            col(JobSchedule.grace_s),
+            col(JobSchedule.allow_overlap),
+            col(JobSchedule.last_batch_id),
+        )
+        .where(*runnable_filter(), col(JobSchedule.next_run_at) <= bindparam("b_now"))
+        .order_by(col(JobSchedule.next_run_at), col(JobSchedule.id))
+        .limit(limit)
+    )
+
+
+def _split(
+    app: App, rows: Sequence[Any], now: datetime
+) -> tuple[list[tuple[Any, DuePlan, list[tuple[str, tuple[str, ...]]]]], list[str]]:
+    """The due rows this daemon knows: the common case (fast) and the rest (slow)."""
     slow: list[str] = []
     fast: list[tuple[Any, DuePlan, list[tuple[str, tuple[str, ...]]]]] = []
     plans: dict[tuple[str, str | None], list[tuple[str, tuple[str, ...]]]] = {}
     for row in rows:
+        sched = app.schedules.get(row.id)
+        if sched is None:
+            continue  # not in this daemon's code: it never fires here
         timing = ScheduleTiming(
             cron=row.cron,
             timezone=row.timezone,
@@ -117,7 +151,6 @@ def fire_due(
             grace_s=row.grace_s,
         )
         plan = plan_due(timing, row.next_run_at, now)
-        sched = app.schedules[row.id]
         key = (sched.mode, sched.group)
         if key not in plans:
             plans[key] = app.plan(mode=sched.mode, group=sched.group)
@@ -125,21 +158,7 @@ def fire_due(
             slow.append(row.id)
         else:
             fast.append((row, plan, plans[key]))
-    if fast:
-        try:
-            with database_errors(engine, "cannot fire schedules in"):
-                done, deferred = _fire_many(engine, app, fast, worker_id=worker_id, now=now)
-            fired += done
-            slow += deferred
-        except IntegrityError:
-            # A slot of the chunk already has a batch (e.g. a schedule disabled and
-            # re-enabled onto the same slot): nothing was written; one at a time instead.
-            slow += [row.id for row, _, _ in fast]
-    for schedule_id in slow:
-        one = fire_schedule(engine, app, schedule_id, worker_id=worker_id, now=now)
-        if one is not None:
-            fired.append(one)
-    return fired, more
+    return fast, slow
 
 
 _CLAIM_SLOT = (
@@ -167,56 +186,56 @@ _SET_LAST_BATCH = (
 
 
 def _fire_many(
-    engine: Engine,
+    conn: Connection,
     app: App,
     due: list[tuple[Any, DuePlan, list[tuple[str, tuple[str, ...]]]]],
     *,
     worker_id: str,
     now: datetime,
 ) -> tuple[list[Fired], list[str]]:
-    """The one-transaction path of ``fire_due``; returns what fired and the ids it left
-    to ``fire_schedule`` (their previous batch is still running: an overlap)."""
+    """The one-transaction path of ``fire_due`` (in ``conn``'s transaction); returns
+    what fired and the ids it left to ``fire_schedule`` (their previous batch is still
+    running: an overlap)."""
     fired: list[Fired] = []
     deferred: list[str] = []
-    with write_engine(engine).begin() as conn:
-        previous = [r.last_batch_id for r, _, _ in due if not r.allow_overlap and r.last_batch_id]
-        running: set[int] = set()
-        if previous:
-            running = {
-                bid
-                for (bid,) in conn.execute(
-                    select(col(JobBatch.id)).where(
-                        col(JobBatch.id).in_(previous),
-                        col(JobBatch.status).in_((RunStatus.QUEUED, RunStatus.RUNNING)),
-                    )
+    previous = [r.last_batch_id for r, _, _ in due if not r.allow_overlap and r.last_batch_id]
+    running: set[int] = set()
+    if previous:
+        running = {
+            bid
+            for (bid,) in conn.execute(
+                select(col(JobBatch.id)).where(
+                    col(JobBatch.id).in_(previous),
+                    col(JobBatch.status).in_((RunStatus.QUEUED, RunStatus.RUNNING)),
                 )
-                if bid is not None
-            }
-        won: list[tuple[Any, DuePlan, list[tuple[str, tuple[str, ...]]]]] = []
-        for row, plan, jobs in due:
-            if row.last_batch_id in running and not row.allow_overlap:
-                deferred.append(row.id)
-                continue
-            claimed = conn.execute(
-                _CLAIM_SLOT,
-                {
-                    "b_sid": row.id,
-                    "b_slot": row.next_run_at,
-                    "b_next": plan.next_run_at,
-                    "b_now": now,
-                    "b_worker_id": worker_id,
-                },
             )
-            if claimed.rowcount == 1:
-                won.append((row, plan, jobs))
-        if not won:
-            return fired, deferred
-        batch_ids = _insert_batches(conn, app, won, worker_id=worker_id, now=now)
-        run_ids = _insert_runs(conn, app, won, batch_ids, now=now)
-        conn.execute(
-            _SET_LAST_BATCH,
-            [{"b_sid": row.id, "b_batch_id": batch_ids[row.id]} for row, _, _ in won],
+            if bid is not None
+        }
+    won: list[tuple[Any, DuePlan, list[tuple[str, tuple[str, ...]]]]] = []
+    for row, plan, jobs in due:
+        if row.last_batch_id in running and not row.allow_overlap:
+            deferred.append(row.id)
+            continue
+        claimed = conn.execute(
+            _CLAIM_SLOT,
+            {
+                "b_sid": row.id,
+                "b_slot": row.next_run_at,
+                "b_next": plan.next_run_at,
+                "b_now": now,
+                "b_worker_id": worker_id,
+            },
         )
+        if claimed.rowcount == 1:
+            won.append((row, plan, jobs))
+    if not won:
+        return fired, deferred
+    batch_ids = _insert_batches(conn, app, won, worker_id=worker_id, now=now)
+    run_ids = _insert_runs(conn, app, won, batch_ids, now=now)
+    conn.execute(
+        _SET_LAST_BATCH,
+        [{"b_sid": row.id, "b_batch_id": batch_ids[row.id]} for row, _, _ in won],
+    )
     for row, plan, _ in won:
         bid = batch_ids[row.id]
         fired.append(Fired(row.id, plan.fire, bid, run_ids.get(bid, []), 0))
@@ -253,7 +272,12 @@ def _insert_batches(
                 "updated_at": now,
             }
         )
-    conn.execute(insert(JobBatch), rows)
+    if len(rows) == 1:  # one row: the driver reports its id, no need to read it back
+        (bid,) = conn.execute(insert(JobBatch), rows[0]).inserted_primary_key or (None,)
+        if bid is not None:
+            return {rows[0]["schedule_id"]: int(bid)}
+    else:
+        conn.execute(insert(JobBatch), rows)
     # Read the ids back by the unique (schedule, slot) key, one query per slot instant.
     by_slot: dict[datetime, list[str]] = {}
     for row, plan, _ in won:
@@ -301,7 +325,12 @@ def _insert_runs(
                     "updated_at": now,
                 }
             )
-    conn.execute(insert(JobRun), rows)
+    if len(rows) == 1:  # one row: the driver reports its id
+        (rid,) = conn.execute(insert(JobRun), rows[0]).inserted_primary_key or (None,)
+        if rid is not None:
+            return {rows[0]["batch_id"]: [int(rid)]}
+    else:
+        conn.execute(insert(JobRun), rows)
     out: dict[int, list[int]] = {}
     for rid, bid in conn.execute(
         select(col(JobRun.id), col(JobRun.batch_id))
