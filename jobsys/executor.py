@@ -594,6 +594,20 @@ class Child:
         self._closed = True
 
 
+def open_pipes() -> list[int]:
+    """A child's three pipes (message, stdout, stderr) as ``[r, w, r, w, r, w]``; none
+    left open if one cannot be made."""
+    fds: list[int] = []
+    try:
+        for _ in range(3):
+            fds.extend(os.pipe())
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return fds
+
+
 def _prctl_function() -> Callable[..., int] | None:
     """libc's ``prctl`` on Linux (for ``PR_SET_PDEATHSIG``), else None."""
     if sys.platform.startswith("linux"):
@@ -675,24 +689,34 @@ class Executor:
                 out.append(got)
                 continue
             pid, msg_r, out_r, err_r = got
-            for fd in (msg_r, out_r, err_r):
-                os.set_blocking(fd, False)
-            out.append(
-                Child(
-                    spec,
-                    pid,
-                    msg_fd=msg_r,
-                    out_fd=out_r,
-                    err_fd=err_r,
-                    started_at=started_at,
-                    start_mono=start_mono,
-                    kill_grace_s=self.kill_grace_s,
-                    monotonic=self._monotonic,
-                    now=self._now,
-                    via_server=True,
-                )
-            )
+            out.append(self._child(spec, pid, (msg_r, out_r, err_r), started_at, start_mono, True))
         return out
+
+    def _child(
+        self,
+        spec: RunSpec,
+        pid: int,
+        fds: tuple[int, int, int],
+        started_at: datetime,
+        start_mono: float,
+        via_server: bool,
+    ) -> Child:
+        """The daemon's side of a started child, from the read ends of its pipes."""
+        for fd in fds:
+            os.set_blocking(fd, False)
+        return Child(
+            spec,
+            pid,
+            msg_fd=fds[0],
+            out_fd=fds[1],
+            err_fd=fds[2],
+            started_at=started_at,
+            start_mono=start_mono,
+            kill_grace_s=self.kill_grace_s,
+            monotonic=self._monotonic,
+            now=self._now,
+            via_server=via_server,
+        )
 
     def close(self) -> None:
         """Stop the fork server, if any (after every child has ended)."""
@@ -706,14 +730,7 @@ class Executor:
         for stream in (sys.stdout, sys.stderr):  # else the child would repeat their buffers
             with contextlib.suppress(Exception):
                 stream.flush()
-        fds: list[int] = []
-        try:
-            for _ in range(3):
-                fds.extend(os.pipe())
-        except BaseException:
-            for fd in fds:
-                os.close(fd)
-            raise
+        fds = open_pipes()
         msg_r, msg_w, out_r, out_w, err_r, err_w = fds
         started_at = self._now()
         start_mono = self._monotonic()
@@ -751,20 +768,7 @@ class Executor:
             os.setpgid(pid, pid)
         for fd in (msg_w, out_w, err_w):
             os.close(fd)
-        for fd in (msg_r, out_r, err_r):
-            os.set_blocking(fd, False)
-        return Child(
-            spec,
-            pid,
-            msg_fd=msg_r,
-            out_fd=out_r,
-            err_fd=err_r,
-            started_at=started_at,
-            start_mono=start_mono,
-            kill_grace_s=self.kill_grace_s,
-            monotonic=self._monotonic,
-            now=self._now,
-        )
+        return self._child(spec, pid, (msg_r, out_r, err_r), started_at, start_mono, False)
 
 
 # -- child side -------------------------------------------------------------------------

@@ -49,6 +49,7 @@ from jobsys.executor import (
     _prctl_function,
     _sig,
     _utcnow,
+    open_pipes,
 )
 
 _MAX_PACKET = 1 << 20
@@ -250,14 +251,7 @@ def _fork(
     kids: dict[int, _Kid],
     prctl: Any,
 ) -> tuple[_Kid, list[int]]:
-    fds: list[int] = []
-    try:
-        for _ in range(3):
-            fds.extend(os.pipe())
-    except BaseException:
-        for fd in fds:
-            os.close(fd)
-        raise
+    fds = open_pipes()
     msg_r, msg_w, out_r, out_w, err_r, err_w = fds
     server_pid = os.getpid()
     # Everything the server holds that the child must not: other children's pipes and

@@ -71,25 +71,17 @@ def insert_batch(
     assert batch.id is not None
     if not plan:
         return CreatedBatch(batch.id, [])
-    rows = [
-        {
-            "batch_id": batch.id,
-            "job_name": name,
-            "status": RunStatus.QUEUED,
-            "trigger": trigger,
-            "schedule_id": schedule_id,
-            "scheduled_for": scheduled_for,
-            "params": params if mode == BatchMode.JOB else default_params(app.jobs[name]),
-            "triggered_by": triggered_by,
-            "depends_on": list(deps),
-            "position": position,
-            "queued_at": now,
-            "timeout_s": run_timeout(app, name),
-            "cancel_requested": False,
-            "updated_at": now,
-        }
-        for position, (name, deps) in enumerate(plan)
-    ]
+    rows = run_rows(
+        app,
+        plan,
+        batch_id=batch.id,
+        trigger=trigger,
+        schedule_id=schedule_id,
+        scheduled_for=scheduled_for,
+        params=params if mode == BatchMode.JOB else None,
+        triggered_by=triggered_by,
+        now=now,
+    )
     s.execute(insert(JobRun), rows)  # executemany: one round trip per chunk
     run_ids = [
         rid
@@ -100,6 +92,41 @@ def insert_batch(
         )
     ]
     return CreatedBatch(batch.id, run_ids)
+
+
+def run_rows(
+    app: App,
+    plan: list[tuple[str, tuple[str, ...]]],
+    *,
+    batch_id: int,
+    trigger: str,
+    schedule_id: str | None,
+    scheduled_for: datetime | None,
+    now: datetime,
+    params: dict[str, Any] | None = None,
+    triggered_by: str | None = None,
+) -> list[dict[str, Any]]:
+    """The ``job_run`` rows of one batch, in dependency order. ``params`` is for a
+    one-job batch; every other run gets its job's default params."""
+    return [
+        {
+            "batch_id": batch_id,
+            "job_name": name,
+            "status": RunStatus.QUEUED,
+            "trigger": trigger,
+            "schedule_id": schedule_id,
+            "scheduled_for": scheduled_for,
+            "params": params if params is not None else default_params(app.jobs[name]),
+            "triggered_by": triggered_by,
+            "depends_on": list(deps),
+            "position": position,
+            "queued_at": now,
+            "timeout_s": run_timeout(app, name),
+            "cancel_requested": False,
+            "updated_at": now,
+        }
+        for position, (name, deps) in enumerate(plan)
+    ]
 
 
 def run_timeout(app: App, name: str) -> int | None:

@@ -24,9 +24,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from jobsys.definitions import App, default_params
+from jobsys.definitions import App
 from jobsys.scheduler import DuePlan, ScheduleTiming, plan_due
-from jobsys.store.batches import insert_batch, run_timeout
+from jobsys.store.batches import insert_batch, run_rows
 from jobsys.store.db import database_errors, session, write_engine
 from jobsys.store.models import BatchMode, JobBatch, JobRun, JobSchedule, RunStatus, Trigger
 from jobsys.store.schedules import timing_of
@@ -60,18 +60,6 @@ def earliest_next_run(engine: Engine) -> datetime | None:
             select(func.min(col(JobSchedule.next_run_at))).where(*runnable_filter())
         ).scalar_one()
         return value
-
-
-def due_schedule_ids(engine: Engine, now: datetime) -> list[str]:
-    with engine.connect() as conn:
-        return [
-            sid
-            for (sid,) in conn.execute(
-                select(col(JobSchedule.id))
-                .where(*runnable_filter(), col(JobSchedule.next_run_at) <= now)
-                .order_by(col(JobSchedule.next_run_at), col(JobSchedule.id))
-            )
-        ]
 
 
 def fire_due(
@@ -304,27 +292,19 @@ def _insert_runs(
     now: datetime,
 ) -> dict[int, list[int]]:
     """Insert every batch's runs in dependency order; returns run ids by batch id."""
-    rows = []
-    for row, plan, jobs in won:
-        for position, (name, deps) in enumerate(jobs):
-            rows.append(
-                {
-                    "batch_id": batch_ids[row.id],
-                    "job_name": name,
-                    "status": RunStatus.QUEUED,
-                    "trigger": Trigger.CRON,
-                    "schedule_id": row.id,
-                    "scheduled_for": plan.fire,
-                    "params": default_params(app.jobs[name]),
-                    "triggered_by": None,
-                    "depends_on": list(deps),
-                    "position": position,
-                    "queued_at": now,
-                    "timeout_s": run_timeout(app, name),
-                    "cancel_requested": False,
-                    "updated_at": now,
-                }
-            )
+    rows = [
+        run
+        for row, plan, jobs in won
+        for run in run_rows(
+            app,
+            jobs,
+            batch_id=batch_ids[row.id],
+            trigger=Trigger.CRON,
+            schedule_id=row.id,
+            scheduled_for=plan.fire,
+            now=now,
+        )
+    ]
     if len(rows) == 1:  # one row: the driver reports its id
         (rid,) = conn.execute(insert(JobRun), rows[0]).inserted_primary_key or (None,)
         if rid is not None:

@@ -359,11 +359,6 @@ def _mark_batches_running(conn: Connection, claimed: Sequence[ClaimedRun]) -> No
         )
 
 
-def _end_queued(engine: Engine, run_id: int, status: RunStatus, error: str, now: datetime) -> bool:
-    with write_engine(engine).begin() as conn:
-        return _end_queued_in(conn, run_id, status, error, now)
-
-
 def _end_queued_in(
     conn: Connection, run_id: int, status: RunStatus, error: str, now: datetime
 ) -> bool:
