@@ -18,6 +18,12 @@ fi
 python="${PYTHON:-python3}"
 venv=".build/venv"
 
+# One build at a time in this checkout: parallel test workers may each build an artifact,
+# and two pips writing one venv corrupt it.
+mkdir -p .build
+exec 9>.build/lock
+flock 9
+
 if [[ ! -x "$venv/bin/python" ]]; then
     "$python" -m venv "$venv"
 fi

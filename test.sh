@@ -2,8 +2,8 @@
 # The test command: installs what the tests need into .venv, then runs ruff, mypy and
 # pytest. MariaDB tests run when JOBSYS_TEST_MYSQL_URL is set (the summary says so).
 #
-#   ./test.sh                  # everything
-#   ./test.sh tests/test_cron.py -k dst    # arguments go to pytest
+#   ./test.sh                  # everything, on JOBSYS_TEST_WORKERS (default 4) pytest-xdist workers
+#   ./test.sh tests/test_cron.py -k dst    # arguments go to pytest (one process)
 set -euo pipefail
 cd "$(dirname "$0")"
 python="${PYTHON:-python3}"
@@ -28,5 +28,10 @@ if [[ $# -eq 0 ]]; then
     .venv/bin/ruff check "${lint_paths[@]}"
     .venv/bin/ruff format --check "${lint_paths[@]}"
     .venv/bin/mypy
+fi
+if [[ $# -eq 0 ]]; then
+    # Most tests wait on child processes, sockets and databases rather than the CPU, so
+    # more workers than cores pays; each worker has its own MariaDB database.
+    exec .venv/bin/python -m pytest -n "${JOBSYS_TEST_WORKERS:-4}"
 fi
 exec .venv/bin/python -m pytest "$@"

@@ -11,7 +11,8 @@
 Speed: migrations run once per session. SQLite tests get a copy of a migrated template
 file; MySQL tests share one database, emptied (TRUNCATE, so ids restart at 1 as on a
 fresh SQLite file) before each test. Tests must therefore not run in parallel against
-the same MySQL database.
+the same MySQL database: under pytest-xdist each worker uses its own,
+``<test db>_<worker>`` (e.g. ``jobsys_test_gw1``), created on first use.
 """
 
 from __future__ import annotations
@@ -54,6 +55,14 @@ def pytest_configure(config: pytest.Config) -> None:
         url = normalize_url(raw) if raw else None
     except ConfigError as exc:
         raise pytest.UsageError(f"{MYSQL_ENV}: {exc}") from None
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if url is not None and worker:
+        # One database per xdist worker: the TRUNCATE between tests must not hit a
+        # database another worker's test is using.
+        base = make_url(url)
+        url = base.set(database=f"{base.database}_{worker}").render_as_string(
+            hide_password=False
+        )
     config.stash[_MYSQL_USE] = _MysqlUse(url=url)
 
 
@@ -65,11 +74,24 @@ def pytest_terminal_summary(
         return
     if use.url is None:
         line = f"MariaDB tests: SKIPPED ({MYSQL_ENV} not set)"
-    elif use.used:
-        line = f"MariaDB tests: ran against {mask_url(use.url)}"
+    elif use.used or _seen_mysql_pass:
+        where = mask_url(use.url)
+        if os.environ.get("PYTEST_XDIST_WORKER") is None and _seen_mysql_pass and not use.used:
+            where += " (one database per worker: <name>_gwN)"
+        line = f"MariaDB tests: ran against {where}"
     else:
         line = f"MariaDB tests: none selected ({MYSQL_ENV} is {mask_url(use.url)})"
     terminalreporter.write_line(line)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # Under pytest-xdist the workers use the databases; the controller learns from the
+    # reports it receives that a MariaDB test ran, so its summary line tells the truth.
+    if report.when == "call" and report.passed and "mysql" in report.keywords:
+        _seen_mysql_pass.append(True)
+
+
+_seen_mysql_pass: list[bool] = []
 
 
 def _mysql_url(config: pytest.Config) -> str:
