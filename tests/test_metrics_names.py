@@ -200,3 +200,37 @@ def test_declared_reads_names_labels_and_escapes() -> None:
         ("a_total", "counter", "A counter.", [("a_total", ("job", "status"))]),
         ("b", "gauge", "B.", [("b", ())]),
     ]
+
+
+def test_openmetrics_when_the_scraper_asks_for_it(web: Web) -> None:
+    """prometheus_client's negotiation: Prometheus asks for OpenMetrics first."""
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+    response = web.client.get("/metrics", headers={**web.viewer, "Accept": accept})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/openmetrics-text;")
+    assert response.text.endswith("# EOF\n")
+    names = {f.name for f in text_string_to_metric_families(response.text)}
+    # OpenMetrics names a counter family without its _total (samples keep it)
+    assert {"jobsys_job_runs", "jobsys_health_status", "jobsys_firing_lateness_seconds"} <= names
+    plain = web.client.get("/metrics", headers=web.viewer)
+    assert plain.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+
+
+def test_each_app_has_its_own_registry(web: Web) -> None:
+    """Nothing lands in prometheus_client's global registry, so two apps in one process
+    (or an application that registers its own metrics there) do not collide."""
+    from prometheus_client import REGISTRY, generate_latest
+    from starlette.testclient import TestClient
+
+    from jobsys.web.app import create_app
+    from tests.web_helpers import settings_for
+
+    other = create_app(
+        settings=settings_for(web.engine), app=web.app, engine=web.engine, clock=web.clock
+    )
+    with TestClient(other) as client:
+        assert client.get("/metrics", headers=web.viewer).status_code == 200
+    assert web.client.get("/metrics", headers=web.viewer).status_code == 200
+    assert b"jobsys_" not in generate_latest(REGISTRY)
