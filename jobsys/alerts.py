@@ -55,24 +55,20 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import case, insert, select, update
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import col
+from sqlalchemy.engine import Engine
 
 from jobsys import __version__
 from jobsys.clock import iso_utc
-from jobsys.store.db import write_engine
-from jobsys.store.models import (
-    AlertIncident,
-    JobBatch,
-    JobRun,
-    JobSchedule,
-    RunStatus,
-    Trigger,
-    WorkerInstance,
-    WorkerStatus,
+from jobsys.store import alerts as store
+from jobsys.store.alerts import (
+    AlertReads,
+    Incident,
+    RunningRun,
+    ScheduleState,
+    SkippedSlot,
+    alert_reads,
 )
+from jobsys.store.models import WorkerStatus
 from jobsys.store.retention import skip_reason
 
 log = logging.getLogger("jobsys.alerts")
@@ -133,7 +129,7 @@ def post_json(url: str, body: dict[str, Any]) -> None:
         response.read(65536)
 
 
-def payload(row: Any) -> dict[str, Any]:
+def payload(row: Incident) -> dict[str, Any]:
     """The webhook body of an incident row, for its pending message."""
     resolved = row.pending == "resolved"
     body: dict[str, Any] = {
@@ -172,34 +168,22 @@ class Alerter:
     # -- the check -----------------------------------------------------------------
     def check(self, now: datetime) -> CheckReport:
         report = CheckReport()
-        with self.engine.connect() as conn:
-            open_rows = conn.execute(
-                select(AlertIncident).where(col(AlertIncident.resolved_at).is_(None))
-            ).all()
-            schedules = conn.execute(
-                select(
-                    col(JobSchedule.id),
-                    col(JobSchedule.enabled),
-                    col(JobSchedule.in_code),
-                    col(JobSchedule.env_active),
-                    col(JobSchedule.consecutive_failures),
-                    col(JobSchedule.last_batch_id),
-                    col(JobSchedule.last_run_status),
-                )
-            ).all()
+        with alert_reads(self.engine) as reads:
+            open_rows = reads.open_incidents()
+            schedules = reads.schedules()
             wanted: dict[tuple[str, str], _Condition] = {}
             wanted.update(self._failing(schedules))
-            wanted.update(self._long_runs(conn, now))
-            wanted.update(self._silent(conn, now))
+            wanted.update(self._long_runs(reads.running_runs(), now))
+            wanted.update(self._silent(reads, now))
             open_state = {(r.kind, r.subject): r for r in open_rows if r.kind != SLOT_MISSED}
             closing = [
-                (row, self._why_cleared(conn, row))
+                (row, self._why_cleared(reads, row))
                 for key, row in open_state.items()
                 if key not in wanted
             ]
-            missed_new = self._new_missed(conn, now)
+            missed_new = self._new_missed(reads, now)
             open_missed = {r.subject: r for r in open_rows if r.kind == SLOT_MISSED}
-        runnable = {s.id for s in schedules if s.enabled and s.in_code and s.env_active}
+        runnable = {s.id for s in schedules if s.runnable}
 
         for (kind, subject), cond in wanted.items():
             if (kind, subject) not in open_state and self._open(
@@ -224,11 +208,11 @@ class Alerter:
         return report
 
     # -- conditions ----------------------------------------------------------------
-    def _failing(self, schedules: Sequence[Any]) -> dict[tuple[str, str], _Condition]:
+    def _failing(self, schedules: Sequence[ScheduleState]) -> dict[tuple[str, str], _Condition]:
         out: dict[tuple[str, str], _Condition] = {}
         n = self.settings.failures
         for s in schedules:
-            if s.enabled and s.in_code and s.env_active and s.consecutive_failures >= n:
+            if s.runnable and s.consecutive_failures >= n:
                 out[(SCHEDULE_FAILING, s.id)] = _Condition(
                     f"schedule {s.id} failed {s.consecutive_failures} times in a row "
                     f"(alert threshold {n})",
@@ -242,19 +226,10 @@ class Alerter:
                 )
         return out
 
-    def _long_runs(self, conn: Connection, now: datetime) -> dict[tuple[str, str], _Condition]:
+    def _long_runs(
+        self, rows: Sequence[RunningRun], now: datetime
+    ) -> dict[tuple[str, str], _Condition]:
         out: dict[tuple[str, str], _Condition] = {}
-        rows = conn.execute(
-            select(
-                col(JobRun.id),
-                col(JobRun.job_name),
-                col(JobRun.batch_id),
-                col(JobRun.schedule_id),
-                col(JobRun.started_at),
-                col(JobRun.timeout_s),
-                col(JobRun.worker_id),
-            ).where(col(JobRun.status) == RunStatus.RUNNING)
-        ).all()
         for r in rows:
             if r.started_at is None:
                 continue
@@ -284,20 +259,10 @@ class Alerter:
                 )
         return out
 
-    def _silent(self, conn: Connection, now: datetime) -> dict[tuple[str, str], _Condition]:
+    def _silent(self, reads: AlertReads, now: datetime) -> dict[tuple[str, str], _Condition]:
         out: dict[tuple[str, str], _Condition] = {}
         threshold = self.settings.heartbeat_seconds
-        rows = conn.execute(
-            select(
-                col(WorkerInstance.id),
-                col(WorkerInstance.hostname),
-                col(WorkerInstance.pid),
-                col(WorkerInstance.last_heartbeat_at),
-            ).where(
-                col(WorkerInstance.status) != WorkerStatus.STOPPED,
-                col(WorkerInstance.last_heartbeat_at) < now - timedelta(seconds=threshold),
-            )
-        ).all()
+        rows = reads.quiet_workers(heard_before=now - timedelta(seconds=threshold))
         for w in rows:
             if w.id == self.worker_id:
                 continue
@@ -315,28 +280,17 @@ class Alerter:
             )
         return out
 
-    def _why_cleared(self, conn: Connection, row: Any) -> str:
+    def _why_cleared(self, reads: AlertReads, row: Incident) -> str:
         if row.kind == SCHEDULE_FAILING:
-            s = conn.execute(
-                select(
-                    col(JobSchedule.enabled),
-                    col(JobSchedule.in_code),
-                    col(JobSchedule.env_active),
-                    col(JobSchedule.consecutive_failures),
-                ).where(col(JobSchedule.id) == row.subject)
-            ).first()
-            if s is None or not (s.enabled and s.in_code and s.env_active):
+            s = next(iter(reads.schedules(row.subject)), None)
+            if s is None or not s.runnable:
                 return f"schedule {row.subject} is disabled or no longer runnable"
             return f"schedule {row.subject} succeeded again"
         if row.kind == RUN_TOO_LONG:
-            status = conn.execute(
-                select(col(JobRun.status)).where(col(JobRun.id) == int(row.subject))
-            ).scalar_one_or_none()
+            status = reads.run_status(int(row.subject))
             return f"run {row.subject} ended: {status or 'deleted'}"
         if row.kind == DAEMON_SILENT:
-            status = conn.execute(
-                select(col(WorkerInstance.status)).where(col(WorkerInstance.id) == row.subject)
-            ).scalar_one_or_none()
+            status = reads.worker_status(row.subject)
             if status == WorkerStatus.STOPPED:
                 return f"daemon {row.subject} is marked STOPPED (shut down or recovered)"
             if status is None:
@@ -344,34 +298,14 @@ class Alerter:
             return f"daemon {row.subject} heartbeats again"
         return "cleared"
 
-    def _new_missed(self, conn: Connection, now: datetime) -> dict[str, list[Any]]:
+    def _new_missed(self, reads: AlertReads, now: datetime) -> dict[str, list[SkippedSlot]]:
         """Missed slots recorded since the newest one an incident already covers."""
-        rows = conn.execute(
-            select(
-                col(JobBatch.id),
-                col(JobBatch.schedule_id),
-                col(JobBatch.scheduled_for),
-                col(JobBatch.reason),
-            )
-            .where(
-                col(JobBatch.updated_at) >= now - MISSED_LOOKBACK,  # the index
-                col(JobBatch.status) == RunStatus.SKIPPED,
-                col(JobBatch.trigger) == Trigger.CRON,
-                col(JobBatch.schedule_id).is_not(None),
-            )
-            .order_by(col(JobBatch.id))
-        ).all()
+        rows = reads.skipped_cron_slots(updated_since=now - MISSED_LOOKBACK)
         missed = [r for r in rows if skip_reason(r.reason) == "missed"]
         if not missed:
             return {}
-        covered = dict(
-            conn.execute(
-                select(col(AlertIncident.subject), col(AlertIncident.ref))
-                .where(col(AlertIncident.kind) == SLOT_MISSED)
-                .order_by(col(AlertIncident.id))
-            ).all()
-        )  # the last row per subject wins: refs only grow
-        out: dict[str, list[Any]] = {}
+        covered = reads.newest_refs(SLOT_MISSED)  # refs only grow
+        out: dict[str, list[SkippedSlot]] = {}
         for r in missed:
             if r.id > (covered.get(r.schedule_id) or 0):
                 out.setdefault(r.schedule_id, []).append(r)
@@ -388,25 +322,17 @@ class Alerter:
         now: datetime,
     ) -> bool:
         """Insert the incident; False if another daemon already has it open."""
-        try:
-            with write_engine(self.engine).begin() as conn:
-                conn.execute(
-                    insert(AlertIncident).values(
-                        kind=kind,
-                        subject=subject[:200],
-                        dedupe_key=key,
-                        message=cond.message,
-                        details=cond.details,
-                        ref=ref,
-                        since=now,
-                        opened_by=self.worker_id,
-                        pending="firing",
-                        attempts=0,
-                        next_attempt_at=now,
-                        updated_at=now,
-                    )
-                )
-        except IntegrityError:
+        if not store.open_incident(
+            self.engine,
+            kind=kind,
+            subject=subject,
+            dedupe_key=key,
+            message=cond.message,
+            details=cond.details,
+            ref=ref,
+            now=now,
+            opened_by=self.worker_id,
+        ):
             return False
         log.warning("alert: %s", cond.message, extra=_log_extra(cond.details))
         return True
@@ -414,72 +340,27 @@ class Alerter:
     def _resolve(self, incident_id: int, why: str, now: datetime, *, keep_key: bool) -> bool:
         """Mark the incident resolved (once); its "resolved" message becomes pending,
         unless its "firing" message is still undelivered: that goes first."""
-        values: dict[str, Any] = {
-            "resolved_at": now,
-            "resolution": why,
-            "pending": case((col(AlertIncident.pending) == "firing", "firing"), else_="resolved"),
-            "attempts": case(
-                (col(AlertIncident.pending) == "firing", col(AlertIncident.attempts)), else_=0
-            ),
-            "next_attempt_at": case(
-                (col(AlertIncident.pending) == "firing", col(AlertIncident.next_attempt_at)),
-                else_=now,
-            ),
-            "updated_at": now,
-        }
-        if not keep_key:
-            values["dedupe_key"] = None
-        with write_engine(self.engine).begin() as conn:
-            done = conn.execute(
-                update(AlertIncident)
-                .where(
-                    col(AlertIncident.id) == incident_id, col(AlertIncident.resolved_at).is_(None)
-                )
-                .values(**values)
-            )
-        if done.rowcount == 1:
+        done = store.resolve_incident(
+            self.engine, incident_id, resolution=why, now=now, keep_key=keep_key
+        )
+        if done:
             log.info("alert resolved: %s", why)
-        return done.rowcount == 1
+        return done
 
-    def _extend_missed(self, row: Any, batches: list[Any], ref: int, now: datetime) -> None:
+    def _extend_missed(
+        self, row: Incident, batches: list[SkippedSlot], ref: int, now: datetime
+    ) -> None:
         details = dict(row.details or {})
         details["count"] = int(details.get("count", 0)) + len(batches)
         details["last_slot"] = iso_utc(batches[-1].scheduled_for)
-        with write_engine(self.engine).begin() as conn:
-            conn.execute(
-                update(AlertIncident)
-                .where(
-                    col(AlertIncident.id) == row.id,
-                    col(AlertIncident.resolved_at).is_(None),
-                    col(AlertIncident.ref) < ref,
-                )
-                .values(ref=ref, details=details, updated_at=now)
-            )
+        store.extend_incident(self.engine, row.id, ref=ref, details=details, now=now)
 
     def _resolve_missed(self, report: CheckReport, runnable: set[str], now: datetime) -> None:
         """A missed-slot incident clears when a later slot of its schedule fired."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(
-                    col(AlertIncident.id), col(AlertIncident.subject), col(AlertIncident.ref)
-                ).where(
-                    col(AlertIncident.kind) == SLOT_MISSED,
-                    col(AlertIncident.resolved_at).is_(None),
-                )
-            ).all()
+        with alert_reads(self.engine) as reads:
             clearing: list[tuple[int, str, str]] = []
-            for r in rows:
-                fired = conn.execute(
-                    select(col(JobBatch.id), col(JobBatch.scheduled_for))
-                    .where(
-                        col(JobBatch.schedule_id) == r.subject,
-                        col(JobBatch.id) > (r.ref or 0),
-                        col(JobBatch.trigger) == Trigger.CRON,
-                        col(JobBatch.status) != RunStatus.SKIPPED,
-                    )
-                    .order_by(col(JobBatch.id))
-                    .limit(1)
-                ).first()
+            for r in reads.open_incidents(SLOT_MISSED):
+                fired = reads.first_fired_after(r.subject, r.ref or 0)
                 if fired is not None:
                     why = (
                         f"schedule {r.subject} fired again: slot "
@@ -501,16 +382,8 @@ class Alerter:
         started = self.timer()
         sent = 0
         while sent < MAX_DELIVERIES:
-            with self.engine.connect() as conn:
-                rows = conn.execute(
-                    select(AlertIncident)
-                    .where(
-                        col(AlertIncident.pending).is_not(None),
-                        col(AlertIncident.next_attempt_at) <= now,
-                    )
-                    .order_by(col(AlertIncident.id))
-                    .limit(MAX_DELIVERIES - sent)
-                ).all()
+            with alert_reads(self.engine) as reads:
+                rows = reads.due_deliveries(now, MAX_DELIVERIES - sent)
             if not rows:
                 return
             for row in rows:
@@ -525,23 +398,16 @@ class Alerter:
                 report.sent += 1
                 sent += 1
 
-    def _send_one(self, row: Any, now: datetime) -> bool | None:
+    def _send_one(self, row: Incident, now: datetime) -> bool | None:
         """Claim one delivery attempt and make it: None if another daemon claimed it."""
+        pending = row.pending
+        if pending is None:  # due_deliveries reads only rows with one
+            return None
         backoff = min(RETRY_MAX_S, RETRY_BASE_S * 2**row.attempts)
-        with write_engine(self.engine).begin() as conn:
-            claimed = conn.execute(
-                update(AlertIncident)
-                .where(
-                    col(AlertIncident.id) == row.id,
-                    col(AlertIncident.pending) == row.pending,
-                    col(AlertIncident.next_attempt_at) <= now,
-                )
-                .values(
-                    attempts=col(AlertIncident.attempts) + 1,
-                    next_attempt_at=now + timedelta(seconds=backoff),
-                )
-            )
-        if claimed.rowcount != 1:
+        retry_at = now + timedelta(seconds=backoff)
+        if not store.claim_delivery(
+            self.engine, row.id, pending=pending, now=now, retry_at=retry_at
+        ):
             return None
         try:
             self.sender(self.settings.webhook_url, payload(row))
@@ -557,30 +423,20 @@ class Alerter:
                 extra=_log_extra(row.details or {}),
             )
             if last:
-                self._done(row, now, delivered=False)
+                self._done(row.id, pending, now, delivered=False)
             return False
-        self._done(row, now, delivered=True)
+        self._done(row.id, pending, now, delivered=True)
         return True
 
-    def _done(self, row: Any, now: datetime, *, delivered: bool) -> None:
+    def _done(self, incident_id: int, pending: str, now: datetime, *, delivered: bool) -> None:
         """The pending message is dealt with; a resolved incident whose "firing"
         message this was has its "resolved" message next."""
-        then_resolved = row.pending == "firing"
-        resolved = col(AlertIncident.resolved_at).is_not(None)
-        with write_engine(self.engine).begin() as conn:
-            conn.execute(
-                update(AlertIncident)
-                .where(col(AlertIncident.id) == row.id, col(AlertIncident.pending) == row.pending)
-                .values(
-                    pending=case((resolved, "resolved"), else_=None) if then_resolved else None,
-                    attempts=0,
-                    next_attempt_at=case((resolved, now), else_=None) if then_resolved else None,
-                    **({"notified_at": now} if delivered else {}),
-                )
-            )
+        store.finish_delivery(
+            self.engine, incident_id, pending=pending, now=now, delivered=delivered
+        )
 
 
-def _missed_condition(schedule_id: str, batches: list[Any]) -> _Condition:
+def _missed_condition(schedule_id: str, batches: list[SkippedSlot]) -> _Condition:
     first, last = batches[0].scheduled_for, batches[-1].scheduled_for
     slots = iso_utc(first) if len(batches) == 1 else f"{iso_utc(first)} .. {iso_utc(last)}"
     return _Condition(

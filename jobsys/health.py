@@ -13,9 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
-from sqlmodel import col
 
 from jobsys.clock import iso_utc
 
@@ -70,41 +68,18 @@ def evaluate(engine: Engine, now: datetime, thresholds: Thresholds | None = None
     """Read heartbeats and schedules and judge; UNKNOWN if the database fails."""
     from jobsys.errors import JobsysError
     from jobsys.store.db import database_errors
+    from jobsys.store.health import read_health
     from jobsys.store.migrate import ensure_current
-    from jobsys.store.models import JobSchedule, WorkerInstance, WorkerStatus
 
     t = thresholds or Thresholds()
     try:
         with database_errors(engine, "cannot reach database"):
             ensure_current(engine)
-            with engine.connect() as conn:
-                worker_rows = conn.execute(
-                    select(
-                        col(WorkerInstance.id),
-                        col(WorkerInstance.hostname),
-                        col(WorkerInstance.pid),
-                        col(WorkerInstance.status),
-                        col(WorkerInstance.started_at),
-                        col(WorkerInstance.last_heartbeat_at),
-                    )
-                    .where(col(WorkerInstance.status) != WorkerStatus.STOPPED)
-                    .order_by(col(WorkerInstance.last_heartbeat_at).desc())
-                ).all()
-                schedules = conn.execute(
-                    select(
-                        col(JobSchedule.id),
-                        col(JobSchedule.next_run_at),
-                        col(JobSchedule.grace_s),
-                        col(JobSchedule.consecutive_failures),
-                    ).where(
-                        col(JobSchedule.enabled).is_(True),
-                        col(JobSchedule.in_code).is_(True),
-                        col(JobSchedule.env_active).is_(True),
-                    )
-                ).all()
+            figures = read_health(engine)
     except JobsysError as exc:
         return HealthReport(UNKNOWN, str(exc), [str(exc)])
 
+    worker_rows, schedules = figures.workers, figures.schedules
     workers = [
         {
             "id": w.id,

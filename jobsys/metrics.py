@@ -1,8 +1,10 @@
 """Prometheus metrics, computed from the database (``GET /metrics`` on the web).
 
-Every figure is read from the database when scraped, so any web replica answers the same
-and nothing is lost when a process restarts. Rendered in the text exposition format
-0.0.4 by ``render`` (no client library needed at run time).
+Every figure is read from the database when scraped (``jobsys.store.metrics``, and
+``jobsys.health`` for the health gauges), so any web replica answers the same and nothing
+is lost when a process restarts. ``prometheus_client`` writes the exposition: each web app
+has its own registry holding one ``StoreCollector``, which reads the figures per scrape;
+the text format 0.0.4 by default, OpenMetrics or text 1.0.0 when the scraper asks for it.
 
 =====================================================  =========  ==========================
 metric                                                 type       from
@@ -37,35 +39,27 @@ retention adds what it deletes to ``pruned_count`` in the same transaction. The 
 histograms describe a sliding 24-hour window, not all time: read them without
 ``rate()``, e.g. ``histogram_quantile(0.95, sum by (le) (jobsys_job_run_duration_seconds_bucket))``.
 
-Cost: the counters are index-only counts (``ix_job_run_job_name_status``, and the
-``status`` index of ``job_batch`` for the few SKIPPED rows), the histograms read the last
-24 h through the ``updated_at`` indexes, the rest are small tables.
+Cost: see ``jobsys.store.metrics`` (index-only counts, the last 24 h through the
+``updated_at`` indexes, small tables).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, literal, select, union_all
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
-from sqlmodel import col
 
 from jobsys import health
-from jobsys.store.models import (
-    AlertIncident,
-    JobBatch,
-    JobRun,
-    JobSchedule,
-    PrunedCount,
-    RunStatus,
-    Trigger,
-)
-from jobsys.store.retention import SKIP_REASONS
+from jobsys.clock import Clock
+from jobsys.store.metrics import Distribution, read_metric_figures
 
+#: What a plain scrape gets (no Accept header asking for OpenMetrics or text 1.0.0).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 #: The histograms cover runs and slots of this recent period.
@@ -75,12 +69,6 @@ WINDOW = timedelta(hours=24)
 DURATION_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 600, 1800, 3600, 3 * 3600)
 LATENESS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
-FINISHED = (
-    RunStatus.SUCCESS.value,
-    RunStatus.FAILED.value,
-    RunStatus.CANCELLED.value,
-    RunStatus.SKIPPED.value,
-)
 HEALTH_VALUES = {health.OK: 0, health.WARNING: 1, health.CRITICAL: 2, health.UNKNOWN: 3}
 
 Labels = tuple[tuple[str, str], ...]
@@ -95,6 +83,8 @@ class Sample:
 
 @dataclass
 class Family:
+    """One metric as served: its full name (a counter's with ``_total``), type, HELP."""
+
     name: str
     kind: str  # counter, gauge, histogram
     help: str
@@ -103,71 +93,31 @@ class Family:
     def add(self, value: float, suffix: str = "", **labels: str) -> None:
         self.samples.append(Sample(suffix, tuple(labels.items()), value))
 
-
-# -- rendering -------------------------------------------------------------------------
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def format_value(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if float(value).is_integer() and abs(value) < 2**53:
-        return str(int(value))
-    return repr(float(value))
+    def to_prometheus(self) -> Metric:
+        # prometheus_client names a counter family without ``_total`` and adds it back
+        # when writing; its samples keep the full name.
+        base = self.name.removesuffix("_total") if self.kind == "counter" else self.name
+        metric = Metric(base, self.help, self.kind)
+        for s in self.samples:
+            metric.add_sample(self.name + s.suffix, dict(s.labels), s.value)
+        return metric
 
 
-def render(families: Iterable[Family]) -> str:
-    """The text exposition format 0.0.4: HELP, TYPE, then the samples of each family."""
-    lines: list[str] = []
-    for fam in families:
-        lines.append(f"# HELP {fam.name} {_escape_help(fam.help)}")
-        lines.append(f"# TYPE {fam.name} {fam.kind}")
-        for s in fam.samples:
-            name = fam.name + s.suffix
-            if s.labels:
-                inner = ",".join(f'{k}="{_escape_label(v)}"' for k, v in s.labels)
-                name = f"{name}{{{inner}}}"
-            lines.append(f"{name} {format_value(s.value)}")
-    return "\n".join(lines) + "\n"
+def _bound(seconds: float) -> str:
+    """A bucket's ``le`` as served so far: "1", "0.25", "10800" (not "1.0")."""
+    return str(int(seconds)) if float(seconds).is_integer() else repr(float(seconds))
 
 
 def _histogram(
-    fam: Family,
-    bounds: Sequence[float],
-    label: str,
-    rows: Iterable[Any],
+    fam: Family, bounds: Sequence[float], label: str, rows: Iterable[Distribution]
 ) -> None:
-    """Rows are (label value, count, sum_ms, cumulative count per bound...)."""
     for row in rows:
-        key, count, total_ms, *cumulative = row
-        labels = {label: str(key)}
-        for bound, n in zip(bounds, cumulative, strict=True):
-            fam.add(int(n or 0), "_bucket", **labels, le=format_value(float(bound)))
-        fam.add(int(count), "_bucket", **labels, le="+Inf")
-        fam.add(float(total_ms or 0) / 1000, "_sum", **labels)
-        fam.add(int(count), "_count", **labels)
-
-
-def _bucket_sums(column: Any, bounds: Sequence[float]) -> list[ColumnElement[Any]]:
-    return [
-        func.sum(case((column <= round(b * 1000), 1), else_=0)).label(f"le{i}")
-        for i, b in enumerate(bounds)
-    ]
-
-
-def _reason_class(column: Any) -> ColumnElement[str]:
-    """SQL twin of ``retention.skip_reason``."""
-    return case(
-        *[(column.like(f"{name}%"), literal(name)) for name in SKIP_REASONS],
-        else_=literal("other"),
-    )
+        labels = {label: row.key}
+        for bound, n in zip(bounds, row.cumulative, strict=True):
+            fam.add(n, "_bucket", **labels, le=_bound(bound))
+        fam.add(row.count, "_bucket", **labels, le="+Inf")
+        fam.add(row.sum_s, "_sum", **labels)
+        fam.add(row.count, "_count", **labels)
 
 
 # -- collection ------------------------------------------------------------------------
@@ -175,7 +125,6 @@ def collect(
     engine: Engine, now: datetime, thresholds: health.Thresholds | None = None
 ) -> list[Family]:
     """Read every metric (a few indexed queries); raises on database errors."""
-    since = now - WINDOW
     runs_total = Family(
         "jobsys_job_runs_total",
         "counter",
@@ -234,107 +183,25 @@ def collect(
         heartbeat.add(float(w["heartbeat_age_s"]), worker=str(w["id"]))
     alive.add(sum(1 for w in report.workers if w["alive"]))
 
-    # One statement, so live rows and pruned tallies come from one snapshot.
-    parts: list[Any] = [
-        select(
-            literal("run").label("kind"),
-            col(JobRun.job_name).label("a"),
-            col(JobRun.status).label("b"),
-            func.count().label("n"),
-        )
-        .where(col(JobRun.status).in_(FINISHED))
-        .group_by(col(JobRun.job_name), col(JobRun.status)),
-        select(
-            literal("slot"),
-            col(JobBatch.schedule_id),
-            _reason_class(col(JobBatch.reason)),
-            func.count(),
-        )
-        .where(col(JobBatch.status) == RunStatus.SKIPPED, col(JobBatch.schedule_id).is_not(None))
-        .group_by(col(JobBatch.schedule_id), _reason_class(col(JobBatch.reason))),
-        select(
-            col(PrunedCount.kind),
-            col(PrunedCount.label1),
-            col(PrunedCount.label2),
-            col(PrunedCount.count),
-        ),
-    ]
-    totals = union_all(*parts)
-    with engine.connect() as conn:
-        sums: dict[tuple[str, str, str], int] = {}
-        for kind, a, b, n in conn.execute(totals):
-            sums[(kind, a, b)] = sums.get((kind, a, b), 0) + int(n)
-        durations = conn.execute(
-            select(
-                col(JobRun.job_name),
-                func.count(),
-                func.sum(col(JobRun.duration_ms)),
-                *_bucket_sums(col(JobRun.duration_ms), DURATION_BUCKETS),
-            )
-            .where(
-                col(JobRun.updated_at) >= since,  # the index; finished runs are not updated
-                col(JobRun.finished_at) >= since,
-                col(JobRun.duration_ms).is_not(None),
-            )
-            .group_by(col(JobRun.job_name))
-            .order_by(col(JobRun.job_name))
-        ).all()
-        late = conn.execute(
-            select(
-                col(JobBatch.schedule_id),
-                func.count(),
-                func.sum(col(JobBatch.lateness_ms)),
-                *_bucket_sums(col(JobBatch.lateness_ms), LATENESS_BUCKETS),
-            )
-            .where(
-                col(JobBatch.updated_at) >= since,
-                col(JobBatch.created_at) >= since,
-                col(JobBatch.trigger) == Trigger.CRON,
-                col(JobBatch.status) != RunStatus.SKIPPED,
-                col(JobBatch.lateness_ms).is_not(None),
-                col(JobBatch.schedule_id).is_not(None),
-            )
-            .group_by(col(JobBatch.schedule_id))
-            .order_by(col(JobBatch.schedule_id))
-        ).all()
-        active = dict(
-            conn.execute(
-                select(col(JobRun.status), func.count())
-                .where(col(JobRun.status).in_([RunStatus.QUEUED, RunStatus.RUNNING]))
-                .group_by(col(JobRun.status))
-            ).all()
-        )
-        schedules = conn.execute(
-            select(col(JobSchedule.id), col(JobSchedule.consecutive_failures))
-            .where(
-                col(JobSchedule.enabled).is_(True),
-                col(JobSchedule.in_code).is_(True),
-                col(JobSchedule.env_active).is_(True),
-            )
-            .order_by(col(JobSchedule.id))
-        ).all()
-        incidents = dict(
-            conn.execute(
-                select(col(AlertIncident.kind), func.count())
-                .where(col(AlertIncident.resolved_at).is_(None))
-                .group_by(col(AlertIncident.kind))
-            ).all()
-        )
-
-    for (kind, a, b), n in sorted(sums.items()):
-        if kind == "run":
-            runs_total.add(n, job=a, status=b)
-        else:
-            skipped_total.add(n, schedule=a, reason=b)
-    _histogram(duration, DURATION_BUCKETS, "job", durations)
-    _histogram(lateness, LATENESS_BUCKETS, "schedule", late)
-    queued.add(int(active.get(RunStatus.QUEUED.value, 0)))
-    running.add(int(active.get(RunStatus.RUNNING.value, 0)))
-    enabled.add(len(schedules))
-    for sid, n in schedules:
-        failures.add(int(n), schedule=sid)
-    for kind in sorted(incidents):
-        alerts_firing.add(int(incidents[kind]), kind=kind)
+    figures = read_metric_figures(
+        engine,
+        since=now - WINDOW,
+        duration_bounds_s=DURATION_BUCKETS,
+        lateness_bounds_s=LATENESS_BUCKETS,
+    )
+    for r in figures.run_totals:
+        runs_total.add(r.count, job=r.job, status=r.status)
+    for k in figures.skipped_totals:
+        skipped_total.add(k.count, schedule=k.schedule, reason=k.reason)
+    _histogram(duration, DURATION_BUCKETS, "job", figures.durations)
+    _histogram(lateness, LATENESS_BUCKETS, "schedule", figures.lateness)
+    queued.add(figures.queued)
+    running.add(figures.running)
+    enabled.add(len(figures.runnable_schedules))
+    for sf in figures.runnable_schedules:
+        failures.add(sf.consecutive_failures, schedule=sf.schedule)
+    for kind, n in figures.open_incidents.items():
+        alerts_firing.add(n, kind=kind)
 
     return [
         runs_total,
@@ -352,6 +219,52 @@ def collect(
     ]
 
 
+class StoreCollector(Collector):
+    """Reads the figures from the database at each scrape (``collect``)."""
+
+    def __init__(
+        self, engine: Engine, clock: Clock, thresholds: health.Thresholds | None = None
+    ) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.thresholds = thresholds
+
+    def collect(self) -> Iterator[Metric]:
+        for fam in collect(self.engine, self.clock.now(), self.thresholds):
+            yield fam.to_prometheus()
+
+
+class _Fixed(Collector):
+    def __init__(self, families: Iterable[Family]) -> None:
+        self.families = list(families)
+
+    def collect(self) -> Iterator[Metric]:
+        for fam in self.families:
+            yield fam.to_prometheus()
+
+
+def registry(engine: Engine, clock: Clock) -> CollectorRegistry:
+    """A registry of its own (not prometheus_client's global one) per web app: it holds
+    only jobsys's figures, and two apps in one process do not collide."""
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(StoreCollector(engine, clock))
+    return reg
+
+
+def encode(reg: CollectorRegistry, accept: str | None) -> tuple[bytes, str]:
+    """The body and content type for a scraper's Accept header; reads the database
+    (raises on its errors)."""
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(reg), content_type
+
+
+def render(families: Iterable[Family]) -> str:
+    """The text format 0.0.4 of these families."""
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(_Fixed(families))
+    return generate_latest(reg).decode("utf-8")
+
+
 def exposition(engine: Engine, now: datetime) -> str:
-    """What ``GET /metrics`` returns."""
+    """What a plain ``GET /metrics`` returns at ``now``."""
     return render(collect(engine, now))

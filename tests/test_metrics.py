@@ -134,7 +134,8 @@ def test_render_escapes_and_formats() -> None:
     text = render([counter, gauge])
     assert text.endswith("\n")
     assert "# TYPE x_total counter\n" in text
-    assert 'x_total{job="we\\"ird\\\\name\\nline",status="SUCCESS"} 3\n' in text
+    # prometheus_client writes values as Go floats ("3.0"); parsers read "3" the same
+    assert 'x_total{job="we\\"ird\\\\name\\nline",status="SUCCESS"} 3.0\n' in text
     assert 'y{kind="inf"} +Inf\n' in text
     families = {f.name: f for f in text_string_to_metric_families(text)}
     (sample,) = families["x"].samples  # prometheus_client drops a counter's _total
