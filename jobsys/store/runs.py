@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, case, func, insert, select, update
@@ -381,6 +381,15 @@ class Finished:
     error: str | None
     exit_code: int | None
     started_at: datetime | None
+    #: How long the process ran (measured by the executor up to its exit). With
+    #: ``started_at`` it gives the end instant, so an outcome written late (the database
+    #: was down when the run ended) keeps its true end and duration.
+    duration_ms: int | None = None
+
+    def ended_at(self, now: datetime) -> datetime:
+        if self.started_at is None or self.duration_ms is None:
+            return now
+        return min(now, self.started_at + timedelta(milliseconds=self.duration_ms))
 
 
 _FINISH_RUN = (
@@ -410,20 +419,22 @@ def finish_runs(
     how many outcomes were recorded."""
     if not outcomes:
         return 0
-    params = [
-        {
-            "b_run_id": o.run_id,
-            "b_worker_id": worker_id,
-            "b_status": o.status,
-            "b_error": o.error,
-            "b_exit_code": o.exit_code,
-            "b_at": now,
-            "b_duration": None
-            if o.started_at is None
-            else max(0, int((now - o.started_at).total_seconds() * 1000)),
-        }
-        for o in outcomes
-    ]
+    params = []
+    for o in outcomes:
+        ended = o.ended_at(now)
+        params.append(
+            {
+                "b_run_id": o.run_id,
+                "b_worker_id": worker_id,
+                "b_status": o.status,
+                "b_error": o.error,
+                "b_exit_code": o.exit_code,
+                "b_at": ended,
+                "b_duration": None
+                if o.started_at is None
+                else max(0, int((ended - o.started_at).total_seconds() * 1000)),
+            }
+        )
     with database_errors(engine, "cannot finish runs in"):
         with write_engine(engine).begin() as conn:
             # One row: a plain execute, whose rowcount is exact on every driver.
@@ -702,6 +713,17 @@ def _skip_blocked(conn: Connection, batch_id: int, now: datetime) -> None:
             )
             if done.rowcount == 1:
                 status[r.job_name] = RunStatus.SKIPPED
+
+
+def set_pids(engine: Engine, pids: Sequence[tuple[int, int]]) -> None:
+    """Record the process running each run: ``(run_id, pid)`` pairs."""
+    if not pids:
+        return
+    with write_engine(engine).begin() as conn:
+        conn.execute(
+            update(JobRun).where(col(JobRun.id) == bindparam("b_id")).values(pid=bindparam("b_pid")),
+            [{"b_id": run_id, "b_pid": pid} for run_id, pid in pids],
+        )
 
 
 def append_logs(engine: Engine, run_id: int, lines: Sequence[tuple[datetime, str, str]]) -> None:
