@@ -721,7 +721,9 @@ def set_pids(engine: Engine, pids: Sequence[tuple[int, int]]) -> None:
         return
     with write_engine(engine).begin() as conn:
         conn.execute(
-            update(JobRun).where(col(JobRun.id) == bindparam("b_id")).values(pid=bindparam("b_pid")),
+            update(JobRun)
+            .where(col(JobRun.id) == bindparam("b_id"))
+            .values(pid=bindparam("b_pid")),
             [{"b_id": run_id, "b_pid": pid} for run_id, pid in pids],
         )
 
