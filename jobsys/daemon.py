@@ -362,7 +362,19 @@ class Daemon:
                 "slot": None if one.slot is None else one.slot.isoformat(),
             }
             if one.skipped:
-                log.warning("%d slot(s) recorded as missed/skipped", one.skipped, extra=extra)
+                # Named by the missed slots and their SKIPPED batches (the latest in the
+                # fields), not by the slot that fired.
+                last_slot, last_batch = one.missed[-1] if one.missed else (None, None)
+                log.warning(
+                    "%d slot(s) recorded as missed/skipped: %s",
+                    one.skipped,
+                    ", ".join(f"{slot.isoformat()} (batch {b})" for slot, b in one.missed),
+                    extra={
+                        "schedule_id": one.schedule_id,
+                        "batch_id": last_batch,
+                        "slot": None if last_slot is None else last_slot.isoformat(),
+                    },
+                )
             if one.batch_id is not None and one.slot is not None:
                 batches += 1
                 late = (now - one.slot).total_seconds() * 1000

@@ -44,7 +44,7 @@ def queue_runs(engine: Engine, job: str, count: int) -> None:
         ids = [
             row[0]
             for row in conn.exec_driver_sql(
-                "SELECT id FROM job_batch ORDER BY id DESC LIMIT %d" % count
+                f"SELECT id FROM job_batch ORDER BY id DESC LIMIT {int(count)}"
             )
         ]
         conn.execute(
