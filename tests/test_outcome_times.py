@@ -68,6 +68,6 @@ def test_the_missed_slot_line_names_the_missed_slot(
     skipped = [b for b in batches(engine, "minutely") if b.status == "SKIPPED"]
     assert [b.scheduled_for for b in skipped] == [START.replace(minute=21, second=0)]
     (line,) = [r for r in caplog.records if "recorded as missed" in r.getMessage()]
-    assert getattr(line, "slot") == START.replace(minute=21, second=0).isoformat()
-    assert getattr(line, "batch_id") == skipped[0].id
+    assert line.__dict__["slot"] == START.replace(minute=21, second=0).isoformat()
+    assert line.__dict__["batch_id"] == skipped[0].id
     assert "15:21:00" in line.getMessage() and "15:22" not in line.getMessage()
