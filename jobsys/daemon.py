@@ -113,8 +113,11 @@ class Daemon:
         self.executor = self.executor or Executor(self.app)
         self.running: dict[int, Running] = {}
         self.queue = runs.RunQueue()
-        # Outcomes not yet written (the database failed us): written first next time.
+        # Outcomes and log lines not yet written (the database failed us): written first
+        # next time, so children keep being reaped (and timed) during an outage.
         self._unrecorded: list[runs.Finished] = []
+        self._unwritten_logs: dict[int, list[tuple[datetime, str, str]]] = {}
+        self._next_renew = 0.0  # monotonic: the next lease renewal while runs are running
         self._ready: set[int] = set()  # run ids whose child's fd was readable
         self._stop = False
         self._woken = True
@@ -159,6 +162,17 @@ class Daemon:
     def lock_timeout(self) -> timedelta:
         return timedelta(milliseconds=self.settings.lock_timeout_ms)
 
+    @property
+    def keepalive_s(self) -> float:
+        """A run stops itself when the daemon has not renewed its lease for this long:
+        half the lock timeout, so it is gone before another daemon may recover it."""
+        return self.settings.lock_timeout_ms / 2000
+
+    @property
+    def renew_s(self) -> float:
+        """While runs are running the lease is renewed at least this often."""
+        return min(self.poll_s, self.settings.lock_timeout_ms / 8000)
+
     # -- start-up ----------------------------------------------------------------------
     def start(self) -> None:
         """Check the schema, sync definitions, recover dead daemons, register."""
@@ -188,6 +202,8 @@ class Daemon:
             concurrency=self.settings.concurrency,
             now=now,
         )
+        assert self.executor is not None
+        self.executor.keepalive.beat()
         self._recover(now)
         log.info(
             "daemon started (concurrency %d, poll %.1fs, wake %s:%s)",
@@ -219,9 +235,9 @@ class Daemon:
         stats.finished = self._service_children()
 
         poll_due = mono >= self._next_heartbeat
+        if poll_due or (self.running and mono >= self._next_renew):
+            self._renew_lease(now, mono)
         if poll_due:
-            if not workers.heartbeat(self.idle_engine, self.worker_id, now):
-                self._declared_dead(now)
             self._next_heartbeat = mono + self.poll_s
         if poll_due or woken:
             overview = firing.poll_overview(self.idle_engine, now - self.lock_timeout)
@@ -270,6 +286,16 @@ class Daemon:
             self.on_tick(stats)
         return self._sleep_seconds(now, mono)
 
+    def _renew_lease(self, now: datetime, mono: float) -> None:
+        """Heartbeat; on success tell the job children the daemon is alive (see
+        ``executor.KeepAlive``): they stop themselves when this stops for ``keepalive_s``,
+        so a stalled daemon's runs end before its lease can expire."""
+        if not workers.heartbeat(self.idle_engine, self.worker_id, now):
+            self._declared_dead(now)
+        assert self.executor is not None
+        self.executor.keepalive.beat()
+        self._next_renew = mono + self.renew_s
+
     def _maintenance(self, now: datetime, mono: float, poll_due: bool) -> None:
         """Alerts on the poll period; retention a small timed step per tick. Last in the
         tick, so firing and claiming never wait for it; failures are logged, not raised."""
@@ -308,6 +334,8 @@ class Daemon:
 
     def _sleep_seconds(self, now: datetime, mono: float) -> float:
         waits = [self._next_heartbeat - mono, MAX_SLEEP_S]
+        if self.running:
+            waits.append(self._next_renew - mono)
         if self._due_at is not None:
             waits.append((self._due_at - now).total_seconds())
         for entry in self.running.values():
@@ -334,7 +362,19 @@ class Daemon:
                 "slot": None if one.slot is None else one.slot.isoformat(),
             }
             if one.skipped:
-                log.warning("%d slot(s) recorded as missed/skipped", one.skipped, extra=extra)
+                # Named by the missed slots and their SKIPPED batches (the latest in the
+                # fields), not by the slot that fired.
+                last_slot, last_batch = one.missed[-1] if one.missed else (None, None)
+                log.warning(
+                    "%d slot(s) recorded as missed/skipped: %s",
+                    one.skipped,
+                    ", ".join(f"{slot.isoformat()} (batch {b})" for slot, b in one.missed),
+                    extra={
+                        "schedule_id": one.schedule_id,
+                        "batch_id": last_batch,
+                        "slot": None if last_slot is None else last_slot.isoformat(),
+                    },
+                )
             if one.batch_id is not None and one.slot is not None:
                 batches += 1
                 late = (now - one.slot).total_seconds() * 1000
@@ -379,9 +419,12 @@ class Daemon:
                 scheduled_for=run.scheduled_for,
                 database_url=self.settings.database_url,
                 timeout_s=run.timeout_s,
+                keepalive_s=self.keepalive_s,
+                memory_limit=self.app.jobs[run.job_name].memory_limit,
             )
             ready.append((run, spec))
         started = self.executor.start_many([spec for _, spec in ready])
+        pids: list[tuple[int, int]] = []
         for (run, _), child in zip(ready, started, strict=True):
             if isinstance(child, Exception):
                 # fork failed (e.g. out of processes): fail the run and keep going
@@ -406,9 +449,14 @@ class Daemon:
                 schedule_id=run.schedule_id,
             )
             self.running[run.run_id] = entry
+            pids.append((run.run_id, child.pid))
             log.debug("run %s started (pid %s)", run.run_id, child.pid, extra=entry.log_extra)
             if self._selector is not None:
                 self._selector.register(child, selectors.EVENT_READ, run.run_id)
+        try:
+            runs.set_pids(self.engine, pids)
+        except (DatabaseError, SQLAlchemyError) as exc:  # informative only: keep going
+            log.warning("could not record the pids of %d run(s): %s", len(pids), exc)
         return len(claimed)
 
     def _fail_unstarted(self, run: runs.ClaimedRun, error: str) -> None:
@@ -425,10 +473,15 @@ class Daemon:
 
     def _service_children(self, *, everything: bool = False) -> int:
         """Store logs and progress; record outcomes of children that exited (all of them
-        in one transaction)."""
+        in one transaction).
+
+        Every due child is read and reaped even when the database fails (its lines and
+        outcome wait in memory, written on a later tick): the outcome keeps the moment
+        the child ended, not the moment the database came back."""
         ended, self._unrecorded = self._unrecorded, []
         ready, self._ready = self._ready, set()
         mono = self.clock.monotonic()
+        failure: Exception | None = None
         for run_id, entry in list(self.running.items()):
             # In the loop, only children whose fd woke it, whose deadline came, or whose
             # progress waits to be written (tick() driven by hand: all of them).
@@ -436,21 +489,16 @@ class Daemon:
                 deadline = entry.child.next_deadline()
                 if deadline is None or deadline > mono:
                     continue
-            lines, progress = entry.child.drain()
-            if lines:
-                runs.append_logs(self.engine, run_id, [(x.ts, x.level, x.message) for x in lines])
-            if progress is not None:
-                entry.progress = progress
+            self._take_lines(entry)
             outcome = entry.child.poll()
             if outcome is not None:
-                lines, progress = entry.child.drain()
-                if lines:
-                    runs.append_logs(
-                        self.engine, run_id, [(x.ts, x.level, x.message) for x in lines]
-                    )
-                if progress is not None:
-                    entry.progress = progress
-            self._write_progress(entry, final=outcome is not None)
+                self._take_lines(entry)
+            if failure is None:
+                try:
+                    self._write_logs(run_id)
+                    self._write_progress(entry, final=outcome is not None)
+                except (DatabaseError, SQLAlchemyError) as exc:
+                    failure = exc
             if outcome is None:
                 continue
             self._forget(run_id)
@@ -471,10 +519,15 @@ class Daemon:
                     error=outcome.error,
                     exit_code=outcome.exit_code,
                     started_at=entry.started_at,
+                    duration_ms=outcome.duration_ms,
                 )
             )
         if ended:
             try:
+                if failure is not None:
+                    raise failure
+                for finished in ended:  # lines of runs that ended before the outcome
+                    self._write_logs(finished.run_id)
                 runs.finish_runs(self.engine, ended, worker_id=self.worker_id, now=self.clock.now())
             except Exception:
                 self._unrecorded = ended  # the children are gone; their outcomes are not
@@ -482,7 +535,24 @@ class Daemon:
             if any(row.depends_on for row in self.queue.rows):
                 # Dependents may now run or be skipped: the snapshot's statuses are old.
                 self.queue.stale = True
+        if failure is not None:
+            raise failure
         return len(ended)
+
+    def _take_lines(self, entry: Running) -> None:
+        lines, progress = entry.child.drain()
+        if lines:
+            self._unwritten_logs.setdefault(entry.run_id, []).extend(
+                (x.ts, x.level, x.message) for x in lines
+            )
+        if progress is not None:
+            entry.progress = progress
+
+    def _write_logs(self, run_id: int) -> None:
+        lines = self._unwritten_logs.get(run_id)
+        if lines:
+            runs.append_logs(self.engine, run_id, lines)
+        self._unwritten_logs.pop(run_id, None)
 
     def _write_progress(self, entry: Running, *, final: bool) -> None:
         mono = self.clock.monotonic()
@@ -513,6 +583,7 @@ class Daemon:
         for run_id, entry in list(self.running.items()):
             entry.child.kill()
             self._forget(run_id)  # close() reaps it
+            self._unwritten_logs.pop(run_id, None)
         workers.set_status(self.engine, self.worker_id, WorkerStatus.RUNNING, now)
 
     # -- the loop ----------------------------------------------------------------------
@@ -594,11 +665,19 @@ class Daemon:
             self._service_children(everything=True)
             if not self.running:
                 break
+            mono = self.clock.monotonic()
+            if mono >= self._next_renew:  # the grace may outlast the keep-alive
+                try:
+                    self._renew_lease(self.clock.now(), mono)
+                except (DatabaseError, SQLAlchemyError) as exc:
+                    log.warning("could not renew the lease while stopping: %s", exc)
+                    self._next_renew = mono + self.renew_s
+                continue
             if not cancelled and self.clock.monotonic() >= grace_end:
                 for entry in self.running.values():
                     entry.child.cancel("the daemon is shutting down")
                 cancelled = True
-            waits = [0.5] + [
+            waits = [0.5, self._next_renew - self.clock.monotonic()] + [
                 d - self.clock.monotonic()
                 for d in (e.child.next_deadline() for e in self.running.values())
                 if d

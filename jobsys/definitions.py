@@ -66,9 +66,11 @@ class JobDef:
     description: str = ""
     timeout_s: float | None = None
     params: Mapping[str, Mapping[str, Any]] | None = None
+    #: Bytes of resident memory the job's process may use (``memory_limit="2G"``).
+    memory_limit: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "group": self.group,
             "description": self.description,
@@ -76,6 +78,9 @@ class JobDef:
             "timeout_s": self.timeout_s,
             "params": {k: dict(v) for k, v in self.params.items()} if self.params else None,
         }
+        if self.memory_limit is not None:  # absent otherwise: older definitions unchanged
+            out["memory_limit"] = format_bytes(self.memory_limit)
+        return out
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,38 @@ def parse_duration(value: str | float | int | None, what: str) -> float | None:
     if seconds <= 0:
         raise DefinitionError(f"{what}: duration {value!r} must be positive")
     return seconds
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(value: str | int | None, what: str) -> int | None:
+    """``"512M"``, ``"2G"``, ``"1.5G"`` (binary units: 1K = 1024) or a number of bytes."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise DefinitionError(f"{what}: size {value!r} is not valid (use e.g. 512M, 2G)")
+    if isinstance(value, int):
+        size = value
+    else:
+        match = _SIZE_RE.match(value)
+        if not match:
+            raise DefinitionError(f"{what}: size {value!r} is not valid (use e.g. 512M, 2G)")
+        size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
+    if size <= 0:
+        raise DefinitionError(f"{what}: size {value!r} must be positive")
+    return size
+
+
+def format_bytes(size: float) -> str:
+    """``2147483648`` → ``"2G"``, ``2254857830`` → ``"2.1G"``."""
+    for unit in ("T", "G", "M", "K"):
+        scale = _SIZE_UNITS[unit]
+        if size >= scale:
+            text = f"{size / scale:.1f}".removesuffix(".0")
+            return f"{text}{unit}"
+    return f"{int(size)}B"
 
 
 def _normalize_params(
@@ -239,8 +276,12 @@ class App:
         description: str = "",
         timeout: str | float | int | None = None,
         params: Mapping[str, Any] | None = None,
+        memory_limit: str | int | None = None,
     ) -> Callable[[JobFunc], JobFunc]:
-        """Register the decorated function as a job (its name defaults to the function's)."""
+        """Register the decorated function as a job (its name defaults to the function's).
+
+        ``memory_limit`` (e.g. ``"512M"``, ``"2G"``): a run whose process's resident
+        memory passes it is killed and FAILED with the reason."""
 
         def register(func: JobFunc) -> JobFunc:
             job_name: str = name or str(getattr(func, "__name__", ""))
@@ -262,6 +303,7 @@ class App:
                 description=description or (func.__doc__ or "").strip().split("\n")[0],
                 timeout_s=parse_duration(timeout, f"job {job_name!r}: timeout"),
                 params=_normalize_params(job_name, params),
+                memory_limit=parse_size(memory_limit, f"job {job_name!r}: memory_limit"),
             )
             self._validated = False
             return func

@@ -73,10 +73,12 @@ import inspect
 import io
 import json
 import logging
+import mmap
 import os
 import select
 import selectors
 import signal
+import struct
 import sys
 import threading
 import time
@@ -87,7 +89,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from jobsys.definitions import App, JobDef
+from jobsys.definitions import App, JobDef, format_bytes
 from jobsys.errors import DefinitionError
 
 if TYPE_CHECKING:
@@ -118,6 +120,12 @@ _ALL_SIGNALS = frozenset(int(s) for s in signal.valid_signals())
 _EXIT_SETUP_FAILED = 70
 #: ``Child.close`` waits this long for the fork server's word that a killed child exited.
 _SERVER_EXIT_WAIT_S = 10.0
+#: How often the daemon reads the resident memory of a child with a ``memory_limit``.
+MEMORY_CHECK_S = 0.2
+try:
+    _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+except (ValueError, OSError, AttributeError):
+    _PAGE_SIZE = 4096
 
 _log = logging.getLogger("jobsys.executor")
 
@@ -137,6 +145,35 @@ class RunSpec:
     scheduled_for: datetime | None
     database_url: str
     timeout_s: float | None
+    #: The run stops itself when the daemon's keep-alive is older than this (see
+    #: ``KeepAlive``); None: never.
+    keepalive_s: float | None = None
+    #: Bytes of resident memory the job's process may use; None: no limit.
+    memory_limit: int | None = None
+
+
+class KeepAlive:
+    """The daemon's last sign of life, in memory shared with every process forked after
+    this object was made (the fork server and all job children).
+
+    Why: a daemon stopped (SIGSTOP, a frozen VM) past ``LOCK_TIMEOUT_MS`` is declared
+    dead and its runs are started again elsewhere, while its job processes, which do not
+    stop with it, would still be working. The daemon ``beat()``s each time it renews its
+    lease; each job child watches the value and kills its process group when it is older
+    than ``RunSpec.keepalive_s`` (half the lock timeout), well before the lease expires.
+    The value is ``time.monotonic()`` (CLOCK_MONOTONIC: one clock for every process).
+    """
+
+    def __init__(self) -> None:
+        self._mem = mmap.mmap(-1, 8)  # anonymous and MAP_SHARED: survives fork
+        self.beat()
+
+    def beat(self) -> None:
+        struct.pack_into("d", self._mem, 0, time.monotonic())
+
+    def last(self) -> float:
+        value: float = struct.unpack_from("d", self._mem, 0)[0]
+        return value
 
 
 @dataclass(frozen=True)
@@ -271,6 +308,7 @@ class Child:
         self._monotonic = monotonic
         self._now = now
         self._timeout_at = start_mono + spec.timeout_s if spec.timeout_s else None
+        self._memory_check_at = start_mono if spec.memory_limit else None
         self._kill_at: float | None = None
         self._killed = False
         self._forced: tuple[str, str] | None = None  # cancel/timeout/kill: (status, error)
@@ -351,6 +389,8 @@ class Child:
             assert self.spec.timeout_s is not None
             self._forced = ("FAILED", f"timed out after {_format_seconds(self.spec.timeout_s)}")
             self._terminate()
+        if self._memory_check_at is not None and now >= self._memory_check_at:
+            self._check_memory(now)
         if self._kill_at is not None and not self._killed and now >= self._kill_at:
             self._signal(signal.SIGKILL)
             self._killed = True
@@ -371,6 +411,8 @@ class Child:
             deadlines.append(self._timeout_at)
         if self._kill_at is not None and not self._killed:
             deadlines.append(self._kill_at)
+        if self._memory_check_at is not None:
+            deadlines.append(self._memory_check_at)
         if self._pidfd is None and not self._via_server:
             # Without a pidfd the exit shows only as the message pipe's EOF; a child
             # could close that early, so check now and then.
@@ -378,6 +420,30 @@ class Child:
         return min(deadlines) if deadlines else None
 
     # -- internals ------------------------------------------------------------------
+    def _check_memory(self, now: float) -> None:
+        """Kill a child whose resident memory passed its limit (SIGKILL at once: memory
+        runs out fast). Its RSS is read from /proc (Linux; elsewhere no limit applies)."""
+        limit = self.spec.memory_limit
+        if limit is None or self._reaped or self._forced is not None or self._result is not None:
+            self._memory_check_at = None
+            return
+        try:
+            with open(f"/proc/{self.pid}/statm", "rb") as f:
+                rss = int(f.read().split()[1]) * _PAGE_SIZE
+        except (OSError, ValueError, IndexError):
+            self._memory_check_at = None  # gone, or no /proc
+            return
+        if rss <= limit:
+            self._memory_check_at = now + MEMORY_CHECK_S
+            return
+        self._memory_check_at = None
+        self._forced = (
+            "FAILED",
+            f"memory limit {format_bytes(limit)} exceeded: RSS {format_bytes(rss)}",
+        )
+        self._signal(signal.SIGKILL)
+        self._killed = True
+
     def _terminate(self) -> None:
         self._signal(signal.SIGTERM)
         if self._kill_grace_s <= 0:
@@ -631,8 +697,11 @@ class Executor:
         now: Callable[[], datetime] = _utcnow,
         after_fork: Callable[[], None] | None = None,
         server: ForkServer | None = None,
+        keepalive: KeepAlive | None = None,
     ) -> None:
         self.app = app
+        # The server's own: its children must watch the memory the daemon beats.
+        self.keepalive = keepalive or (server.keepalive if server is not None else KeepAlive())
         self.kill_grace_s = kill_grace_s
         self._monotonic = monotonic
         self._now = now
@@ -759,6 +828,7 @@ class Executor:
                     after_fork=self._after_fork,
                     monotonic=self._monotonic,
                     now=self._now,
+                    keepalive=self.keepalive,
                 )
             finally:
                 os._exit(_EXIT_SETUP_FAILED)
@@ -1018,6 +1088,45 @@ def _reset_signals(flag: _CancelFlag) -> None:
     signal.signal(signal.SIGINT, on_sigint)
 
 
+def _start_watchdog(keepalive: KeepAlive, limit_s: float, channel: _Channel) -> None:
+    """A thread that ends this run when the daemon's keep-alive is older than ``limit_s``
+    (the daemon is stopped or hung: its lease will expire and the run may start again
+    elsewhere, so this one must be gone first). Started before the signal mask is
+    cleared, so it never receives the run's signals."""
+    interval = max(0.02, min(1.0, limit_s / 10))
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            age = time.monotonic() - keepalive.last()
+            if age <= limit_s:
+                continue
+            error = (
+                f"daemon lost: no keep-alive from the daemon for {age:.1f}s "
+                f"(limit {_format_seconds(limit_s)}); the run stopped itself so that the "
+                "job cannot run twice at once"
+            )
+            _send_if_room(channel.fd, {"k": "done", "s": "FAILED", "e": error})
+            pid = os.getpid()
+            with contextlib.suppress(OSError):
+                if os.getpgid(0) == pid:  # our own group: the job's subprocesses go too
+                    os.killpg(pid, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
+
+    threading.Thread(target=watch, name="jobsys-keepalive", daemon=True).start()
+
+
+def _send_if_room(fd: int, message: dict[str, Any]) -> None:
+    """Write one short message without blocking or locking: the daemon may be stopped
+    with the pipe full, and a job thread may hold the channel's lock. A message shorter
+    than PIPE_BUF is written whole; its leading newline ends any fragment before it."""
+    data = ("\n" + json.dumps(message) + "\n").encode()[: select.PIPE_BUF]
+    with contextlib.suppress(OSError, ValueError):
+        _, writable, _ = select.select([], [fd], [], 0)
+        if writable:
+            os.write(fd, data)
+
+
 def _child_main(
     job: JobDef,
     spec: RunSpec,
@@ -1031,6 +1140,7 @@ def _child_main(
     after_fork: Callable[[], None] | None,
     monotonic: Callable[[], float],
     now: Callable[[], datetime],
+    keepalive: KeepAlive | None = None,
 ) -> NoReturn:
     code = _EXIT_SETUP_FAILED
     channel: _Channel | None = None
@@ -1072,6 +1182,8 @@ def _child_main(
         ctx = _Context(spec, channel, flag, monotonic)
         if after_fork is not None:
             after_fork()
+        if keepalive is not None and spec.keepalive_s:
+            _start_watchdog(keepalive, spec.keepalive_s, channel)
         _sig.pthread_sigmask(signal.SIG_SETMASK, ())
 
         status, error = "SUCCESS", None

@@ -44,6 +44,7 @@ from jobsys.executor import (
     _ALL_SIGNALS,
     _EXIT_SETUP_FAILED,
     _PR_SET_PDEATHSIG,
+    KeepAlive,
     RunSpec,
     _child_main,
     _prctl_function,
@@ -73,6 +74,8 @@ def spec_to_json(spec: RunSpec) -> bytes:
             "scheduled_for": None if spec.scheduled_for is None else spec.scheduled_for.isoformat(),
             "database_url": spec.database_url,
             "timeout_s": spec.timeout_s,
+            "keepalive_s": spec.keepalive_s,
+            "memory_limit": spec.memory_limit,
         }
     ).encode()
 
@@ -90,20 +93,25 @@ def spec_from_json(data: bytes) -> RunSpec:
         scheduled_for=None if when is None else datetime.fromisoformat(when),
         database_url=str(raw["database_url"]),
         timeout_s=raw["timeout_s"],
+        keepalive_s=raw.get("keepalive_s"),
+        memory_limit=raw.get("memory_limit"),
     )
 
 
 class ForkServer:
     """The daemon's handle on the server process."""
 
-    def __init__(self, sock: socket.socket, pid: int) -> None:
+    def __init__(self, sock: socket.socket, pid: int, keepalive: KeepAlive) -> None:
         self._sock = sock
         self.pid = pid
+        #: Shared with the server and its children: the daemon beats it (see KeepAlive).
+        self.keepalive = keepalive
         self._closed = False
 
     @classmethod
     def start(cls, app: App) -> ForkServer:
         """Fork the server; it serves ``app``'s jobs until ``close()``."""
+        keepalive = KeepAlive()  # before the fork, so that the server shares it
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         daemon_pid = os.getpid()
         old_mask = _sig.pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
@@ -117,12 +125,12 @@ class ForkServer:
         if pid == 0:
             try:
                 ours.close()
-                _serve(app, theirs, daemon_pid)
+                _serve(app, theirs, daemon_pid, keepalive)
             finally:
                 os._exit(_EXIT_SETUP_FAILED)
         _sig.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         theirs.close()
-        return cls(ours, pid)
+        return cls(ours, pid, keepalive)
 
     def spawn(self, specs: list[RunSpec]) -> list[tuple[int, int, int, int] | Exception]:
         """Start one child per spec; for each, ``(pid, msg_fd, out_fd, err_fd)`` or the
@@ -185,7 +193,7 @@ class _Kid:
         self.pending = b""
 
 
-def _serve(app: App, sock: socket.socket, daemon_pid: int) -> NoReturn:
+def _serve(app: App, sock: socket.socket, daemon_pid: int, keepalive: KeepAlive) -> NoReturn:
     prctl = _prctl_function()
     if prctl is not None:
         prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -212,7 +220,7 @@ def _serve(app: App, sock: socket.socket, daemon_pid: int) -> NoReturn:
                     data = b""
                 if not data:  # the daemon closed the socket (or died): children go too
                     os._exit(0)
-                _answer(app, sock, sel, kids, data, prctl)
+                _answer(app, sock, sel, kids, data, prctl, keepalive)
             elif key.fd == key.data.pidfd:
                 _reap(sel, kids, key.data)
             else:  # room in a message pipe for an exit record
@@ -226,11 +234,12 @@ def _answer(
     kids: dict[int, _Kid],
     data: bytes,
     prctl: Any,
+    keepalive: KeepAlive,
 ) -> None:
     try:
         spec = spec_from_json(data)
         job = app.get_job(spec.job_name)
-        kid, fds = _fork(job, spec, sock, sel, kids, prctl)
+        kid, fds = _fork(job, spec, sock, sel, kids, prctl, keepalive)
     except Exception as exc:
         sock.send(json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode())
         return
@@ -250,6 +259,7 @@ def _fork(
     sel: selectors.DefaultSelector,
     kids: dict[int, _Kid],
     prctl: Any,
+    keepalive: KeepAlive,
 ) -> tuple[_Kid, list[int]]:
     fds = open_pipes()
     msg_r, msg_w, out_r, out_w, err_r, err_w = fds
@@ -281,6 +291,7 @@ def _fork(
                 after_fork=None,
                 monotonic=time.monotonic,
                 now=_utcnow,
+                keepalive=keepalive,
             )
         finally:
             os._exit(_EXIT_SETUP_FAILED)

@@ -44,6 +44,8 @@ class Fired:
     run_ids: list[int]
     skipped: int
     overlap: bool = False
+    #: The slots recorded as missed/skipped, each with its SKIPPED batch, oldest first.
+    missed: tuple[tuple[datetime, int | None], ...] = ()
 
 
 def runnable_filter() -> list[ColumnElement[bool]]:
@@ -350,15 +352,27 @@ def fire_schedule(
             s.rollback()
             return None
         try:
-            for skipped in plan.skipped:
-                _record_skipped(s, schedule_id, skipped.slot, skipped.reason, worker_id, now)
+            missed = [
+                (one.slot, _record_skipped(s, schedule_id, one.slot, one.reason, worker_id, now))
+                for one in plan.skipped
+            ]
             fired: Fired
             if plan.fire is None:
-                fired = Fired(schedule_id, None, None, [], len(plan.skipped))
+                fired = Fired(schedule_id, None, None, [], len(missed), missed=tuple(missed))
             elif not row.allow_overlap and _previous_still_running(s, row):
                 reason = f"overlap: batch #{row.last_batch_id} of this schedule is still running"
-                _record_skipped(s, schedule_id, plan.fire, reason, worker_id, now)
-                fired = Fired(schedule_id, plan.fire, None, [], len(plan.skipped) + 1, overlap=True)
+                missed.append(
+                    (plan.fire, _record_skipped(s, schedule_id, plan.fire, reason, worker_id, now))
+                )
+                fired = Fired(
+                    schedule_id,
+                    plan.fire,
+                    None,
+                    [],
+                    len(missed),
+                    overlap=True,
+                    missed=tuple(missed),
+                )
             else:
                 lateness = int((now - plan.fire).total_seconds() * 1000)
                 created = insert_batch(
@@ -387,7 +401,12 @@ def fire_schedule(
                     )
                 )
                 fired = Fired(
-                    schedule_id, plan.fire, created.batch_id, created.run_ids, len(plan.skipped)
+                    schedule_id,
+                    plan.fire,
+                    created.batch_id,
+                    created.run_ids,
+                    len(missed),
+                    missed=tuple(missed),
                 )
             s.commit()
         except IntegrityError:
@@ -405,25 +424,25 @@ def _previous_still_running(s: Session, row: JobSchedule) -> bool:
 
 def _record_skipped(
     s: Session, schedule_id: str, slot: datetime, reason: str, worker_id: str, now: datetime
-) -> None:
-    s.add(
-        JobBatch(
-            schedule_id=schedule_id,
-            trigger=Trigger.CRON,
-            scheduled_for=slot,
-            status=RunStatus.SKIPPED,
-            reason=reason,
-            mode="SLOT",
-            fired_by=worker_id,
-            total_runs=0,
-            created_at=now,
-            finished_at=now,
-            duration_ms=0,
-            updated_at=now,
-            lateness_ms=int((now - slot).total_seconds() * 1000),
-        )
+) -> int | None:
+    batch = JobBatch(
+        schedule_id=schedule_id,
+        trigger=Trigger.CRON,
+        scheduled_for=slot,
+        status=RunStatus.SKIPPED,
+        reason=reason,
+        mode="SLOT",
+        fired_by=worker_id,
+        total_runs=0,
+        created_at=now,
+        finished_at=now,
+        duration_ms=0,
+        updated_at=now,
+        lateness_ms=int((now - slot).total_seconds() * 1000),
     )
+    s.add(batch)
     s.flush()
+    return batch.id
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, case, func, insert, select, update
@@ -101,19 +101,28 @@ class RunQueue:
 
     Re-reading up to ``CLAIM_WINDOW`` queued rows for every claim would cost more than
     the claims themselves in a burst, so the daemon keeps this snapshot and takes from
-    it. It is read again when it is empty, when it yields fewer runs than asked for, or
-    when the daemon marks it ``stale`` (it fired a slot, was woken, or polled). An
-    outdated entry does no harm: every claim is a conditional UPDATE.
+    it. It is read again when it is empty, when the daemon marks it ``stale`` (it fired
+    a slot, was woken, or polled), or when it was cut at the window and half of it is
+    used up (runs wait beyond it): so a claim from a deep queue costs the same as from a
+    short one (items 8 of issue 12). An outdated entry does no harm: every claim is a
+    conditional UPDATE.
     """
 
     rows: list[Any] = field(default_factory=list)
     statuses: dict[int, dict[str, str]] = field(default_factory=dict)
     stale: bool = True
+    #: The last read filled the window: more queued runs may wait beyond it.
+    truncated: bool = False
 
     def refresh(self, conn: Connection) -> None:
         self.rows = queued_overview(conn)
         self.statuses = _batch_statuses(conn, self.rows)
         self.stale = False
+        self.truncated = len(self.rows) >= CLAIM_WINDOW
+
+    @property
+    def needs_top_up(self) -> bool:
+        return self.truncated and len(self.rows) < CLAIM_WINDOW // 2
 
 
 #: MySQL errors that roll back a claim pass without harm (it is retried next tick):
@@ -159,7 +168,10 @@ def claim_runnable(
                     raise
                 q.stale = True
                 return claimed
-            if len(claimed) >= limit or fresh:
+            if len(claimed) >= limit or fresh or not q.needs_top_up:
+                # Not cut at the window: the snapshot holds every queued run (runs queued
+                # since mark it stale). Re-reading it here on every claim made a claim's
+                # cost grow with the queue's depth.
                 return claimed
             # The snapshot ran short of claimable runs: read it again once.
             fresh = True
@@ -180,22 +192,24 @@ def _claim_pass(
 
     Candidates are tried in rounds, each round in job-name order, so that two daemons
     claiming at once take the job mutexes in the same order (no deadlock) as long as a
-    round suffices (it does unless a job runs elsewhere).
+    round suffices (it does unless a job runs elsewhere). A job is tried once per pass:
+    once claimed or found running elsewhere, its other queued runs wait without a
+    statement each (a deep queue of one job used to cost one UPDATE per queued run).
     """
     now = clock()
     claimed: list[ClaimedRun] = []
     settle: set[int] = set()
     keep: list[Any] = []  # rows still queued after this pass
     rows = list(q.rows)
+    tried: set[str] = set()  # jobs tried in this pass: one run of a job at a time
     with write_engine(engine).begin() as conn:
         while rows and len(claimed) < limit:
             candidates: list[Any] = []
-            names: set[str] = set()
             rest: list[Any] = []
-            for row in rows:
+            for i, row in enumerate(rows):
                 if len(candidates) >= limit - len(claimed):
-                    rest.append(row)
-                    continue
+                    rest = rows[i:]
+                    break
                 batch = q.statuses.setdefault(row.batch_id, {})
                 if row.cancel_requested:
                     if _end_queued_in(
@@ -219,10 +233,10 @@ def _claim_pass(
                         batch[row.job_name] = RunStatus.FAILED
                         settle.add(row.batch_id)
                     continue
-                if row.job_name in names:
-                    rest.append(row)  # one run of a job at a time: the next round
+                if row.job_name in tried:
+                    keep.append(row)  # its job runs (here or elsewhere): it waits
                     continue
-                names.add(row.job_name)
+                tried.add(row.job_name)
                 candidates.append(row)
             if not candidates:
                 keep += rest
@@ -232,8 +246,6 @@ def _claim_pass(
                 if row.id in started:
                     q.statuses[row.batch_id][row.job_name] = RunStatus.RUNNING
                     claimed.append(_claimed_run(row, started[row.id]))
-            if len(started) < len(candidates) and not rest:
-                break
             rows = rest
         else:
             keep += rows
@@ -381,6 +393,15 @@ class Finished:
     error: str | None
     exit_code: int | None
     started_at: datetime | None
+    #: How long the process ran (measured by the executor up to its exit). With
+    #: ``started_at`` it gives the end instant, so an outcome written late (the database
+    #: was down when the run ended) keeps its true end and duration.
+    duration_ms: int | None = None
+
+    def ended_at(self, now: datetime) -> datetime:
+        if self.started_at is None or self.duration_ms is None:
+            return now
+        return min(now, self.started_at + timedelta(milliseconds=self.duration_ms))
 
 
 _FINISH_RUN = (
@@ -410,20 +431,22 @@ def finish_runs(
     how many outcomes were recorded."""
     if not outcomes:
         return 0
-    params = [
-        {
-            "b_run_id": o.run_id,
-            "b_worker_id": worker_id,
-            "b_status": o.status,
-            "b_error": o.error,
-            "b_exit_code": o.exit_code,
-            "b_at": now,
-            "b_duration": None
-            if o.started_at is None
-            else max(0, int((now - o.started_at).total_seconds() * 1000)),
-        }
-        for o in outcomes
-    ]
+    params = []
+    for o in outcomes:
+        ended = o.ended_at(now)
+        params.append(
+            {
+                "b_run_id": o.run_id,
+                "b_worker_id": worker_id,
+                "b_status": o.status,
+                "b_error": o.error,
+                "b_exit_code": o.exit_code,
+                "b_at": ended,
+                "b_duration": None
+                if o.started_at is None
+                else max(0, int((ended - o.started_at).total_seconds() * 1000)),
+            }
+        )
     with database_errors(engine, "cannot finish runs in"):
         with write_engine(engine).begin() as conn:
             # One row: a plain execute, whose rowcount is exact on every driver.
@@ -702,6 +725,19 @@ def _skip_blocked(conn: Connection, batch_id: int, now: datetime) -> None:
             )
             if done.rowcount == 1:
                 status[r.job_name] = RunStatus.SKIPPED
+
+
+def set_pids(engine: Engine, pids: Sequence[tuple[int, int]]) -> None:
+    """Record the process running each run: ``(run_id, pid)`` pairs."""
+    if not pids:
+        return
+    with write_engine(engine).begin() as conn:
+        conn.execute(
+            update(JobRun)
+            .where(col(JobRun.id) == bindparam("b_id"))
+            .values(pid=bindparam("b_pid")),
+            [{"b_id": run_id, "b_pid": pid} for run_id, pid in pids],
+        )
 
 
 def append_logs(engine: Engine, run_id: int, lines: Sequence[tuple[datetime, str, str]]) -> None:
