@@ -60,9 +60,7 @@ def pytest_configure(config: pytest.Config) -> None:
         # One database per xdist worker: the TRUNCATE between tests must not hit a
         # database another worker's test is using.
         base = make_url(url)
-        url = base.set(database=f"{base.database}_{worker}").render_as_string(
-            hide_password=False
-        )
+        url = base.set(database=f"{base.database}_{worker}").render_as_string(hide_password=False)
     config.stash[_MYSQL_USE] = _MysqlUse(url=url)
 
 
