@@ -43,6 +43,7 @@ MIN_PASSWORD_LENGTH = 8
 #: Longer "passwords" are refused before hashing (argon2 would hash them, slowly).
 MAX_PASSWORD_LENGTH = 1024
 MAX_EMAIL_LENGTH = 255
+MAX_TOKEN_NAME_LENGTH = 100
 LOGIN_FAILED = "login.failed"
 #: How often a token's ``last_used_at`` / a session's ``last_seen_at`` is written.
 TOKEN_TOUCH_EVERY = timedelta(minutes=1)
@@ -253,6 +254,8 @@ def create_token(
         raise NotFound(f"no admin account {email!r} (create it with `jobsys admin create`)")
     if lifetime is not None and lifetime <= timedelta(0):
         raise ConfigError("a token's lifetime must be positive")
+    if name is not None and len(name) > MAX_TOKEN_NAME_LENGTH:
+        raise ConfigError(f"a token's name must have at most {MAX_TOKEN_NAME_LENGTH} characters")
     expires_at = now + lifetime if lifetime is not None else None
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     after: dict[str, Any] = {}
