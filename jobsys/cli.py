@@ -388,12 +388,50 @@ def cmd_admin_create(ctx: Context) -> int:
 
 
 def cmd_admin_token(ctx: Context) -> int:
+    from datetime import timedelta
+
+    from jobsys.clock import SystemClock
+    from jobsys.definitions import parse_duration
+    from jobsys.store import users
+
+    seconds = parse_duration(ctx.args.expires_in, "--expires-in")
+    token = users.create_token(
+        ctx.current_engine(),
+        ctx.args.email,
+        now=SystemClock().now(),
+        name=ctx.args.name,
+        lifetime=timedelta(seconds=seconds) if seconds is not None else None,
+    )
+    print(token)
+    print("this token is shown once; send it as 'Authorization: Bearer <token>'", file=sys.stderr)
+    return 0
+
+
+def cmd_admin_revoke(ctx: Context) -> int:
     from jobsys.clock import SystemClock
     from jobsys.store import users
 
-    token = users.create_token(ctx.current_engine(), ctx.args.email, now=SystemClock().now())
-    print(token)
-    print("this token is shown once; send it as 'Authorization: Bearer <token>'", file=sys.stderr)
+    revoked = users.revoke_access(ctx.current_engine(), ctx.args.email, now=SystemClock().now())
+    print(
+        f"{users.normalize_email(ctx.args.email)}: {revoked.sessions} session(s) ended, "
+        f"{revoked.tokens} API token(s) revoked"
+    )
+    return 0
+
+
+def cmd_admin_disable(ctx: Context) -> int:
+    from jobsys.clock import SystemClock
+    from jobsys.store import users
+
+    disable = ctx.args.admin_command == "disable"
+    revoked = users.set_disabled(
+        ctx.current_engine(), ctx.args.email, disable, now=SystemClock().now()
+    )
+    email = users.normalize_email(ctx.args.email)
+    if disable:
+        print(f"{email} disabled ({revoked.sessions} session(s) ended; its tokens stop working)")
+    else:
+        print(f"{email} enabled")
     return 0
 
 
@@ -540,6 +578,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="read the password from the first line of stdin instead of prompting",
     )
     p = add(admin_sub, "token", cmd_admin_token, "print a new API bearer token for an account")
+    p.add_argument("email")
+    p.add_argument(
+        "--expires-in", metavar="DURATION", help="lifetime, e.g. 12h or 30d (default: no expiry)"
+    )
+    p.add_argument("--name", help="what the token is for (shown in the audit log)")
+    p = add(
+        admin_sub,
+        "revoke",
+        cmd_admin_revoke,
+        "end every browser session and revoke every API token of an account",
+    )
+    p.add_argument("email")
+    p = add(
+        admin_sub,
+        "disable",
+        cmd_admin_disable,
+        "disable an account: no login, its sessions and tokens get 401 at once",
+    )
+    p.add_argument("email")
+    p = add(admin_sub, "enable", cmd_admin_disable, "enable a disabled account again")
     p.add_argument("email")
 
     jobs_p = sub.add_parser("jobs", help="list and run jobs")

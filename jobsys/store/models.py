@@ -317,6 +317,54 @@ class ApiToken(SQLModel, table=True):
     created_at: datetime = Field(sa_type=UTCDateTime)
     last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     revoked: bool = _flag(False)
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # None: never
+
+
+class AdminSession(SQLModel, table=True):
+    """A browser session: the signed cookie carries a random id, this row its SHA-256.
+
+    The session is live while ``revoked_at`` is NULL, ``expires_at`` is ahead and the
+    account is enabled; logout, a password change and "log out everywhere" revoke it.
+    """
+
+    __tablename__ = "admin_session"
+    __table_args__ = (
+        UniqueConstraint("token_hash", name="uq_admin_session_token_hash"),
+        MYSQL_TABLE_OPTIONS,
+    )
+
+    id: int | None = Field(default=None, sa_column=_big_id())
+    user_id: int = Field(
+        sa_column_args=[
+            ForeignKey("admin_user.id", ondelete="CASCADE", name="fk_admin_session_user_id")
+        ],
+        index=True,
+    )
+    token_hash: str = Field(max_length=64)
+    ip: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    last_seen_at: datetime = Field(sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class LoginThrottle(SQLModel, table=True):
+    """Login attempts left for one subject: an (account, address) pair or an address.
+
+    ``subject`` is a SHA-256 (hex), so emails and addresses of any length fit the key.
+    Rows are changed only under a row lock (``jobsys.store.throttle``).
+    """
+
+    __tablename__ = "login_throttle"
+    __table_args__ = (MYSQL_TABLE_OPTIONS,)
+
+    scope: str = Field(primary_key=True, max_length=16)  # "account_ip" or "ip"
+    subject: str = Field(primary_key=True, max_length=64)
+    attempts: int = _count()  # in the window that began at window_start
+    strikes: int = _count()  # windows in a row that ran out of attempts
+    window_start: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    blocked_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime, index=True)
 
 
 class AlertIncident(SQLModel, table=True):

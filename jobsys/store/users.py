@@ -4,8 +4,14 @@
   with older parameters is upgraded at the next successful login.
 - API tokens are ``jbs_`` + 32 random bytes (URL-safe base64), shown once; the database
   keeps only their SHA-256 (hex), so a leaked table does not leak usable tokens.
+- Browser sessions are ``admin_session`` rows: the cookie carries a random id, the table
+  its SHA-256. A session is live while not revoked, not expired and its account is
+  enabled; logout, a password change, disabling the account and "log out everywhere"
+  revoke it at once (every replica sees it on the next request).
+- API tokens may expire (``expires_at``) and are revoked by ``revoke_tokens`` /
+  ``revoke_access``.
 - Failed logins are rows of the audit log (``action = "login.failed"``, actor = the email
-  tried, ip), so a login rate limit counted from them holds across web replicas.
+  tried, ip); the login rate limit itself is ``jobsys.store.throttle``.
 
 Emails are stored lower-cased. Roles: ``admin`` acts, ``viewer`` reads.
 """
@@ -22,29 +28,33 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col
+from sqlmodel import Session, col
 
 from jobsys.errors import ConfigError, Conflict, NotFound
 from jobsys.store import audit
 from jobsys.store.db import database_errors, session, write_engine
-from jobsys.store.models import AdminUser, ApiToken, AuditLog, Role
+from jobsys.store.models import AdminSession, AdminUser, ApiToken, Role
 
 TOKEN_PREFIX = "jbs_"
 MIN_PASSWORD_LENGTH = 8
 #: Longer "passwords" are refused before hashing (argon2 would hash them, slowly).
 MAX_PASSWORD_LENGTH = 1024
 MAX_EMAIL_LENGTH = 255
+MAX_TOKEN_NAME_LENGTH = 100
 LOGIN_FAILED = "login.failed"
-#: How often a token's ``last_used_at`` is written (not on every request).
+#: How often a token's ``last_used_at`` / a session's ``last_seen_at`` is written.
 TOKEN_TOUCH_EVERY = timedelta(minutes=1)
+#: Ended sessions are deleted this long after they ended (kept a while for inspection).
+SESSION_KEPT_FOR = timedelta(days=1)
 
 _EMAIL_RE = re.compile(
     r"^[^@\s\x00-\x1f\x7f]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"
 )
 _TOKEN_RE = re.compile(r"^jbs_[A-Za-z0-9_-]{20,100}$")
+_SESSION_ID_RE = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
 
 
 @dataclass(frozen=True)
@@ -141,8 +151,8 @@ def create_user(
 def set_password(
     engine: Engine, email: str, password: str, *, now: datetime, actor: str | None = "cli"
 ) -> Account:
-    """Give an existing account a new password (its browser sessions end with the old
-    one); ``NotFound`` if there is no such account."""
+    """Give an existing account a new password and end its browser sessions (its API
+    tokens stay); ``NotFound`` if there is no such account."""
     check_password(password)
     account = get_user_by_email(engine, email)
     if account is None:
@@ -154,6 +164,7 @@ def set_password(
             .where(col(AdminUser.id) == account.id)
             .values(password_hash=password_hash)
         )
+        _revoke_sessions(s, account.id, now)
         audit.record(
             s,
             at=now,
@@ -225,18 +236,43 @@ def hash_token(token: str) -> str:
 
 
 def create_token(
-    engine: Engine, email: str, *, now: datetime, name: str | None = None, actor: str | None = "cli"
+    engine: Engine,
+    email: str,
+    *,
+    now: datetime,
+    name: str | None = None,
+    actor: str | None = "cli",
+    lifetime: timedelta | None = None,
 ) -> str:
-    """A new API token for ``email`` (``NotFound`` if there is no such account).
+    """A new API token for ``email`` (``NotFound`` if there is no such account), valid
+    for ``lifetime`` (None: until revoked).
 
     The token itself is returned once and never stored; only its SHA-256 is.
     """
     account = get_user_by_email(engine, email)
     if account is None:
         raise NotFound(f"no admin account {email!r} (create it with `jobsys admin create`)")
+    if lifetime is not None and lifetime <= timedelta(0):
+        raise ConfigError("a token's lifetime must be positive")
+    if name is not None and len(name) > MAX_TOKEN_NAME_LENGTH:
+        raise ConfigError(f"a token's name must have at most {MAX_TOKEN_NAME_LENGTH} characters")
+    expires_at = now + lifetime if lifetime is not None else None
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    after: dict[str, Any] = {}
+    if name:
+        after["name"] = name
+    if expires_at is not None:
+        after["expires_at"] = expires_at.isoformat()
     with database_errors(engine, "cannot create API token in"), session(engine) as s:
-        s.add(ApiToken(user_id=account.id, token_hash=hash_token(token), name=name, created_at=now))
+        s.add(
+            ApiToken(
+                user_id=account.id,
+                token_hash=hash_token(token),
+                name=name,
+                created_at=now,
+                expires_at=expires_at,
+            )
+        )
         audit.record(
             s,
             at=now,
@@ -244,14 +280,14 @@ def create_token(
             action="token.create",
             target_type="admin_user",
             target_id=account.email,
-            after={"name": name} if name else None,
+            after=after or None,
         )
         s.commit()
     return token
 
 
 def user_for_token(engine: Engine, token: str, *, now: datetime) -> Account | None:
-    """The enabled account a live (not revoked) token belongs to, or None."""
+    """The enabled account a live (not revoked, not expired) token belongs to, or None."""
     if not _TOKEN_RE.match(token):
         return None
     digest = hash_token(token)
@@ -270,6 +306,7 @@ def user_for_token(engine: Engine, token: str, *, now: datetime) -> Account | No
                 col(ApiToken.token_hash) == digest,
                 col(ApiToken.revoked).is_(False),
                 col(AdminUser.disabled).is_(False),
+                or_(col(ApiToken.expires_at).is_(None), col(ApiToken.expires_at) > now),
             )
         ).first()
     if row is None:
@@ -280,6 +317,91 @@ def user_for_token(engine: Engine, token: str, *, now: datetime) -> Account | No
                 update(ApiToken).where(col(ApiToken.id) == row.token_id).values(last_used_at=now)
             )
     return Account(id=row.id, email=row.email, role=row.role, password_hash=row.password_hash)
+
+
+# -- account state: revoke, disable ---------------------------------------------------
+def _revoke_sessions(s: Session, user_id: int, now: datetime) -> int:
+    result: Any = s.execute(
+        update(AdminSession)
+        .where(col(AdminSession.user_id) == user_id, col(AdminSession.revoked_at).is_(None))
+        .values(revoked_at=now)
+    )
+    return int(result.rowcount)
+
+
+def _revoke_tokens(s: Session, user_id: int) -> int:
+    result: Any = s.execute(
+        update(ApiToken)
+        .where(col(ApiToken.user_id) == user_id, col(ApiToken.revoked).is_(False))
+        .values(revoked=True)
+    )
+    return int(result.rowcount)
+
+
+@dataclass(frozen=True)
+class Revoked:
+    sessions: int
+    tokens: int
+
+
+def revoke_access(
+    engine: Engine,
+    email: str,
+    *,
+    now: datetime,
+    tokens: bool = True,
+    actor: str | None = "cli",
+    ip: str | None = None,
+) -> Revoked:
+    """End every browser session of ``email`` and (``tokens``) revoke its API tokens;
+    ``NotFound`` if there is no such account."""
+    account = get_user_by_email(engine, email)
+    if account is None:
+        raise NotFound(f"no admin account {email!r}")
+    with database_errors(engine, "cannot revoke access in"), session(engine) as s:
+        revoked = Revoked(
+            sessions=_revoke_sessions(s, account.id, now),
+            tokens=_revoke_tokens(s, account.id) if tokens else 0,
+        )
+        audit.record(
+            s,
+            at=now,
+            actor=actor,
+            action="admin.revoke",
+            target_type="admin_user",
+            target_id=account.email,
+            after={"sessions": revoked.sessions, "tokens": revoked.tokens},
+            ip=ip,
+        )
+        s.commit()
+    return revoked
+
+
+def set_disabled(
+    engine: Engine, email: str, disabled: bool, *, now: datetime, actor: str | None = "cli"
+) -> Revoked:
+    """Disable (or enable again) an account. A disabled account cannot log in and its
+    sessions and tokens get 401 at once; its sessions are also revoked, so enabling it
+    again does not bring them back (its tokens do come back). ``NotFound`` if unknown."""
+    account = get_user_by_email(engine, email)
+    if account is None:
+        raise NotFound(f"no admin account {email!r}")
+    with database_errors(engine, "cannot update admin account in"), session(engine) as s:
+        s.execute(
+            update(AdminUser).where(col(AdminUser.id) == account.id).values(disabled=disabled)
+        )
+        ended = _revoke_sessions(s, account.id, now) if disabled else 0
+        audit.record(
+            s,
+            at=now,
+            actor=actor,
+            action="admin.disable" if disabled else "admin.enable",
+            target_type="admin_user",
+            target_id=account.email,
+            after={"disabled": disabled},
+        )
+        s.commit()
+    return Revoked(sessions=ended, tokens=0)
 
 
 def revoke_tokens(engine: Engine, email: str) -> int:
@@ -294,6 +416,83 @@ def revoke_tokens(engine: Engine, email: str) -> int:
             .values(revoked=True)
         )
     return int(result.rowcount)
+
+
+# -- browser sessions -----------------------------------------------------------------
+def create_session(
+    engine: Engine, account: Account, *, now: datetime, expires_at: datetime, ip: str | None
+) -> str:
+    """A new session for ``account``; returns its id (for the cookie, never stored)."""
+    session_id = secrets.token_urlsafe(32)
+    with database_errors(engine, "cannot create session in"), engine.begin() as conn:
+        conn.execute(
+            AdminSession.__table__.insert().values(  # type: ignore[attr-defined]
+                user_id=account.id,
+                token_hash=hash_token(session_id),
+                ip=ip[:64] if ip else None,
+                created_at=now,
+                last_seen_at=now,
+                expires_at=expires_at,
+            )
+        )
+        # Logins are rare: a good moment to drop sessions that ended a while ago.
+        conn.execute(
+            delete(AdminSession).where(col(AdminSession.expires_at) < now - SESSION_KEPT_FOR)
+        )
+    return session_id
+
+
+def session_account(
+    engine: Engine, session_id: str, user_id: int, *, now: datetime
+) -> Account | None:
+    """The enabled account of a live session (not revoked, not expired), or None."""
+    if not _SESSION_ID_RE.match(session_id):
+        return None
+    with engine.connect() as conn:
+        row: Any = conn.execute(
+            select(
+                col(AdminUser.id),
+                col(AdminUser.email),
+                col(AdminUser.role),
+                col(AdminUser.password_hash),
+                col(AdminSession.id).label("session_id"),
+                col(AdminSession.last_seen_at),
+            )
+            .join(AdminSession, col(AdminSession.user_id) == col(AdminUser.id))
+            .where(
+                col(AdminSession.token_hash) == hash_token(session_id),
+                col(AdminSession.user_id) == user_id,
+                col(AdminSession.revoked_at).is_(None),
+                col(AdminSession.expires_at) > now,
+                col(AdminUser.disabled).is_(False),
+            )
+        ).first()
+    if row is None:
+        return None
+    if now - row.last_seen_at >= TOKEN_TOUCH_EVERY:
+        with engine.begin() as conn:
+            conn.execute(
+                update(AdminSession)
+                .where(col(AdminSession.id) == row.session_id)
+                .values(last_seen_at=now)
+            )
+    return Account(id=row.id, email=row.email, role=row.role, password_hash=row.password_hash)
+
+
+def end_session(engine: Engine, session_id: str, *, now: datetime) -> bool:
+    """Revoke one session (logout); False if it was not live."""
+    if not _SESSION_ID_RE.match(session_id):
+        return False
+    with database_errors(engine, "cannot end session in"), engine.begin() as conn:
+        result = conn.execute(
+            update(AdminSession)
+            .where(
+                col(AdminSession.token_hash) == hash_token(session_id),
+                col(AdminSession.revoked_at).is_(None),
+            )
+            .values(revoked_at=now)
+        )
+    return bool(result.rowcount)
 
 
 # -- failed logins --------------------------------------------------------------------
@@ -312,33 +511,6 @@ def record_login_failure(
             detail=reason,
         )
         s.commit()
-
-
-def recent_failures(
-    engine: Engine, *, email: str | None, ip: str | None, since: datetime, limit: int
-) -> list[datetime]:
-    """Times of the newest (up to ``limit``) failed logins after ``since`` for the email
-    tried or from the IP (two counts; the longer list is returned), newest first."""
-    found: list[list[datetime]] = [[]]
-    with engine.connect() as conn:
-        for column, value in ((AuditLog.actor, email), (AuditLog.ip, ip)):
-            if not value:
-                continue
-            found.append(
-                list(
-                    conn.execute(
-                        select(col(AuditLog.at))
-                        .where(
-                            col(AuditLog.action) == LOGIN_FAILED,
-                            col(AuditLog.at) > since,
-                            col(column) == value,
-                        )
-                        .order_by(col(AuditLog.at).desc())
-                        .limit(limit)
-                    ).scalars()
-                )
-            )
-    return max(found, key=len)
 
 
 def count_users(engine: Engine) -> int:

@@ -54,7 +54,12 @@ def login(ctx: WebContext, call: Call) -> Response:
 
 def logout(ctx: WebContext, call: Call) -> Response:
     Body(call.body, ())
-    return auth.logout(call.request)
+    return auth.logout(ctx, call.request, call.user)
+
+
+def logout_all(ctx: WebContext, call: Call) -> Response:
+    Body(call.body, ())
+    return auth.logout_all(ctx, call.request, call.user)
 
 
 def me(ctx: WebContext, call: Call) -> Response:
@@ -354,8 +359,13 @@ def api_routes() -> list[ApiRoute]:
     return [
         ApiRoute("POST", f"{P}/login", login, Access.PUBLIC, "Log in (sets the session cookie)",
                  "session", request_schema="Login", response_schema="Me", errors=(401, 422, 429)),
-        ApiRoute("POST", f"{P}/logout", logout, R, "Log out (clears the session cookie)",
-                 "session", status=204),
+        ApiRoute("POST", f"{P}/logout", logout, R,
+                 "Log out (ends this session on the server, clears the cookie)", "session",
+                 status=204),
+        ApiRoute("POST", f"{P}/logout-all", logout_all, R,
+                 "Log out everywhere: end every browser session of the account (API tokens "
+                 "stay; `jobsys admin revoke` ends both)", "session",
+                 response_schema="SessionsRevoked"),
         ApiRoute("GET", f"{P}/me", me, R, "The caller, its role and the CSRF token", "session",
                  response_schema="Me"),
         ApiRoute("GET", f"{P}/schedules", list_schedules, R,

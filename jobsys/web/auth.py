@@ -1,21 +1,29 @@
 """Who is calling: browser sessions, API tokens, CSRF, roles, the login rate limit.
 
 Browser sessions (design 8)
-    ``POST /api/admin/login`` checks the password and sets the ``jobsys_session`` cookie:
-    HttpOnly, SameSite=Lax, Secure when the request came over https, signed with
-    ``SECRET_KEY`` (itsdangerous, HMAC-SHA256). It holds the user id, a random CSRF token,
-    the issue time and a fingerprint of the password hash (changing the password ends
-    every session). Sessions end ``SESSION_MAX_AGE`` after login (absolute, read from the
-    injected clock). ``GET /api/admin/me`` returns the CSRF token; every POST/PUT/PATCH/
-    DELETE made with the cookie must send it as ``X-CSRF-Token`` (403 ``csrf_failed``).
+    ``POST /api/admin/login`` checks the password, stores a session (``admin_session``)
+    and sets the ``jobsys_session`` cookie: HttpOnly, SameSite=Lax, Secure when the
+    request came over https, signed with ``SECRET_KEY`` (itsdangerous, HMAC-SHA256). It
+    holds the user id, the session's random id (the table keeps only its SHA-256), a
+    random CSRF token and the issue time. Every request checks the session row, so
+    logout, a password change, a disabled account and ``POST /api/admin/logout-all``
+    end a session at once, copied cookies included. Sessions end ``SESSION_MAX_AGE``
+    after login (absolute, read from the injected clock). ``GET /api/admin/me`` returns
+    the CSRF token; every POST/PUT/PATCH/DELETE made with the cookie must send it as
+    ``X-CSRF-Token`` (403 ``csrf_failed``).
 API tokens
-    ``Authorization: Bearer jbs_...`` (``jobsys admin token EMAIL``); no CSRF needed.
+    ``Authorization: Bearer jbs_...`` (``jobsys admin token EMAIL [--expires-in 30d]``);
+    no CSRF needed. Expired, revoked and disabled accounts' tokens get 401.
 Roles
     ``viewer`` reads everything, ``admin`` also acts (403 ``forbidden`` otherwise).
-Login rate limit
-    At most ``LOGIN_MAX_FAILURES`` failed logins per IP and per email within
-    ``LOGIN_WINDOW``; then 429 with ``Retry-After``. Failures are counted from the audit
-    log, so the limit holds across web replicas. Every failure is audited.
+Login rate limit (``jobsys.store.throttle``)
+    Attempts are taken from two budgets before the password is checked, atomically, so
+    concurrent guesses cannot check more than the limit: ``LOGIN_MAX_FAILURES`` per
+    (email, client address) and ``LOGIN_MAX_PER_ADDRESS`` per address, each per
+    ``LOGIN_WINDOW``. Past either, 429 with ``Retry-After``; a subject that runs out
+    again right after a block waits twice as long each time (up to ``LOGIN_MAX_BLOCK``).
+    Failures at other addresses never block an owner, and a successful login gives its
+    attempt back. Every failure is audited.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from jobsys.clock import iso_utc
-from jobsys.store import users
+from jobsys.store import throttle, users
 from jobsys.store.users import Account
 from jobsys.web.context import WebContext
 from jobsys.web.errors import (
@@ -49,11 +57,17 @@ from jobsys.web.inputs import Body
 log = logging.getLogger("jobsys.web")
 
 SESSION_MAX_AGE = timedelta(hours=12)
+#: Login attempts per (email, client address) per window.
 LOGIN_MAX_FAILURES = 5
+#: Login attempts per client address (any emails) per window.
+LOGIN_MAX_PER_ADDRESS = 30
 LOGIN_WINDOW = timedelta(minutes=5)
+#: The longest a subject is blocked after running out again and again.
+LOGIN_MAX_BLOCK = timedelta(hours=1)
+THROTTLE = throttle.Policy(window=LOGIN_WINDOW, max_block=LOGIN_MAX_BLOCK)
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_SALT = "jobsys.session.v1"
+_SALT = "jobsys.session.v2"  # v2: the cookie names a server-side session
 
 
 @dataclass(frozen=True)
@@ -64,6 +78,7 @@ class Principal:
     via: str  # "session" or "token"
     csrf_token: str | None = None
     expires_at: datetime | None = None
+    session_id: str | None = None  # the cookie's session (for logout), never sent out
 
     @property
     def email(self) -> str:
@@ -88,37 +103,34 @@ def _serializer(secret: str) -> URLSafeSerializer:
     return URLSafeSerializer(secret, salt=_SALT, signer_kwargs={"digest_method": hashlib.sha256})
 
 
-def _password_mark(account: Account) -> str:
-    return hashlib.sha256(account.password_hash.encode("utf-8")).hexdigest()[:16]
-
-
 @dataclass(frozen=True)
 class SessionData:
     user_id: int
+    session_id: str
     csrf_token: str
     issued_at: datetime
-    password_mark: str
 
     @property
     def expires_at(self) -> datetime:
         return self.issued_at + SESSION_MAX_AGE
 
 
-def new_session(account: Account, now: datetime) -> SessionData:
+def new_session(account: Account, now: datetime, session_id: str | None = None) -> SessionData:
+    """The cookie data of a session (``session_id`` from ``users.create_session``)."""
     return SessionData(
         user_id=account.id,
+        session_id=session_id or secrets.token_urlsafe(32),
         csrf_token=secrets.token_urlsafe(32),
         issued_at=now.replace(microsecond=0),  # the cookie keeps whole seconds
-        password_mark=_password_mark(account),
     )
 
 
 def dump_session(secret: str, data: SessionData) -> str:
     payload = {
         "u": data.user_id,
+        "s": data.session_id,
         "c": data.csrf_token,
         "i": int(data.issued_at.timestamp()),
-        "p": data.password_mark,
     }
     value: str = _serializer(secret).dumps(payload)
     return value
@@ -134,19 +146,19 @@ def load_session(secret: str, value: str, now: datetime) -> SessionData | None:
         return None
     if not isinstance(payload, dict):
         return None
-    uid, csrf, issued, mark = (payload.get(k) for k in ("u", "c", "i", "p"))
+    uid, sid, csrf, issued = (payload.get(k) for k in ("u", "s", "c", "i"))
     if not (
         isinstance(uid, int)
+        and isinstance(sid, str)
         and isinstance(csrf, str)
         and isinstance(issued, int)
-        and isinstance(mark, str)
     ):
         return None
     try:
         issued_at = datetime.fromtimestamp(issued, UTC)
     except (OverflowError, OSError, ValueError):
         return None
-    data = SessionData(uid, csrf, issued_at, mark)
+    data = SessionData(uid, sid, csrf, issued_at)
     # A session from the future (clock moved back) is as suspect as an expired one.
     if not issued_at - timedelta(minutes=5) <= now < data.expires_at:
         return None
@@ -190,7 +202,7 @@ def authenticate(ctx: WebContext, request: Request) -> Principal:
             raise unauthenticated("the Authorization header must be 'Bearer <token>'")
         account = users.user_for_token(ctx.engine, token.strip(), now=ctx.clock.now())
         if account is None:
-            raise unauthenticated("invalid or revoked API token")
+            raise unauthenticated("invalid, expired or revoked API token")
         return Principal(account, "token")
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
@@ -199,10 +211,10 @@ def authenticate(ctx: WebContext, request: Request) -> Principal:
     data = load_session(ctx.secret, cookie, now)
     if data is None:
         raise unauthenticated("the session has expired or is not valid; log in again")
-    account = users.get_user(ctx.engine, data.user_id)
-    if account is None or not hmac.compare_digest(_password_mark(account), data.password_mark):
-        raise unauthenticated("the session is no longer valid; log in again")
-    return Principal(account, "session", data.csrf_token, data.expires_at)
+    account = users.session_account(ctx.engine, data.session_id, data.user_id, now=now)
+    if account is None:
+        raise unauthenticated("the session has ended (logged out or revoked); log in again")
+    return Principal(account, "session", data.csrf_token, data.expires_at, data.session_id)
 
 
 def check_csrf(request: Request, principal: Principal) -> None:
@@ -223,14 +235,12 @@ def require_admin(principal: Principal) -> None:
 
 
 # -- login and logout -----------------------------------------------------------------
-def retry_after(failures: list[datetime], now: datetime) -> int:
-    """Seconds until fewer than ``LOGIN_MAX_FAILURES`` failures remain in the window.
-
-    ``failures`` are the newest failures, newest first; the limit lifts when the
-    ``LOGIN_MAX_FAILURES``-th newest leaves the window.
-    """
-    oldest_counted = failures[LOGIN_MAX_FAILURES - 1]
-    return max(1, math.ceil((oldest_counted + LOGIN_WINDOW - now).total_seconds()))
+def _budgets(email: str, ip: str | None) -> tuple[throttle.Budget, throttle.Budget]:
+    address = ip or "unknown"
+    return (
+        throttle.Budget("account_ip", throttle.subject_of(email, address), LOGIN_MAX_FAILURES),
+        throttle.Budget("ip", throttle.subject_of(address), LOGIN_MAX_PER_ADDRESS),
+    )
 
 
 def login(ctx: WebContext, request: Request, data: dict[str, Any]) -> Response:
@@ -241,12 +251,13 @@ def login(ctx: WebContext, request: Request, data: dict[str, Any]) -> Response:
         raise ApiError(422, "invalid", "email and password are required")
     ip = client_ip(request)
     now = ctx.clock.now()
-    failures = users.recent_failures(
-        ctx.engine, email=email, ip=ip, since=now - LOGIN_WINDOW, limit=LOGIN_MAX_FAILURES
-    )
-    if len(failures) >= LOGIN_MAX_FAILURES:
-        wait = retry_after(failures, now)
-        log.warning("login refused for %r from %s: too many failures", email, ip)
+    pair, address = _budgets(email, ip)
+    # The attempt is taken before the password is checked, so concurrent guesses
+    # cannot check more passwords than the budget holds.
+    blocked_until = throttle.take(ctx.engine, [pair, address], now=now, policy=THROTTLE)
+    if blocked_until is not None:
+        wait = max(1, math.ceil((blocked_until - now).total_seconds()))
+        log.warning("login refused for %r from %s: too many attempts", email, ip)
         raise ApiError(
             429,
             "rate_limited",
@@ -260,7 +271,12 @@ def login(ctx: WebContext, request: Request, data: dict[str, Any]) -> Response:
         )
         log.info("failed login for %r from %s", email, ip)
         raise ApiError(401, "invalid_credentials", "wrong email or password")
-    session = new_session(account, now)
+    throttle.give_back(ctx.engine, reset=[pair], refund=[address], now=now)
+    issued = now.replace(microsecond=0)
+    session_id = users.create_session(
+        ctx.engine, account, now=now, expires_at=issued + SESSION_MAX_AGE, ip=ip
+    )
+    session = new_session(account, now, session_id)
     principal = Principal(account, "session", session.csrf_token, session.expires_at)
     response = JSONResponse(principal.to_dict())
     set_session_cookie(response, request, dump_session(ctx.secret, session))
@@ -268,7 +284,27 @@ def login(ctx: WebContext, request: Request, data: dict[str, Any]) -> Response:
     return response
 
 
-def logout(request: Request) -> Response:
+def logout(ctx: WebContext, request: Request, principal: Principal) -> Response:
+    """End the caller's session server-side (a copied cookie stops working too)."""
+    if principal.session_id is not None:
+        users.end_session(ctx.engine, principal.session_id, now=ctx.clock.now())
     response = Response(status_code=204)
     clear_session_cookie(response, request)
+    return response
+
+
+def logout_all(ctx: WebContext, request: Request, principal: Principal) -> Response:
+    """Log out everywhere: end every browser session of the caller's account, this one
+    too (API tokens stay: ``jobsys admin revoke EMAIL`` ends both)."""
+    revoked = users.revoke_access(
+        ctx.engine,
+        principal.email,
+        now=ctx.clock.now(),
+        tokens=False,
+        actor=principal.email,
+        ip=client_ip(request),
+    )
+    response = JSONResponse({"sessions_revoked": revoked.sessions})
+    if principal.via == "session":
+        clear_session_cookie(response, request)
     return response

@@ -141,6 +141,7 @@ SCHEMAS: dict[str, Any] = {
             "expires_at": _TIME,
         }
     ),
+    "SessionsRevoked": _obj({"sessions_revoked": _INT}),
     "Schedule": _obj(_SCHEDULE),
     "ScheduleList": _list_of("schedules", "Schedule"),
     "ScheduleToggle": _obj({"enabled": _BOOL}),
@@ -278,6 +279,7 @@ _ERROR_TEXT = {
     404: "Unknown id or name",
     409: "Conflicts with the current state",
     413: "Body too large",
+    415: "A request body that is not `Content-Type: application/json`",
     422: "Invalid field values",
     429: "Too many failed logins (see Retry-After)",
     503: "Database unavailable",
@@ -325,7 +327,7 @@ def _operation(route: ApiRoute) -> dict[str, Any]:
     if route.access is Access.ACT or (route.access is Access.READ and route.reads_body):
         codes.add(403)
     if route.reads_body:
-        codes |= {400, 413}
+        codes |= {400, 413, 415}
     for code in sorted(codes):
         responses[str(code)] = {
             "description": _ERROR_TEXT.get(code, "Error"),
@@ -386,7 +388,9 @@ def build_openapi(routes: Sequence[ApiRoute]) -> dict[str, Any]:
                 "Schedules, jobs, runs and audit of jobsys. Authenticate with a session "
                 "cookie (POST /api/admin/login; then send X-CSRF-Token on every "
                 "POST/PUT) or with `Authorization: Bearer <token>` "
-                "(`jobsys admin token EMAIL`). `viewer` accounts read, `admin` accounts act. "
+                "(`jobsys admin token EMAIL`). Request bodies must be sent as "
+                "`Content-Type: application/json` (415 otherwise; an empty body may omit it). "
+                "`viewer` accounts read, `admin` accounts act. "
                 'Times are ISO-8601 UTC. Errors are `{"error": {"code", "message"}}`.'
             ),
         },

@@ -114,6 +114,27 @@ async def read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
+def check_json_content_type(request: Request, raw: bytes) -> None:
+    """A body must be declared ``application/json`` (415 otherwise).
+
+    This is what stops login CSRF: an HTML form can only send ``text/plain``,
+    ``application/x-www-form-urlencoded`` or ``multipart/form-data``, never JSON, and a
+    cross-site ``fetch`` that declares JSON needs a CORS preflight this server never
+    grants. An empty body (``curl -X POST`` with a token) may come without a type.
+    """
+    declared = request.headers.get("content-type")
+    if declared is None and not raw.strip():
+        return
+    media_type = (declared or "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        shown = media_type[:100] or "none"
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"send the request body as JSON with 'Content-Type: application/json' (got {shown!r})",
+        )
+
+
 def handle_sync(ctx: WebContext, spec: ApiRoute, request: Request, raw: bytes) -> Response:
     """Authenticate, check CSRF and role, parse the body, run the handler (in a thread)."""
     principal: Principal | None = None
@@ -129,6 +150,8 @@ def handle_sync(ctx: WebContext, spec: ApiRoute, request: Request, raw: bytes) -
 def starlette_route(ctx: WebContext, spec: ApiRoute) -> Route:
     async def endpoint(request: Request) -> Response:
         raw = await read_body(request) if spec.reads_body else b""
+        if spec.reads_body:
+            check_json_content_type(request, raw)
         return await run_in_threadpool(handle_sync, ctx, spec, request, raw)
 
     endpoint.__name__ = spec.handler.__name__
