@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,8 @@ class Context:
         self.settings = settings
         self._engine: Engine | None = None
         self._app: App | None = None
+        #: The run a ``jobs run --wait`` is waiting for (what to say on Ctrl-C).
+        self.waiting_for_run: int | None = None
 
     @property
     def app(self) -> App:
@@ -49,7 +52,11 @@ class Context:
         if self._engine is None:
             from jobsys.store.db import make_engine
 
-            self._engine = make_engine(self.settings.database_url)
+            # Only these commands may create a SQLite file (see make_engine).
+            create = self.args.command == "demo" or (
+                self.args.command == "migrate" and not self.args.check
+            )
+            self._engine = make_engine(self.settings.database_url, create=create)
         return self._engine
 
     def current_engine(self) -> Engine:
@@ -85,18 +92,25 @@ def cmd_cron_next(ctx: Context) -> int:
     from jobsys.clock import SystemClock, iso_utc, parse_iso
 
     args = ctx.args
-    if args.count < 1 or args.count > 1000:
-        raise _usage("--count must be between 1 and 1000")
+    count = _int_flag("--count", args.count, 1, 1000)
     try:
         after = parse_iso(args.after) if args.after else SystemClock().now()
     except ValueError:
         raise _usage(f"--after {args.after!r} is not an ISO-8601 instant") from None
-    slots = cron.next_slots(args.expr, args.tz, after, args.count)
+    slots = cron.next_slots(args.expr, args.tz, after, count)
     texts = [iso_utc(s) for s in slots]
     if args.json:
         print(json.dumps(texts))
-    else:
+    elif texts:
         print("\n".join(t or "" for t in texts))
+    if len(slots) < count:
+        # Only the end of the calendar stops a valid expression (cron validate
+        # rejects one that never fires): say so rather than print nothing.
+        last = texts[-1] if texts else iso_utc(after)
+        print(
+            f"no more slots after {last}: jobsys computes slots up to the end of year 9999",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -113,6 +127,13 @@ def cmd_migrate(ctx: Context) -> int:
     from jobsys.store import migrate
 
     if ctx.args.check:
+        from jobsys.store.db import MissingDatabase
+
+        try:
+            ctx.engine  # noqa: B018  (making it is the check)
+        except MissingDatabase as exc:
+            print(f"pending migrations: all ({exc})")
+            return 1
         todo = migrate.pending(ctx.engine)
         if todo:
             print(f"pending migrations: {', '.join(todo)}")
@@ -224,10 +245,9 @@ def cmd_jobs_run(ctx: Context) -> int:
     app = ctx.app
     params: Any = None
     if ctx.args.params is not None:
-        try:
-            params = json.loads(ctx.args.params)
-        except json.JSONDecodeError as exc:
-            raise _usage(f"--params is not valid JSON: {exc}") from None
+        params = _parse_params(ctx.args.params)
+    if not 0 < ctx.args.timeout <= 31_536_000:  # also refuses nan
+        raise _usage(f"--timeout: must be above 0 and at most 31536000 (got {ctx.args.timeout})")
     engine = ctx.current_engine()
     created = create_manual_batch(
         engine,
@@ -241,6 +261,7 @@ def cmd_jobs_run(ctx: Context) -> int:
     run_id = created.run_ids[0]
     told = _wake_daemons(ctx)
     print(f"run {run_id} queued (batch {created.batch_id}); woke {told} daemon(s)")
+    ctx.waiting_for_run = run_id  # Ctrl-C from here on: main() says how to cancel it
     if not ctx.args.wait:
         return 0
     deadline = time.monotonic() + ctx.args.timeout
@@ -261,6 +282,24 @@ def cmd_jobs_run(ctx: Context) -> int:
     return 0 if run["status"] == "SUCCESS" else 1
 
 
+def _parse_params(raw: str) -> Any:
+    try:
+        params = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise _usage(f"--params is not valid JSON: {exc}") from None
+    try:
+        # A lone surrogate (JSON "\ud800", or undecodable bytes in argv) is valid JSON
+        # but no text: it could not be stored, nor shown back.
+        json.dumps(params, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start : exc.end]
+        raise _usage(
+            f"--params holds {bad!r}, which is not a Unicode character "
+            "(a lone surrogate); send text as UTF-8"
+        ) from None
+    return params
+
+
 def cmd_jobs_list(ctx: Context) -> int:
     app = ctx.app
     jobs = [app.jobs[name].to_dict() for name in app.ordered()]
@@ -273,6 +312,125 @@ def cmd_jobs_list(ctx: Context) -> int:
     ]
     print(_table(rows, ["NAME", "GROUP", "DEPENDS ON", "DESCRIPTION"]))
     return 0
+
+
+def _run_id(raw: str) -> int:
+    return _int_flag("RUN_ID", raw, 1, 2**63 - 1)
+
+
+def cmd_jobs_cancel(ctx: Context) -> int:
+    from jobsys.clock import SystemClock
+    from jobsys.errors import Conflict
+    from jobsys.store import audit
+    from jobsys.store.db import session
+    from jobsys.store.queries import get_run
+    from jobsys.store.runs import request_cancel
+
+    run_id = _run_id(ctx.args.run_id)
+    engine = ctx.current_engine()
+    before = get_run(engine, run_id, with_logs=False)["status"]
+    now = SystemClock().now()
+    try:
+        after = request_cancel(engine, run_id, now)
+    except Conflict as exc:
+        print(f"jobsys: {exc}: nothing to cancel", file=sys.stderr)
+        return 1
+    with session(engine) as s:  # as the web's cancel does: every cancel is audited
+        audit.record(
+            s,
+            at=now,
+            actor="cli",
+            action="run.cancel",
+            target_type="run",
+            target_id=str(run_id),
+            before={"status": before},
+            after={"status": after, "cancel_requested": True},
+        )
+        s.commit()
+    if after == "CANCELLED":
+        print(f"run {run_id} cancelled (it had not started)")
+        return 0
+    told = _wake_daemons(ctx)
+    print(
+        f"run {run_id} is running: cancel requested, its daemon stops it "
+        f"(woke {told} daemon(s)); follow it with: jobsys runs show {run_id} --follow"
+    )
+    return 0
+
+
+# -- runs -----------------------------------------------------------------------------
+def _log_line(line: Mapping[str, Any]) -> str:
+    return f"{line['ts']} {line['level']:<7} {line['message']}"
+
+
+def _print_new_logs(engine: Engine, run_id: int, after_id: int | None) -> int | None:
+    """Print the run's log lines after ``after_id``, all pages; returns the last id."""
+    from jobsys.store.queries import run_logs
+
+    while True:
+        lines = run_logs(engine, run_id, after_id=after_id, limit=1000)
+        for line in lines:
+            print(_log_line(line), flush=True)
+        if lines:
+            after_id = int(lines[-1]["id"])
+        if len(lines) < 1000:
+            return after_id
+
+
+_RUN_FIELDS = (
+    "job_name",
+    "status",
+    "trigger",
+    "schedule_id",
+    "batch_id",
+    "scheduled_for",
+    "params",
+    "triggered_by",
+    "queued_at",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "worker_id",
+    "exit_code",
+    "error",
+)
+
+
+def cmd_runs_show(ctx: Context) -> int:
+    import time
+
+    from jobsys.store.queries import get_run
+
+    args = ctx.args
+    run_id = _run_id(args.run_id)
+    if args.follow and args.json:
+        raise _usage("--follow streams text; use it without --json")
+    engine = ctx.current_engine()
+    run = get_run(engine, run_id, with_logs=args.json and args.logs)
+    if args.json:
+        _print_json(run)
+        return 0
+    print(f"run {run_id}")
+    for name in _RUN_FIELDS:
+        value = run[name]
+        if value is not None:
+            shown = json.dumps(value, ensure_ascii=False) if name == "params" else value
+            print(f"  {name:<14}{shown}")
+    if run["progress_total"] or run["progress_done"]:
+        print(f"  {'progress':<14}{run['progress_done']}/{run['progress_total'] or '?'}")
+    if not (args.logs or args.follow):
+        return 0
+    print("logs:", flush=True)
+    last = _print_new_logs(engine, run_id, None)
+    if not args.follow:
+        return 0
+    ctx.waiting_for_run = run_id  # Ctrl-C: main() says the run goes on
+    while run["status"] in ("QUEUED", "RUNNING"):
+        time.sleep(0.5)
+        run = get_run(engine, run_id, with_logs=False)
+        last = _print_new_logs(engine, run_id, last)  # after the status: no line is lost
+    print(f"run {run_id} {run['status']}" + (f": {run['error']}" if run["error"] else ""))
+    return 0 if run["status"] == "SUCCESS" else 1
 
 
 # -- daemon and health ----------------------------------------------------------------
@@ -319,13 +477,27 @@ def cmd_health(ctx: Context) -> int:
     from jobsys import health
     from jobsys.clock import SystemClock
 
+    max_age = _seconds_flag("--max-age", ctx.args.max_age)
     thresholds = health.Thresholds(
-        max_age_s=ctx.args.max_age,
-        warn_age_s=min(ctx.args.warn_age, ctx.args.max_age),
-        failures=ctx.args.failures,
+        max_age_s=max_age,
+        warn_age_s=min(_seconds_flag("--warn-age", ctx.args.warn_age), max_age),
+        failures=_int_flag("--failures", ctx.args.failures, 1, 1000),
     )
+    # The daemon would refuse an app that does not load: health must not call that OK.
+    ctx.app  # noqa: B018
     report = health.evaluate(ctx.engine, SystemClock().now(), thresholds)
     if ctx.args.json:
+        _print_json(report.to_dict())
+    else:
+        print(report.line())
+    return report.exit_code
+
+
+def _health_unknown(args: argparse.Namespace, reason: str) -> int:
+    from jobsys import health
+
+    report = health.HealthReport(health.UNKNOWN, reason, [reason])
+    if getattr(args, "json", False):
         _print_json(report.to_dict())
     else:
         print(report.line())
@@ -338,12 +510,12 @@ def cmd_web(ctx: Context) -> int:
 
     settings = ctx.settings
     settings.session_secret()  # production without SECRET_KEY: exit 2 before anything else
+    port = _port_flag(ctx.args.port, settings.port)
     setup_logging(settings.log_format, settings.log_level)
     app = ctx.app
     engine = ctx.current_engine()
     from jobsys.web.serve import run_web
 
-    port = ctx.args.port if ctx.args.port is not None else settings.port
     return run_web(settings, app, engine, ctx.args.host, port)
 
 
@@ -356,7 +528,7 @@ def cmd_demo(ctx: Context) -> int:
             "demo is for a local machine: it enables a schedule and resets the demo admin's "
             "password; unset JOBSYS_ENV=production to run it"
         )
-    port = ctx.args.port if ctx.args.port is not None else ctx.settings.port
+    port = _port_flag(ctx.args.port, ctx.settings.port)
     options = DemoOptions(host=ctx.args.host, port=port, email=ctx.args.email)
     return run_demo(ctx.settings, ctx.app, SystemClock(), os.environ, options)
 
@@ -444,6 +616,32 @@ def _usage(message: str) -> UsageError:
     return UsageError(message)
 
 
+# Flags are parsed here rather than with argparse's int/float: those take full-width
+# digits, "nan" and "inf", and their errors come with a usage block, not one line.
+_INT_FLAG = re.compile(r"[+-]?[0-9]{1,20}")
+_NUMBER_FLAG = re.compile(r"[+-]?(?:[0-9]{1,20}(?:\.[0-9]*)?|\.[0-9]+)")
+PORT_RANGE = (1, 65535)
+
+
+def _int_flag(flag: str, raw: str, low: int, high: int) -> int:
+    if _INT_FLAG.fullmatch(raw.strip()) and low <= int(raw) <= high:
+        return int(raw)
+    raise _usage(f"{flag}: must be an integer between {low} and {high} (got {raw!r})")
+
+
+def _seconds_flag(flag: str, raw: str, high: float = 31_536_000) -> float:
+    """A positive number of seconds, at most ``high`` (a year by default)."""
+    if _NUMBER_FLAG.fullmatch(raw.strip()) and 0 < float(raw) <= high:
+        return float(raw)
+    raise _usage(
+        f"{flag}: must be a number of seconds above 0 and at most {high:.0f} (got {raw!r})"
+    )
+
+
+def _port_flag(raw: str | None, default: int) -> int:
+    return default if raw is None else _int_flag("--port", raw, *PORT_RANGE)
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -485,21 +683,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.add_argument(
         "--max-age",
-        type=float,
-        default=300,
-        help="seconds without a heartbeat that are CRITICAL (default 300)",
+        default="300",
+        help="seconds without a heartbeat that are CRITICAL, above 0 (default 300)",
     )
     p.add_argument(
         "--warn-age",
-        type=float,
-        default=120,
-        help="seconds without a heartbeat that are a WARNING (default 120)",
+        default="120",
+        help="seconds without a heartbeat that are a WARNING, above 0 (default 120)",
     )
     p.add_argument(
         "--failures",
-        type=int,
-        default=3,
-        help="consecutive failed batches that are a WARNING (default 3)",
+        default="3",
+        help=(
+            "consecutive failed batches of one schedule (cron or Run Now) that are a "
+            "WARNING (default 3); manual runs of a single job belong to no schedule and "
+            "are not counted"
+        ),
     )
 
     cron_p = sub.add_parser("cron", help="cron expressions: next slots, validation")
@@ -512,7 +711,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--tz", default="UTC", help="IANA timezone the expression is read in (default UTC)"
     )
     p.add_argument("--after", help="ISO-8601 instant to start after (default now)")
-    p.add_argument("--count", type=int, default=5, help="how many slots (default 5)")
+    p.add_argument("--count", default="5", help="how many slots, 1 to 1000 (default 5)")
     p.add_argument("--json", action="store_true", help="print a JSON array")
     p = add(
         cron_sub,
@@ -546,7 +745,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(sub, "web", cmd_web, "serve the admin UI and JSON API (never runs jobs)")
     p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     p.add_argument(
-        "--port", type=int, default=None, help="port to listen on (default $PORT, else 8000)"
+        "--port", default=None, help="port to listen on, 1 to 65535 (default $PORT, else 8000)"
     )
 
     p = add(
@@ -558,7 +757,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", default="127.0.0.1", help="address of the web UI (default 127.0.0.1)")
     p.add_argument(
-        "--port", type=int, default=None, help="port of the web UI (default $PORT, else 8000)"
+        "--port", default=None, help="port of the web UI, 1 to 65535 (default $PORT, else 8000)"
     )
     p.add_argument("--email", default="admin@jobsys.demo", help="the demo admin's login")
 
@@ -618,6 +817,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--timeout", type=float, default=3600, help="with --wait: give up after this many seconds"
     )
+    p = add(
+        jobs_sub,
+        "cancel",
+        cmd_jobs_cancel,
+        "cancel a queued run (at once) or a running one (its daemon stops it); exit 1 if "
+        "it already finished",
+    )
+    p.add_argument("run_id", metavar="RUN_ID")
+
+    runs_p = sub.add_parser("runs", help="show a job run, its logs, follow it live")
+    runs_sub = runs_p.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
+    p = add(
+        runs_sub,
+        "show",
+        cmd_runs_show,
+        "a run's status and times; --logs its log, --follow new lines until it ends "
+        "(then exit 0 if it succeeded, 1 if not)",
+    )
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--logs", action="store_true", help="print the run's log lines")
+    p.add_argument(
+        "--follow",
+        action="store_true",
+        help="print the log, then new lines as they come, until the run ends",
+    )
+    p.add_argument("--json", action="store_true", help="print the run as JSON (with --logs too)")
     return parser
 
 
@@ -631,10 +856,20 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         code: int = args.handler(ctx)
         return code
     except JobsysError as exc:
+        if args.command == "health":
+            # health speaks the monitoring-plugin language: anything it cannot judge is
+            # UNKNOWN, said on stdout where the monitoring system reads it.
+            return _health_unknown(args, str(exc))
         print(f"jobsys: error: {exc}", file=sys.stderr)
-        # health speaks the monitoring-plugin language: anything it cannot judge is UNKNOWN.
-        return 3 if args.command == "health" else exc.exit_code
+        return exc.exit_code
     except KeyboardInterrupt:
+        if ctx is not None and ctx.waiting_for_run is not None:
+            run_id = ctx.waiting_for_run
+            print(
+                f"\nrun #{run_id} continues in the background; "
+                f"cancel it with: jobsys jobs cancel {run_id}",
+                file=sys.stderr,
+            )
         return 130
     finally:
         if ctx is not None:

@@ -6,6 +6,7 @@ and passes it down. A bad value raises ``ConfigError`` naming the variable.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -85,17 +86,47 @@ def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name}={raw!r} is not a boolean (use true or false)")
 
 
-def _int(environ: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+#: The accepted range (inclusive) of every numeric variable; documented in
+#: docs/configuration.md. The bounds keep values meaningful (a port exists, a poll comes
+#: round within a day) and keep the arithmetic on them (timedelta, sockets) from overflowing.
+RANGES: dict[str, tuple[int, int]] = {
+    "SCHEDULE_POLL_INTERVAL_MS": (100, 86_400_000),
+    "LOCK_TIMEOUT_MS": (1000, 604_800_000),
+    "PORT": (1, 65535),
+    "JOBSYS_CONCURRENCY": (1, 1024),
+    "JOBSYS_WAKE_PORT": (0, 65535),
+    "JOBSYS_SHUTDOWN_GRACE_MS": (0, 86_400_000),
+    "JOBSYS_HISTORY_DAYS": (0, 36_500),
+    "JOBSYS_AUDIT_DAYS": (0, 36_500),
+    "JOBSYS_ALERT_FAILURES": (1, 1000),
+    "JOBSYS_ALERT_RUN_SECONDS": (0, 31_536_000),
+    "JOBSYS_ALERT_HEARTBEAT_SECONDS": (10, 604_800),
+}
+
+# ASCII digits only: int() also takes full-width and other Unicode digits ("８０００"),
+# which no shell user means to type and other tools would read differently.
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+def check_int(name: str, raw: str) -> int:
+    """``raw`` as an integer within ``RANGES[name]``, or ``ConfigError`` naming ``name``."""
+    low, high = RANGES[name]
+    text = raw.strip()
+    # A huge digit string is out of range anyway; the length check keeps int() cheap.
+    if _INTEGER.fullmatch(text) and len(text) <= 20:
+        value = int(text)
+        if low <= value <= high:
+            return value
+    raise ConfigError(f"{name}: must be an integer between {low} and {high} (got {raw!r})")
+
+
+def _int(environ: Mapping[str, str], name: str, default: int) -> int:
+    # Set but empty is an error too: `PORT=` is more often a broken template than a
+    # wish for the default.
     raw = environ.get(name)
-    if raw is None or raw.strip() == "":
+    if raw is None:
         return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
-    if value < minimum:
-        raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
-    return value
+    return check_int(name, raw)
 
 
 def _choice(environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -173,24 +204,22 @@ class Settings:
             app=(environ.get("JOBSYS_APP") or "").strip() or None,
             env=env,
             daemon_enabled=_bool(environ, "SCHEDULE_DAEMON_ENABLED", True),
-            poll_interval_ms=_int(environ, "SCHEDULE_POLL_INTERVAL_MS", 60_000, minimum=100),
-            lock_timeout_ms=_int(environ, "LOCK_TIMEOUT_MS", 3_600_000, minimum=1000),
+            poll_interval_ms=_int(environ, "SCHEDULE_POLL_INTERVAL_MS", 60_000),
+            lock_timeout_ms=_int(environ, "LOCK_TIMEOUT_MS", 3_600_000),
             secret_key=secret_key,
-            port=_int(environ, "PORT", 8000, minimum=0),
+            port=_int(environ, "PORT", 8000),
             log_format=_choice(environ, "JOBSYS_LOG_FORMAT", "text", ("text", "json")),
             log_level=_choice(
                 environ, "JOBSYS_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")
             ),
-            concurrency=_int(environ, "JOBSYS_CONCURRENCY", 4, minimum=1),
+            concurrency=_int(environ, "JOBSYS_CONCURRENCY", 4),
             wake_host=(environ.get("JOBSYS_WAKE_HOST") or "").strip() or None,
-            wake_port=_int(environ, "JOBSYS_WAKE_PORT", 0, minimum=0),
-            shutdown_grace_ms=_int(environ, "JOBSYS_SHUTDOWN_GRACE_MS", 30_000, minimum=0),
-            history_days=_int(environ, "JOBSYS_HISTORY_DAYS", 90, minimum=0),
-            audit_days=_int(environ, "JOBSYS_AUDIT_DAYS", 365, minimum=0),
+            wake_port=_int(environ, "JOBSYS_WAKE_PORT", 0),
+            shutdown_grace_ms=_int(environ, "JOBSYS_SHUTDOWN_GRACE_MS", 30_000),
+            history_days=_int(environ, "JOBSYS_HISTORY_DAYS", 90),
+            audit_days=_int(environ, "JOBSYS_AUDIT_DAYS", 365),
             alert_webhook_url=_url(environ, "JOBSYS_ALERT_WEBHOOK_URL"),
-            alert_failures=_int(environ, "JOBSYS_ALERT_FAILURES", 3, minimum=1),
-            alert_run_seconds=_int(environ, "JOBSYS_ALERT_RUN_SECONDS", 3600, minimum=0),
-            alert_heartbeat_seconds=_int(
-                environ, "JOBSYS_ALERT_HEARTBEAT_SECONDS", 300, minimum=10
-            ),
+            alert_failures=_int(environ, "JOBSYS_ALERT_FAILURES", 3),
+            alert_run_seconds=_int(environ, "JOBSYS_ALERT_RUN_SECONDS", 3600),
+            alert_heartbeat_seconds=_int(environ, "JOBSYS_ALERT_HEARTBEAT_SECONDS", 300),
         )

@@ -1,9 +1,12 @@
 """Health of the scheduling system (design 6.9), shared by ``jobsys health`` and the web.
 
-CRITICAL: no daemon heartbeat within ``max_age`` (default 5 min).
+CRITICAL: no daemon heartbeat within ``max_age`` (default 5 min), or no daemon running
+(the message says when the last one stopped, and whether cleanly).
 WARNING: the newest heartbeat is older than ``warn_age`` (2 min), an enabled schedule is
-overdue beyond its grace, or a schedule failed its last ``failures`` batches (3).
-OK otherwise. UNKNOWN: the database cannot be reached (or is not migrated).
+overdue beyond its grace, or a schedule failed its last ``failures`` batches (3; batches
+of a schedule only, cron or Run Now: a manual run of one job belongs to no schedule).
+OK otherwise. UNKNOWN: the database cannot be reached (or is not migrated), or the
+configuration is bad (the CLI reports that).
 Exit codes follow the monitoring-plugin convention: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 """
 
@@ -11,11 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 
 from jobsys.clock import iso_utc
+
+if TYPE_CHECKING:
+    from jobsys.store.health import StoppedWorker
 
 OK, WARNING, CRITICAL, UNKNOWN = "OK", "WARNING", "CRITICAL", "UNKNOWN"
 EXIT_CODES = {OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3}
@@ -80,6 +86,7 @@ def evaluate(engine: Engine, now: datetime, thresholds: Thresholds | None = None
         return HealthReport(UNKNOWN, str(exc), [str(exc)])
 
     worker_rows, schedules = figures.workers, figures.schedules
+    last_stopped = figures.last_stopped
     workers = [
         {
             "id": w.id,
@@ -105,7 +112,7 @@ def evaluate(engine: Engine, now: datetime, thresholds: Thresholds | None = None
     )
 
     if newest is None:
-        report.problems.append("no daemon is running (no heartbeat recorded)")
+        report.problems.append(_none_running(last_stopped))
         report.status = CRITICAL
     else:
         age = (now - newest).total_seconds()
@@ -140,3 +147,20 @@ def evaluate(engine: Engine, now: datetime, thresholds: Thresholds | None = None
         )
     )
     return report
+
+
+def _none_running(last: StoppedWorker | None) -> str:
+    """Why no daemon runs, from the newest STOPPED instance (None: none is recorded)."""
+    if last is None:
+        return "no daemon is running (none has run, or its record was deleted)"
+    who = f"{last.hostname} pid {last.pid}"
+    if last.stopped_at is not None and last.stopped_at == last.last_heartbeat_at:
+        # A daemon that shuts down cleanly writes both in one update (workers.set_status).
+        return (
+            f"no daemon running since {iso_utc(last.stopped_at)} "
+            f"(the last one, {who}, stopped cleanly)"
+        )
+    return (
+        f"no daemon running since {iso_utc(last.last_heartbeat_at)}, its last heartbeat "
+        f"(the last one, {who}, stopped heartbeating and was declared dead)"
+    )

@@ -86,3 +86,48 @@ def test_pyz_cron_and_cycle(pyz: Path, tmp_path: Path) -> None:
     assert bad.returncode == 2 and "minute" in bad.stderr
     cycle = run(pyz, ["jobs", "list"], tmp_path, JOBSYS_APP=str(ROOT / "tests/apps/cycle_app.py"))
     assert cycle.returncode == 2 and "dependency cycle: a -> b -> c -> a" in cycle.stderr
+
+
+def test_pyz_demo_runs_the_artifacts_code_from_a_checkout(pyz: Path, tmp_path: Path) -> None:
+    # The README's first command runs the artifact from the checkout, next to ./jobsys/:
+    # the demo's web and daemon must run the artifact's jobsys, not the folder's.
+    import signal
+    import socket
+    import sys
+
+    from tests.process_helpers import wait_for
+
+    shadow = tmp_path / "jobsys"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text('raise ImportError("the working directory\'s jobsys")\n')
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("JOBSYS_", "DATABASE_URL"))}
+    base["SHIV_ROOT"] = str(tmp_path / ".shiv")
+    base["SCHEDULE_POLL_INTERVAL_MS"] = "1000"
+    log_path = tmp_path / "demo.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(pyz), "demo", "--port", str(port)],
+            cwd=tmp_path,
+            env=base,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    try:
+        wait_for(
+            lambda: proc.poll() is not None or "jobsys demo is running" in log_path.read_text(),
+            timeout=90,
+        )
+        assert proc.poll() is None, log_path.read_text()
+        # the daemon child is up too: health (the artifact, same folder) sees its heartbeat
+        wait_for(lambda: run(pyz, ["health"], tmp_path).returncode == 0, timeout=60)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(40) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "the working directory's jobsys" not in log_path.read_text()

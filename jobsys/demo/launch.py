@@ -7,6 +7,7 @@ processes until Ctrl-C, which stops both cleanly (SIGTERM, then a deadline).
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import signal
@@ -39,9 +40,13 @@ class DemoOptions:
 def _child_command(subcommand: list[str]) -> list[str]:
     # Works from a checkout, an installed wheel and the zipapp alike: the child imports
     # jobsys from the folder this jobsys was imported from (shiv's extracted
-    # site-packages for the zipapp, which also holds every dependency).
+    # site-packages for the zipapp, which also holds every dependency), put first on
+    # PYTHONPATH by _child_env. -P: with -c Python would otherwise put the working
+    # directory first on sys.path, and a checkout's ./jobsys/ would run instead of the
+    # artifact's code.
     return [
         sys.executable,
+        "-P",
         "-c",
         "import sys; from jobsys.cli import main; sys.exit(main())",
         *subcommand,
@@ -59,6 +64,47 @@ def _child_env(environ: Mapping[str, str], settings: Settings, secret_key: str) 
     env.setdefault("JOBSYS_ENV", settings.env)
     env.setdefault("JOBSYS_WAKE_HOST", "127.0.0.1")
     return env
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise ``ConfigError`` if the web could not listen on ``host:port``.
+
+    Checked before anything is printed: otherwise the demo would announce a URL (and a
+    password) that leads to whatever other program holds the port.
+    """
+    import socket
+
+    from jobsys.errors import ConfigError
+
+    bind_host = host or "0.0.0.0"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            bind_host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except OSError as exc:
+        raise ConfigError(f"--host {host!r} cannot be resolved: {exc}") from None
+    with socket.socket(family, kind, proto) as sock:
+        # As uvicorn does: a port left in TIME_WAIT by an earlier run is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+            return
+        except OSError as exc:
+            in_use = exc.errno == errno.EADDRINUSE
+            reason = exc.strerror or str(exc)
+    if not in_use:
+        raise ConfigError(f"the demo cannot listen on {bind_host}:{port}: {reason}")
+    hint = ""
+    with socket.socket(family, kind, proto) as sock:
+        try:
+            sock.bind((address[0], 0, *address[2:]))
+            hint = f", e.g. --port {sock.getsockname()[1]}"
+        except OSError:
+            pass
+    raise ConfigError(
+        f"port {port} on {bind_host} is already in use by another program; "
+        f"choose another with --port{hint}"
+    )
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> bool:
@@ -105,6 +151,7 @@ def prepare(settings: Settings, app: App, clock: Clock, email: str) -> str:
 def run_demo(
     settings: Settings, app: App, clock: Clock, environ: Mapping[str, str], options: DemoOptions
 ) -> int:
+    check_port_free(options.host, options.port)
     password = prepare(settings, app, clock, options.email)
     secret_key = settings.secret_key or secrets.token_urlsafe(32)
     env = _child_env(environ, settings, secret_key)
@@ -129,7 +176,9 @@ def run_demo(
     )
     code = 0
     try:
-        if not _wait_healthy(f"{base}/healthz", web):
+        # Alive after answering: the answer came from our web, not from a program that
+        # took the port after check_port_free.
+        if not _wait_healthy(f"{base}/healthz", web) or web.poll() is not None:
             print(
                 "jobsys demo: the web process did not start (see its output above)", file=sys.stderr
             )

@@ -98,8 +98,18 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def make_engine(url: str, *, pool_size: int = 5, pre_ping: bool = True) -> Engine:
+class MissingDatabase(ConfigError):
+    """The SQLite file does not exist and the caller may not create it."""
+
+
+def make_engine(
+    url: str, *, pool_size: int = 5, pre_ping: bool = True, create: bool = True
+) -> Engine:
     """An engine for ``url`` (any form ``normalize_url`` accepts), tuned for jobsys.
+
+    ``create=False`` refuses a SQLite file that does not exist (``ConfigError``) instead
+    of creating it and its folders: only ``migrate`` and ``demo`` make a database, so a
+    typo in the path of any other command does not leave an empty database behind.
 
     ``pre_ping=False`` (the daemon) saves a round trip per checkout on MySQL; a
     connection the server dropped then fails one statement, SQLAlchemy discards the
@@ -107,13 +117,17 @@ def make_engine(url: str, *, pool_size: int = 5, pre_ping: bool = True) -> Engin
     """
     parsed = make_url(normalize_url(url))
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(parsed, pool_size)
+        return _sqlite_engine(parsed, pool_size, create)
     return _mysql_engine(parsed, pool_size, pre_ping)
 
 
-def _sqlite_engine(url: URL, pool_size: int) -> Engine:
+def _sqlite_engine(url: URL, pool_size: int, create: bool = True) -> Engine:
     path = Path(url.database or "")
     if not str(path).startswith("file:"):
+        if not create and not path.exists():
+            raise MissingDatabase(
+                f"database file {path.absolute()} does not exist; run `jobsys migrate` first"
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, pool_size=pool_size)
 

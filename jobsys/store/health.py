@@ -36,13 +36,24 @@ class RunnableSchedule:
 
 
 @dataclass(frozen=True)
+class StoppedWorker:
+    """The newest daemon marked STOPPED (to say since when none runs, and how it ended)."""
+
+    hostname: str
+    pid: int
+    last_heartbeat_at: datetime
+    stopped_at: datetime | None
+
+
+@dataclass(frozen=True)
 class HealthFigures:
     workers: list[LiveWorker]  # newest heartbeat first
     schedules: list[RunnableSchedule]
+    last_stopped: StoppedWorker | None  # read only when no daemon is live
 
 
 def read_health(engine: Engine) -> HealthFigures:
-    """Both reads in one connection; raises on database errors."""
+    """The reads in one connection; raises on database errors."""
     with engine.connect() as conn:
         workers = conn.execute(
             select(
@@ -56,6 +67,21 @@ def read_health(engine: Engine) -> HealthFigures:
             .where(col(WorkerInstance.status) != WorkerStatus.STOPPED)
             .order_by(col(WorkerInstance.last_heartbeat_at).desc())
         ).all()
+        last_stopped = (
+            None
+            if workers
+            else conn.execute(
+                select(
+                    col(WorkerInstance.hostname),
+                    col(WorkerInstance.pid),
+                    col(WorkerInstance.last_heartbeat_at),
+                    col(WorkerInstance.stopped_at),
+                )
+                .where(col(WorkerInstance.status) == WorkerStatus.STOPPED)
+                .order_by(col(WorkerInstance.last_heartbeat_at).desc())
+                .limit(1)
+            ).first()
+        )
         schedules = conn.execute(
             select(
                 col(JobSchedule.id),
@@ -71,4 +97,5 @@ def read_health(engine: Engine) -> HealthFigures:
     return HealthFigures(
         workers=[LiveWorker(*w) for w in workers],
         schedules=[RunnableSchedule(*s) for s in schedules],
+        last_stopped=StoppedWorker(*last_stopped) if last_stopped is not None else None,
     )
