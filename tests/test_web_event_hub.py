@@ -101,7 +101,7 @@ def test_streams_are_capped_per_account_and_in_total(web: Web, server: ThreadSer
 
 @pytest.mark.slow
 def test_a_web_process_keeps_its_memory_with_hundreds_of_streams(
-    sqlite_url: str, engine: Engine, tmp_path: Path
+    db_url: str, engine: Engine, tmp_path: Path
 ) -> None:
     now = SystemClock().now()
     tokens = []
@@ -109,7 +109,7 @@ def test_a_web_process_keeps_its_memory_with_hundreds_of_streams(
         email = f"viewer{i}@example.org"
         users.create_user(engine, email, "s3cret-enough", "viewer", now=now)
         tokens.append(users.create_token(engine, email, now=now))
-    with web_process(sqlite_url, tmp_path) as (proc, url):
+    with web_process(db_url, tmp_path) as (proc, url):
         with open_streams(url, tokens, 20):
             time.sleep(1)
         baseline = rss_mb(proc.pid)
