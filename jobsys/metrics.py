@@ -32,7 +32,13 @@ metric                                                 type       from
                                                                   2 CRITICAL, 3 UNKNOWN (as
                                                                   ``jobsys health``)
 ``jobsys_alerts_firing{kind}``                         gauge      open alert incidents
+``jobsys_database_up``                                 gauge      1 when the scrape could read
+                                                                  the database, else 0
 =====================================================  =========  ==========================
+
+While the database cannot be reached, a scrape still answers (200) with what is known:
+``jobsys_health_status 3`` (UNKNOWN, as ``jobsys health``) and ``jobsys_database_up 0``
+(``unreachable_exposition``), so an alert on either fires instead of the scrape failing.
 
 The two ``_total`` counters only grow: a run is counted once it has finished, and
 retention adds what it deletes to ``pruned_count`` in the same transaction. The two
@@ -168,17 +174,13 @@ def collect(
         "gauge",
         "Daemons that heartbeated within the critical age (5 minutes).",
     )
-    health_status = Family(
-        "jobsys_health_status",
-        "gauge",
-        "Health as `jobsys health` judges it: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
-    )
     alerts_firing = Family(
         "jobsys_alerts_firing", "gauge", "Open alert incidents by kind (see JOBSYS_ALERT_*)."
     )
+    database_up = _database_up(1)
 
     report = health.evaluate(engine, now, thresholds)  # its own queries; UNKNOWN on failure
-    health_status.add(HEALTH_VALUES[report.status])
+    health_status = _health_family(report.status)
     for w in report.workers:
         heartbeat.add(float(w["heartbeat_age_s"]), worker=str(w["id"]))
     alive.add(sum(1 for w in report.workers if w["alive"]))
@@ -216,6 +218,7 @@ def collect(
         alive,
         health_status,
         alerts_firing,
+        database_up,
     ]
 
 
@@ -265,6 +268,43 @@ def render(families: Iterable[Family]) -> str:
     return generate_latest(reg).decode("utf-8")
 
 
+def _health_family(status: str) -> Family:
+    fam = Family(
+        "jobsys_health_status",
+        "gauge",
+        "Health as `jobsys health` judges it: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+    )
+    fam.add(HEALTH_VALUES[status])
+    return fam
+
+
+def _database_up(value: int) -> Family:
+    fam = Family(
+        "jobsys_database_up", "gauge", "1 when this scrape could read the database, else 0."
+    )
+    fam.add(value)
+    return fam
+
+
 def exposition(engine: Engine, now: datetime) -> str:
-    """What a plain ``GET /metrics`` returns at ``now``."""
+    """What ``GET /metrics`` returns; raises on database errors (see
+    ``unreachable_exposition``)."""
     return render(collect(engine, now))
+
+
+def unreachable_families() -> list[Family]:
+    """All that is known while the database cannot be reached: health is UNKNOWN and the
+    database is down."""
+    return [_health_family(health.UNKNOWN), _database_up(0)]
+
+
+def unreachable_exposition() -> str:
+    """What a plain ``GET /metrics`` returns while the database cannot be reached."""
+    return render(unreachable_families())
+
+
+def unreachable_registry() -> CollectorRegistry:
+    """``unreachable_families`` as a registry, to encode for any Accept header."""
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(_Fixed(unreachable_families()))
+    return reg

@@ -107,6 +107,13 @@ EXPECTED: Declared = [
         "Open alert incidents by kind (see JOBSYS_ALERT_*).",
         [("jobsys_alerts_firing", ("kind",))],
     ),
+    # Added with the outage answer (issue 12): 0 while the scrape cannot read the database.
+    (
+        "jobsys_database_up",
+        "gauge",
+        "1 when this scrape could read the database, else 0.",
+        [("jobsys_database_up", ())],
+    ),
 ]
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")

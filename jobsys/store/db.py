@@ -19,6 +19,8 @@ use ``session(engine, write=True)`` or ``write_engine(engine)``, which emit
 from __future__ import annotations
 
 import re
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -148,6 +150,8 @@ def _sqlite_engine(url: URL, pool_size: int, create: bool = True) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         immediate = conn.get_execution_options().get(SQLITE_IMMEDIATE, False)
+        if immediate and (lock := _WRITE_LOCKS.get(engine)) is not None:
+            lock.acquire(conn.connection.dbapi_connection)  # see serialize_sqlite_writes
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
@@ -236,6 +240,86 @@ def session(engine: Engine, *, write: bool = False) -> Session:
     re-reading them implicitly.
     """
     return Session(write_engine(engine) if write else engine, expire_on_commit=False)
+
+
+#: How long a writer waits for the process's write lock before going ahead anyway (and
+#: meeting SQLite's own ``busy_timeout``): a bound, so a writer nested in another on the
+#: same thread cannot hang forever.
+WRITE_LOCK_WAIT_S = 30.0
+_READ_ONLY_PREFIXES = ("SELECT", "PRAGMA", "BEGIN", "COMMIT", "ROLLBACK", "WITH", "EXPLAIN")
+
+
+class _WriteLock:
+    """One writer at a time on this engine, held from its first write (or ``BEGIN
+    IMMEDIATE``) to its COMMIT/ROLLBACK."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.holder: Any = None  # the DBAPI connection in the write transaction
+
+    def acquire(self, dbapi_connection: Any) -> None:
+        if self.holder is dbapi_connection:
+            return
+        if self.lock.acquire(timeout=WRITE_LOCK_WAIT_S):
+            self.holder = dbapi_connection
+
+    def release(self, connection: Any) -> None:
+        # do_commit/do_rollback get the pool's proxy, the pool events the raw connection
+        dbapi_connection = getattr(connection, "dbapi_connection", connection)
+        if self.holder is dbapi_connection and dbapi_connection is not None:
+            self.holder = None
+            self.lock.release()
+
+
+_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, _WriteLock] = weakref.WeakKeyDictionary()
+
+
+def serialize_sqlite_writes(engine: Engine) -> None:
+    """Make this process's write transactions on ``engine`` queue for a lock (SQLite only).
+
+    SQLite lets one writer in at a time and makes the others retry until
+    ``busy_timeout``; with many threads (the web under load) retrying writers are served
+    in no order, so some wait past the timeout and fail with "database is locked". With
+    this lock the process's writers take turns, and only one of them at a time competes
+    with the other processes (the daemons). For the web; the daemon forks, and a lock
+    held at the fork would stay held in the child, so it does not use it.
+    """
+    if engine.dialect.name != "sqlite" or engine in _WRITE_LOCKS:
+        return
+    state = _WRITE_LOCKS[engine] = _WriteLock()  # BEGIN IMMEDIATE takes it (``_on_begin``)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _before_write(conn: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
+        if conn.in_transaction() and not statement.lstrip().upper().startswith(_READ_ONLY_PREFIXES):
+            state.acquire(conn.connection.dbapi_connection)
+
+    @event.listens_for(engine.pool, "checkin")
+    def _on_checkin(dbapi_connection: Any, _record: Any) -> None:
+        state.release(dbapi_connection)  # a transaction that ended without COMMIT/ROLLBACK
+
+    @event.listens_for(engine.pool, "invalidate")
+    def _on_invalidate(dbapi_connection: Any, _record: Any, _exc: Any) -> None:
+        state.release(dbapi_connection)
+
+    dialect: Any = engine.dialect
+    do_commit, do_rollback = dialect.do_commit, dialect.do_rollback
+
+    def commit_then_release(dbapi_connection: Any) -> None:
+        try:
+            do_commit(dbapi_connection)
+        finally:
+            state.release(dbapi_connection)
+
+    def rollback_then_release(dbapi_connection: Any) -> None:
+        try:
+            do_rollback(dbapi_connection)
+        finally:
+            state.release(dbapi_connection)
+
+    # This engine's own dialect instance: the lock is released once COMMIT is done, not
+    # before (the "commit" event fires before it).
+    dialect.do_commit = commit_then_release
+    dialect.do_rollback = rollback_then_release
 
 
 def dialect_name(engine: Engine) -> str:

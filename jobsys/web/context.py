@@ -22,20 +22,34 @@ WAKE_STALE_AFTER = timedelta(minutes=5)
 
 @dataclass(frozen=True)
 class EventTiming:
-    """Pacing of the Server-Sent Events stream (tests shorten it)."""
+    """Pacing and limits of the Server-Sent Events streams (tests shorten them)."""
 
     poll_s: float = 0.75
     heartbeat_s: float = 15.0
     daemon_every_s: float = 5.0
     reauth_every_s: float = 60.0
+    #: open streams per web process, and per account (429 beyond)
+    max_streams: int = 1000
+    max_streams_per_user: int = 20
 
 
 @dataclass
 class StreamCounter:
-    """How many event streams are open (tests check that closed streams end)."""
+    """How many event streams are open, and how many times the database was polled for
+    them (tests check that closed streams end and that streams share the polls)."""
 
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _open: int = 0
+    _polls: int = 0
+
+    def polled(self) -> None:
+        with self._lock:
+            self._polls += 1
+
+    @property
+    def polls(self) -> int:
+        with self._lock:
+            return self._polls
 
     def opened(self) -> None:
         with self._lock:

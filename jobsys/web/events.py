@@ -1,8 +1,11 @@
 """``GET /api/admin/events``: live updates as Server-Sent Events.
 
 The web learns of changes from the database, so it works when the daemons run in other
-processes or on other hosts. Each open stream has a ``ChangeWatcher`` that polls, every
-``EventTiming.poll_s``, for rows whose indexed ``updated_at`` moved:
+processes or on other hosts. One ``EventHub`` per web process serves every open stream:
+its thread runs one ``ChangeWatcher`` that polls, every ``EventTiming.poll_s``, for rows
+whose indexed ``updated_at`` moved, turns each change into an SSE frame once, and hands
+the same frame to every stream (one database poll per interval, whatever the number of
+streams; the thread runs only while a stream is open):
 
     event: run       data: a job run (as in GET /job-runs/{id}, without logs)
     event: batch     data: a batch (as in GET /batches/{id}, without runs)
@@ -21,6 +24,15 @@ only if it was stamped more than ``LOOKBACK`` before it committed (a writer's cl
 behind the web's). Each event carries the row's state when it was read: states that
 came and went between two polls (QUEUED then RUNNING) may be merged into the last one.
 
+A new stream gets, at once, the daemon status and the rows changed in the last
+``LOOKBACK`` (in case the client's first GET missed them), then what changes after.
+
+Limits: at most ``EventTiming.max_streams`` open streams per web process and
+``max_streams_per_user`` per account; beyond them the request gets 429
+``too_many_streams`` (with ``Retry-After``). A client that does not read falls behind;
+past ``MAX_BACKLOG`` unsent frames its stream ends with ``: too far behind`` (the
+browser's EventSource reconnects), so a stuck client cannot hold memory.
+
 A stream ends when the client goes away (Starlette cancels it), when the server shuts
 down (``WebContext.stopping``; uvicorn would otherwise wait for it forever), or when its
 session expires (checked every ``reauth_every_s``).
@@ -28,15 +40,18 @@ session expires (checked every ``reauth_every_s``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import anyio
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -59,13 +74,16 @@ MAX_PAGES = 20
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Order in which kinds are sent within one poll (a run before the batch it settles).
 KINDS = ("run", "batch", "schedule")
+#: Frames a stream may have waiting for its client before it is ended.
+MAX_BACKLOG = 5000
 
 
 @dataclass
 class _Feed:
     kind: str
     newest: datetime | None = None
-    sent: dict[Any, tuple[datetime, str]] = field(default_factory=dict)
+    #: id -> (updated_at, fingerprint, frame) of the rows seen within the look-back window
+    sent: dict[Any, tuple[datetime, str, str]] = field(default_factory=dict)
 
 
 def _fingerprint(row: Any) -> str:
@@ -73,41 +91,62 @@ def _fingerprint(row: Any) -> str:
 
 
 class ChangeWatcher:
-    """The changes one stream has not sent yet. Synchronous: call it from a thread."""
+    """The changes not sent yet, as SSE frames. Synchronous: call it from one thread."""
 
     def __init__(self, ctx: WebContext) -> None:
         self.ctx = ctx
         self.feeds = {kind: _Feed(kind) for kind in KINDS}
         self.log_id = 0
         self.daemon_mark: str | None = None
+        self.daemon_frame: str | None = None
 
     def prime(self) -> None:
-        """Start from now: what changed before the stream opened is not sent (apart from
-        the last ``LOOKBACK``, in case the client's first GET missed it)."""
+        """Start from now: what changed before is not sent (apart from the last
+        ``LOOKBACK``, in case the client's first GET missed it)."""
         with self.ctx.engine.connect() as conn:
             for feed in self.feeds.values():
                 feed.newest = queries.latest_change(conn, feed.kind)
             self.log_id = queries.latest_log_id(conn)
 
-    def poll(self) -> list[tuple[str, dict[str, Any]]]:
-        events: list[tuple[str, dict[str, Any]]] = []
+    def poll(self) -> list[str]:
         changed: dict[str, list[Any]] = {}
         with self.ctx.engine.connect() as conn:
             for kind in KINDS:
                 changed[kind] = self._changed(conn, self.feeds[kind])
             activity = queries.log_activity(conn, self.log_id)
-        events += [("run", queries.run_to_dict(row)) for row in changed["run"]]
-        events += [("batch", queries.batch_to_dict(row)) for row in changed["batch"]]
+        frames = [self._frame("run", row, queries.run_to_dict(row)) for row in changed["run"]]
+        frames += [
+            self._frame("batch", row, queries.batch_to_dict(row)) for row in changed["batch"]
+        ]
         if changed["schedule"]:
-            ids = {row.id for row in changed["schedule"]}
+            rows = {row.id: row for row in changed["schedule"]}
             found = schedule_views(
                 self.ctx.engine, self.ctx.app, self.ctx.settings.env, include_inactive=True
             )
-            events += [("schedule", views.schedule_entry(v)) for v in found if v.id in ids]
+            frames += [
+                self._frame("schedule", rows[v.id], views.schedule_entry(v))
+                for v in found
+                if v.id in rows
+            ]
         for run_id, last in activity:
-            events.append(("logs", {"run_id": run_id, "last_log_id": last}))
+            frames.append(views.sse_frame("logs", {"run_id": run_id, "last_log_id": last}))
             self.log_id = max(self.log_id, last)
-        return events
+        return frames
+
+    def recent(self) -> list[str]:
+        """The last frame of each row changed within the look-back window (for a stream
+        that opens now), oldest first within each kind."""
+        frames: list[str] = []
+        for kind in KINDS:
+            kept = sorted(self.feeds[kind].sent.values(), key=lambda entry: entry[0])
+            frames += [frame for _, _, frame in kept if frame]
+        return frames
+
+    def _frame(self, kind: str, row: Any, data: dict[str, Any]) -> str:
+        frame = views.sse_frame(kind, data)
+        at, mark, _ = self.feeds[kind].sent[row.id]
+        self.feeds[kind].sent[row.id] = (at, mark, frame)
+        return frame
 
     def _since(self, feed: _Feed) -> datetime:
         """Where the next read starts: ``LOOKBACK`` before the newest change seen, or
@@ -133,21 +172,171 @@ class ChangeWatcher:
             previous = feed.sent.get(row.id)
             if previous is None or previous[1] != mark:
                 fresh.append(row)
-            feed.sent[row.id] = (row.updated_at, mark)
+                feed.sent[row.id] = (row.updated_at, mark, "")
             if feed.newest is None or row.updated_at > feed.newest:
                 feed.newest = row.updated_at
         cutoff = self._since(feed)
         feed.sent = {k: v for k, v in feed.sent.items() if v[0] >= cutoff}
         return fresh
 
-    def daemon(self) -> dict[str, Any] | None:
-        """The daemon status if it changed since the last call (the first call always)."""
+    def daemon(self) -> str | None:
+        """The daemon status frame if it changed since the last call (the first always)."""
         status = views.daemon_status(health.evaluate(self.ctx.engine, self.ctx.clock.now()))
         mark = views.daemon_fingerprint(status)
         if mark == self.daemon_mark:
             return None
         self.daemon_mark = mark
-        return status
+        self.daemon_frame = views.sse_frame("daemon", status)
+        return self.daemon_frame
+
+
+class Subscriber:
+    """One open stream: the frames waiting for it, filled by the hub's thread."""
+
+    def __init__(self, user: str, loop: asyncio.AbstractEventLoop) -> None:
+        self.user = user
+        self.loop = loop
+        self.ready = asyncio.Event()
+        self.frames: deque[str] = deque()
+        self.behind = False
+        self.closed = False
+        #: when the stream last came round its loop (a stream that never started, or
+        #: whose client stopped reading, is dropped by the hub after a while)
+        self.seen = time.monotonic()
+
+    def push(self, frames: list[str]) -> None:
+        """From the hub's thread."""
+        if len(self.frames) + len(frames) > MAX_BACKLOG:
+            self.behind = True
+        else:
+            self.frames.extend(frames)
+        self._wake()
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake()
+
+    def take(self) -> list[str]:
+        taken: list[str] = []
+        while self.frames:
+            taken.append(self.frames.popleft())
+        return taken
+
+    def _wake(self) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone: the stream is over
+            self.loop.call_soon_threadsafe(self.ready.set)
+
+
+class EventHub:
+    """Every open stream of this web process, fed by one watcher thread."""
+
+    def __init__(self, ctx: WebContext) -> None:
+        self.ctx = ctx
+        self._lock = threading.Lock()
+        self._subscribers: set[Subscriber] = set()
+        self._thread: threading.Thread | None = None
+        self._watcher: ChangeWatcher | None = None
+        #: held while the watcher polls, so a new stream reads its state whole
+        self._polling = threading.Lock()
+
+    def subscribe(self, user: str, loop: asyncio.AbstractEventLoop) -> Subscriber:
+        """A new stream for ``user``; 429 beyond the limits. Blocking (it may wait for a
+        poll to end): call it from a thread."""
+        timing = self.ctx.events
+        with self._polling, self._lock:
+            if len(self._subscribers) >= timing.max_streams:
+                raise _too_many(f"this server already serves {timing.max_streams} event streams")
+            mine = sum(1 for sub in self._subscribers if sub.user == user)
+            if mine >= timing.max_streams_per_user:
+                raise _too_many(
+                    f"{user} already has {mine} event streams open (at most "
+                    f"{timing.max_streams_per_user}); close another tab or window"
+                )
+            sub = Subscriber(user, loop)
+            self._subscribers.add(sub)
+            watcher = self._watcher
+            if watcher is not None:  # the thread runs: catch up on what it knows
+                sub.push([*([watcher.daemon_frame] if watcher.daemon_frame else [])])
+                sub.push(watcher.recent())
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="jobsys-events", daemon=True)
+                self._thread.start()
+        self.ctx.streams.opened()
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        with self._lock:
+            if sub not in self._subscribers:
+                return
+            self._subscribers.discard(sub)
+        self.ctx.streams.closed()
+
+    def _broadcast(self, frames: list[str]) -> bool:
+        """Hand ``frames`` to every stream; False once there is none (the thread ends)."""
+        timing = self.ctx.events
+        stale = time.monotonic() - (2 * max(timing.heartbeat_s, timing.poll_s) + 5)
+        with self._lock:
+            dropped = [sub for sub in self._subscribers if sub.seen < stale]
+            self._subscribers.difference_update(dropped)
+            subscribers = list(self._subscribers)
+            if not subscribers:
+                self._thread = None
+                self._watcher = None
+        for sub in dropped:
+            sub.close()
+            self.ctx.streams.closed()
+        if not subscribers:
+            return False
+        if frames:
+            for sub in subscribers:
+                sub.push(frames)
+        return True
+
+    def _run(self) -> None:
+        ctx, timing = self.ctx, self.ctx.events
+        watcher = ChangeWatcher(ctx)
+        primed = False
+        next_daemon = time.monotonic()
+        while True:
+            if ctx.stopping.is_set():
+                with self._lock:
+                    subscribers = list(self._subscribers)
+                    self._thread = None
+                    self._watcher = None
+                for sub in subscribers:
+                    sub.close()
+                return
+            frames: list[str] = []
+            with self._polling:
+                try:
+                    if not primed:
+                        watcher.prime()
+                        primed = True
+                        with self._lock:
+                            self._watcher = watcher
+                    ctx.streams.polled()
+                    frames += watcher.poll()
+                except (JobsysError, SQLAlchemyError) as exc:
+                    # A database outage must not end the streams; they hear about it.
+                    log.warning("events: cannot poll for changes: %s", exc)
+                    frames.append(views.sse_comment("database unavailable"))
+                now = time.monotonic()
+                if now >= next_daemon:
+                    next_daemon = now + timing.daemon_every_s
+                    try:
+                        status = watcher.daemon()
+                    except (JobsysError, SQLAlchemyError) as exc:
+                        log.warning("events: cannot read daemon status: %s", exc)
+                        status = None
+                    if status is not None:
+                        frames.append(status)
+            if not self._broadcast(frames):
+                return
+            ctx.stopping.wait(timing.poll_s)
+
+
+def _too_many(message: str) -> ApiError:
+    return ApiError(429, "too_many_streams", message, headers={"Retry-After": "30"})
 
 
 def _still_allowed(ctx: WebContext, request: Request) -> bool:
@@ -158,74 +347,56 @@ def _still_allowed(ctx: WebContext, request: Request) -> bool:
     return True
 
 
-async def _pause(ctx: WebContext, seconds: float) -> None:
-    """Sleep, but return as soon as the server starts stopping."""
-    deadline = time.monotonic() + seconds
-    while not ctx.stopping.is_set():
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return
-        await anyio.sleep(min(left, 0.1))
-
-
-async def _guarded(
-    call: Callable[[], Any], what: str
-) -> tuple[bool, Any]:  # (ok, result); a database outage must not end the stream
-    try:
-        return True, await run_in_threadpool(call)
-    except (JobsysError, SQLAlchemyError) as exc:
-        log.warning("events: cannot %s: %s", what, exc)
-        return False, None
-
-
 async def stream_events(
-    ctx: WebContext, request: Request, watcher: ChangeWatcher
+    ctx: WebContext, request: Request, hub: EventHub, sub: Subscriber
 ) -> AsyncIterator[str]:
     timing = ctx.events
-    ctx.streams.opened()
     try:
         yield f"retry: 2000\n{views.sse_comment('connected')}"
         now = time.monotonic()
-        next_daemon = now
         next_auth = now + timing.reauth_every_s
         next_beat = now + timing.heartbeat_s
         while not ctx.stopping.is_set():
+            wait = max(0.0, min(next_auth, next_beat) - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(sub.ready.wait(), wait)
+            sub.ready.clear()
+            sub.seen = time.monotonic()
+            if sub.closed:
+                return
+            if sub.behind:
+                yield views.sse_comment("too far behind; reconnect")
+                return
             now = time.monotonic()
-            if now >= next_auth:
-                next_auth = now + timing.reauth_every_s
-                ok, allowed = await _guarded(lambda: _still_allowed(ctx, request), "check auth")
-                if ok and not allowed:
-                    yield views.sse_comment("session ended")
-                    return
-            frames: list[str] = []
-            ok, events = await _guarded(watcher.poll, "poll for changes")
-            if ok:
-                frames += [views.sse_frame(kind, data) for kind, data in events]
-            else:
-                frames.append(views.sse_comment("database unavailable"))
-            if now >= next_daemon:
-                next_daemon = now + timing.daemon_every_s
-                ok, status = await _guarded(watcher.daemon, "read daemon status")
-                if ok and status is not None:
-                    frames.append(views.sse_frame("daemon", status))
+            frames = sub.take()
             if frames:
                 yield "".join(frames)
                 next_beat = now + timing.heartbeat_s
             elif now >= next_beat:
                 yield views.sse_comment("heartbeat")
                 next_beat = now + timing.heartbeat_s
-            await _pause(ctx, timing.poll_s)
+            if now >= next_auth:
+                next_auth = now + timing.reauth_every_s
+                try:
+                    allowed = await run_in_threadpool(_still_allowed, ctx, request)
+                except (JobsysError, SQLAlchemyError) as exc:
+                    log.warning("events: cannot check auth: %s", exc)
+                    allowed = True  # an outage must not end the stream
+                if not allowed:
+                    yield views.sse_comment("session ended")
+                    return
     finally:
-        ctx.streams.closed()
+        hub.unsubscribe(sub)
 
 
 def events_endpoint(ctx: WebContext) -> Callable[[Request], Any]:
+    hub = EventHub(ctx)
+
     async def events(request: Request) -> Response:
-        await run_in_threadpool(authenticate, ctx, request)
-        watcher = ChangeWatcher(ctx)
-        await run_in_threadpool(watcher.prime)
+        principal = await run_in_threadpool(authenticate, ctx, request)
+        sub = await run_in_threadpool(hub.subscribe, principal.email, asyncio.get_running_loop())
         return StreamingResponse(
-            stream_events(ctx, request, watcher),
+            stream_events(ctx, request, hub, sub),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )

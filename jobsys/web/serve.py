@@ -2,9 +2,11 @@
 
 Start-up: the session secret is checked (production needs ``SECRET_KEY``) and the
 definitions are synced (``mark_removed=False``: an older web must not hide a newer
-definition). Shutdown (SIGTERM/SIGINT): ``WebServer`` sets the ``stopping`` flag the
-event streams watch, so open streams end and uvicorn's graceful shutdown does not wait
-for them; ``GRACEFUL_SHUTDOWN_S`` bounds it anyway. A clean stop exits 0.
+definition); later requests sync again only a schedule whose row lags its code. On
+SQLite the web's writers take turns (``serialize_sqlite_writes``). Shutdown
+(SIGTERM/SIGINT): ``WebServer`` sets the ``stopping`` flag the event streams watch, so
+open streams end and uvicorn's graceful shutdown does not wait for them;
+``GRACEFUL_SHUTDOWN_S`` bounds it anyway. A clean stop exits 0.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sqlalchemy.engine import Engine
 from jobsys.clock import Clock, SystemClock
 from jobsys.config import Settings
 from jobsys.definitions import App
+from jobsys.store.db import serialize_sqlite_writes
 from jobsys.store.schedules import sync_definitions
 from jobsys.web.app import create_app
 
@@ -67,6 +70,7 @@ def build_server(
     """Check the configuration, sync definitions and make the (not yet started) server."""
     secret = settings.session_secret()  # ConfigError in production without SECRET_KEY
     clock = clock or SystemClock()
+    serialize_sqlite_writes(engine)  # writers queue instead of failing "database is locked"
     report = sync_definitions(engine, app, settings.env, clock.now(), mark_removed=False)
     if report.created or report.updated:
         log.info(
