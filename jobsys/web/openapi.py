@@ -216,7 +216,14 @@ SCHEMAS: dict[str, Any] = {
         {
             **_RUN,
             "progress_percent": {"type": ["number", "null"]},
-            "logs": {"type": "array", "items": _obj(_LOG)},
+            "logs": {
+                "type": "array",
+                "items": _obj(_LOG),
+                "description": "a page of the log, oldest first (by default its end)",
+            },
+            "log_count": {**_INT, "description": "log lines stored for the run"},
+            "logs_earlier": {**_INT, "description": "lines before the page (`logs_before`)"},
+            "logs_later": {**_INT, "description": "lines after the page (`logs_after`)"},
         }
     ),
     "Batch": _obj(
