@@ -228,6 +228,9 @@ def cmd_jobs_run(ctx: Context) -> int:
             params = json.loads(ctx.args.params)
         except json.JSONDecodeError as exc:
             raise _usage(f"--params is not valid JSON: {exc}") from None
+        if not isinstance(params, dict):
+            given = json.dumps(params)[:40]
+            raise _usage(f"--params must be a JSON object like '{{\"limit\": 10}}', not {given}")
     engine = ctx.current_engine()
     created = create_manual_batch(
         engine,
