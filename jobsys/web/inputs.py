@@ -127,7 +127,7 @@ class Body:
             return None
         try:
             value = parse_iso(text)
-        except ValueError:
+        except (ValueError, OverflowError):  # e.g. year 1 with a positive UTC offset
             raise invalid(f"field {name!r} is not an ISO-8601 instant: {text!r}") from None
         if not 1970 <= value.year <= 9000:
             raise invalid(f"field {name!r} must be between the years 1970 and 9000")
