@@ -275,7 +275,13 @@ def cmd_jobs_run(ctx: Context) -> int:
             )
             return 1
         time.sleep(0.2)
-    run = get_run(engine, run_id, with_logs=True)
+    run = get_run(engine, run_id, with_logs=True)  # the end of the log: where errors are
+    hidden = run["log_count"] - len(run["logs"])
+    if hidden:
+        print(
+            f"(first {hidden} of {run['log_count']} log lines not shown; "
+            f"see them with `jobsys runs show {run_id} --logs` or on the run page)"
+        )
     for line in run["logs"]:
         print(f"{line['ts']} {line['level']:<7} {line['message']}")
     print(f"run {run_id} {run['status']}" + (f": {run['error']}" if run["error"] else ""))
@@ -297,6 +303,9 @@ def _parse_params(raw: str) -> Any:
             f"--params holds {bad!r}, which is not a Unicode character "
             "(a lone surrogate); send text as UTF-8"
         ) from None
+    if not isinstance(params, dict):
+        given = json.dumps(params)[:40]
+        raise _usage(f"--params must be a JSON object like '{{\"limit\": 10}}', not {given}")
     return params
 
 

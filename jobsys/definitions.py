@@ -8,6 +8,7 @@ This module imports nothing heavy: the CLI loads it for every subcommand.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -184,12 +185,63 @@ def _normalize_params(
                 f"{', '.join(PARAM_TYPES)}"
             )
         entry = {"type": ptype, **{k: v for k, v in spec.items() if k != "type"}}
-        if "default" in entry and check_param_value(ptype, entry["default"]) is not None:
-            raise DefinitionError(
-                f"job {job!r}: param {pname!r} default does not match type {ptype}"
-            )
+        _check_limits(f"job {job!r}: param {pname!r}", ptype, entry)
+        if "default" in entry:
+            if check_param_value(ptype, entry["default"]) is not None:
+                raise DefinitionError(
+                    f"job {job!r}: param {pname!r} default does not match type {ptype}"
+                )
+            why = check_param_limits(entry, entry["default"])
+            if why:
+                raise DefinitionError(f"job {job!r}: param {pname!r} default {why}")
         out[pname] = entry
     return out
+
+
+#: Other spellings the UI's form has always understood, and the one the server keeps.
+_LIMIT_ALIASES = {"enum": "choices", "min": "minimum", "max": "maximum"}
+
+
+def _check_limits(where: str, ptype: str, entry: dict[str, Any]) -> None:
+    """Check (in place: one spelling each) a param's ``choices``, ``minimum``/``maximum``
+    and ``pattern``, so that a bad declaration fails when the app loads, not as a server
+    error when someone runs the job."""
+    for alias, key in _LIMIT_ALIASES.items():
+        if alias in entry:
+            if key in entry:
+                raise DefinitionError(f"{where}: give {key!r} or {alias!r}, not both")
+            entry[key] = entry.pop(alias)
+    choices = entry.get("choices")
+    if choices is not None:
+        if not isinstance(choices, list | tuple) or not choices:
+            raise DefinitionError(f"{where}: choices must be a non-empty list")
+        for choice in choices:
+            if check_param_value(ptype, choice) is not None:
+                raise DefinitionError(f"{where}: choice {choice!r} is not of type {ptype}")
+        entry["choices"] = list(choices)
+    for key in ("minimum", "maximum"):
+        bound = entry.get(key)
+        if bound is None:
+            continue
+        if ptype not in ("integer", "number"):
+            raise DefinitionError(f"{where}: {key} applies to integer and number params only")
+        if isinstance(bound, bool) or not isinstance(bound, int | float) or math.isnan(bound):
+            raise DefinitionError(f"{where}: {key} {bound!r} is not a number")
+    low, high = entry.get("minimum"), entry.get("maximum")
+    if low is not None and high is not None and low > high:
+        raise DefinitionError(f"{where}: minimum {low} is above maximum {high}")
+    pattern = entry.get("pattern")
+    if pattern is not None:
+        if ptype != "string":
+            raise DefinitionError(f"{where}: pattern applies to string params only")
+        if not isinstance(pattern, str):
+            raise DefinitionError(f"{where}: pattern must be a string")
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise DefinitionError(
+                f"{where}: pattern {pattern!r} is not a valid regular expression: {exc}"
+            ) from None
 
 
 def check_param_value(ptype: str, value: Any) -> str | None:
@@ -200,7 +252,19 @@ def check_param_value(ptype: str, value: Any) -> str | None:
         "number": isinstance(value, int | float) and not isinstance(value, bool),
         "boolean": isinstance(value, bool),
     }[ptype]
-    return None if ok else f"expected {ptype}, got {type(value).__name__}"
+    return None if ok else f"expected {ptype}, got {_json_kind(value)}"
+
+
+def _json_kind(value: Any) -> str:
+    """The JSON name of a value's type (what an API or CLI user typed)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    for py, name in ((int, "integer"), (float, "number"), (str, "string"), (list, "array")):
+        if isinstance(value, py):
+            return name
+    return "object" if isinstance(value, dict) else type(value).__name__
 
 
 def check_param_limits(spec: Mapping[str, Any], value: Any) -> str | None:

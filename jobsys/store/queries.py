@@ -28,7 +28,10 @@ from jobsys.store.models import (
     RunStatus,
 )
 
+#: Most log lines in one answer (a page of ``log_page``).
 MAX_LOG_LINES = 5000
+#: Log lines shown when nobody asks for a number: the end of the log, where the error is.
+LOG_TAIL_LINES = 1000
 
 
 def run_to_dict(run: Any) -> dict[str, Any]:
@@ -59,21 +62,20 @@ def run_to_dict(run: Any) -> dict[str, Any]:
 
 
 def get_run(engine: Engine, run_id: int, *, with_logs: bool = True) -> dict[str, Any]:
+    """One run; ``with_logs`` adds the tail of its log (``logs``, oldest first) and how
+    many lines are stored in all (``log_count``)."""
     with engine.connect() as conn:
         row = conn.execute(select(JobRun).where(col(JobRun.id) == run_id)).first()
         if row is None:
             raise NotFound(f"unknown job run {run_id}")
         data = run_to_dict(row)
-        if with_logs:
-            logs = conn.execute(
-                select(col(JobLog.ts), col(JobLog.level), col(JobLog.message))
-                .where(col(JobLog.run_id) == run_id)
-                .order_by(col(JobLog.id))
-                .limit(MAX_LOG_LINES)
-            ).all()
-            data["logs"] = [
-                {"ts": iso_utc(ts), "level": level, "message": msg} for ts, level, msg in logs
-            ]
+    if with_logs:
+        page = log_page(engine, run_id, limit=MAX_LOG_LINES)
+        data["logs"] = [
+            {"ts": line["ts"], "level": line["level"], "message": line["message"]}
+            for line in page.lines
+        ]
+        data["log_count"] = page.total
     return data
 
 
@@ -332,6 +334,68 @@ def run_logs(
         {"id": lid, "ts": iso_utc(ts), "level": level, "message": msg}
         for lid, ts, level, msg in rows
     ]
+
+
+@dataclass(frozen=True)
+class LogPage:
+    """Consecutive log lines of one run, oldest first, and where they sit in the log."""
+
+    lines: list[dict[str, Any]]
+    earlier: int  # lines stored before the first one here
+    later: int  # lines stored after the last one here
+
+    @property
+    def total(self) -> int:
+        return self.earlier + len(self.lines) + self.later
+
+
+def log_page(
+    engine: Engine,
+    run_id: int,
+    *,
+    after_id: int | None = None,
+    before_id: int | None = None,
+    limit: int = LOG_TAIL_LINES,
+) -> LogPage:
+    """A page of a run's log: by default its last ``limit`` lines (the end is where the
+    error and the truncation note are); ``before_id`` pages back from there (the
+    ``limit`` lines just before that id); ``after_id`` tails a running job (the first
+    ``limit`` lines after that id). Both cursors are log line ids."""
+    if after_id is not None and before_id is not None:
+        raise ValueError("give after_id or before_id, not both")
+    of_run = col(JobLog.run_id) == run_id
+    query = select(col(JobLog.id), col(JobLog.ts), col(JobLog.level), col(JobLog.message)).where(
+        of_run
+    )
+    if after_id is not None:
+        query = query.where(col(JobLog.id) > after_id).order_by(col(JobLog.id))
+    else:
+        if before_id is not None:
+            query = query.where(col(JobLog.id) < before_id)
+        query = query.order_by(col(JobLog.id).desc())
+
+    def count(*where: Any) -> int:
+        found = conn.execute(select(func.count()).select_from(JobLog).where(of_run, *where))
+        return int(found.scalar_one())
+
+    with engine.connect() as conn:
+        rows = list(conn.execute(query.limit(limit)).all())
+        if after_id is None:
+            rows.reverse()
+        if rows:
+            earlier = count(col(JobLog.id) < rows[0][0])
+            later = count(col(JobLog.id) > rows[-1][0])
+        elif after_id is not None:
+            earlier, later = count(col(JobLog.id) <= after_id), 0
+        elif before_id is not None:
+            earlier, later = 0, count(col(JobLog.id) >= before_id)
+        else:
+            earlier = later = 0
+    lines = [
+        {"id": lid, "ts": iso_utc(ts), "level": level, "message": msg}
+        for lid, ts, level, msg in rows
+    ]
+    return LogPage(lines, earlier, later)
 
 
 # -- change feed (the web's Server-Sent Events) ----------------------------------------

@@ -18,19 +18,21 @@ from jobsys.store.batches import create_manual_batch
 from jobsys.store.db import session
 from jobsys.store.models import RunStatus, Trigger
 from jobsys.store.queries import (
+    LOG_TAIL_LINES,
+    MAX_LOG_LINES,
     get_batch,
     get_run,
     job_activity,
     list_audit,
     list_runs,
-    run_logs,
+    log_page,
     schedule_history,
 )
 from jobsys.store.runs import request_cancel
 from jobsys.store.schedules import get_view, schedule_views, set_enabled
 from jobsys.web import auth, views
 from jobsys.web.context import WebContext
-from jobsys.web.errors import conflict, invalid, not_found
+from jobsys.web.errors import bad_request, conflict, invalid, not_found
 from jobsys.web.inputs import Body, parse_id
 from jobsys.web.routing import Access, ApiRoute, Call, Param
 
@@ -274,9 +276,14 @@ def list_job_runs(ctx: WebContext, call: Call) -> Response:
 
 def get_job_run(ctx: WebContext, call: Call) -> Response:
     run_id = parse_id(call.path("id"), "job run")
-    logs_after = call.query.id("logs_after")
+    query = call.query
+    after, before = query.id("logs_after"), query.id("logs_before")
+    if after is not None and before is not None:
+        raise bad_request("query parameters 'logs_after' and 'logs_before' exclude each other")
+    limit = query.integer("logs_limit", default=LOG_TAIL_LINES, low=1, high=MAX_LOG_LINES)
     run = get_run(ctx.engine, run_id, with_logs=False)
-    return _json(views.run_detail(run, run_logs(ctx.engine, run_id, after_id=logs_after)))
+    page = log_page(ctx.engine, run_id, after_id=after, before_id=before, limit=limit)
+    return _json(views.run_detail(run, page))
 
 
 def cancel_job_run(ctx: WebContext, call: Call) -> Response:
@@ -341,6 +348,23 @@ _RUN_FILTERS = (
     Param("schedule_id", {"type": "string"}),
     Param("batch_id", {"type": "integer", "minimum": 1}),
     *_PAGING,
+)
+_LOG_PAGING = (
+    Param(
+        "logs_after",
+        {"type": "integer", "minimum": 1},
+        "the first lines with a larger id (to tail a running job)",
+    ),
+    Param(
+        "logs_before",
+        {"type": "integer", "minimum": 1},
+        "the last lines with a smaller id (to page back); not with `logs_after`",
+    ),
+    Param(
+        "logs_limit",
+        {"type": "integer", "minimum": 1, "maximum": MAX_LOG_LINES, "default": LOG_TAIL_LINES},
+        "most log lines returned",
+    ),
 )
 _AUDIT_FILTERS = (
     Param("actor", {"type": "string"}, "email (or `cli`)"),
@@ -410,10 +434,9 @@ def api_routes() -> list[ApiRoute]:
         ApiRoute("GET", f"{P}/job-runs", list_job_runs, R, "Job runs, newest first, filtered",
                  "runs", response_schema="RunList", query=_RUN_FILTERS, errors=(400,)),
         ApiRoute("GET", f"{P}/job-runs/{{id}}", get_job_run, R,
-                 "One run with its logs and progress", "runs", response_schema="RunDetail",
-                 query=(Param("logs_after", {"type": "integer", "minimum": 1},
-                              "only log lines with a larger id (to tail a running job)"),),
-                 errors=(404,)),
+                 "One run with its progress and a page of its logs (by default the last "
+                 f"{LOG_TAIL_LINES} lines)", "runs", response_schema="RunDetail",
+                 query=_LOG_PAGING, errors=(400, 404)),
         ApiRoute("POST", f"{P}/job-runs/{{id}}/cancel", cancel_job_run, A,
                  "Cancel a queued or running run", "runs", response_schema="Run",
                  errors=(404, 409)),

@@ -34,7 +34,7 @@ from jobsys.web.events import events_endpoint
 from jobsys.web.openapi import build_openapi
 from jobsys.web.pages import page_routes
 from jobsys.web.prometheus import metrics_route
-from jobsys.web.routing import starlette_route
+from jobsys.web.routing import starlette_routes
 
 #: Pages may load only what the server serves: no CDN, no inline scripts, no framing.
 CONTENT_SECURITY_POLICY = (
@@ -117,7 +117,7 @@ def create_app(
         Route(f"{PREFIX}/openapi.json", openapi, methods=["GET"]),
         Route(f"{PREFIX}/events", events_endpoint(ctx), methods=["GET"], name="events"),
         metrics_route(ctx),
-        *[starlette_route(ctx, spec) for spec in specs],
+        *starlette_routes(ctx, specs),
         *page_routes(),
     ]
     web = Starlette(

@@ -72,15 +72,21 @@ class Body:
             )
         self.data = data
 
-    def _get(self, name: str, required: bool) -> Any:
-        if name not in self.data or self.data[name] is None:
+    def _get(self, name: str, required: bool, what: str) -> Any:
+        """The field's value; None when it is absent. An explicit null is refused: it is
+        not a value of the field's type, and reading it as "the default" would hide a
+        client's mistake (``{"params": null}`` is not ``{"params": {}}``)."""
+        if name not in self.data:
             if required:
                 raise invalid(f"field {name!r} is required")
             return None
-        return self.data[name]
+        value = self.data[name]
+        if value is None:
+            raise invalid(f"field {name!r} must be {what}, not null")
+        return value
 
     def boolean(self, name: str, *, default: bool | None = None) -> bool:
-        value = self._get(name, default is None)
+        value = self._get(name, default is None, "true or false")
         if value is None:
             assert default is not None
             return default
@@ -89,7 +95,7 @@ class Body:
         return value
 
     def string(self, name: str, *, max_length: int = 200, required: bool = True) -> str | None:
-        value = self._get(name, required)
+        value = self._get(name, required, "a string")
         if value is None:
             return None
         if not isinstance(value, str):
@@ -104,7 +110,7 @@ class Body:
         return value
 
     def integer(self, name: str, *, default: int, low: int, high: int) -> int:
-        value = self._get(name, False)
+        value = self._get(name, False, "a whole number")
         if value is None:
             return default
         if isinstance(value, float) and value.is_integer() and math.isfinite(value):
@@ -121,14 +127,14 @@ class Body:
             return None
         try:
             value = parse_iso(text)
-        except ValueError:
+        except (ValueError, OverflowError):  # e.g. year 1 with a positive UTC offset
             raise invalid(f"field {name!r} is not an ISO-8601 instant: {text!r}") from None
         if not 1970 <= value.year <= 9000:
             raise invalid(f"field {name!r} must be between the years 1970 and 9000")
         return value
 
     def object(self, name: str) -> dict[str, Any] | None:
-        value = self._get(name, False)
+        value = self._get(name, False, "a JSON object")
         if value is None:
             return None
         if not isinstance(value, dict):

@@ -217,7 +217,14 @@ SCHEMAS: dict[str, Any] = {
         {
             **_RUN,
             "progress_percent": {"type": ["number", "null"]},
-            "logs": {"type": "array", "items": _obj(_LOG)},
+            "logs": {
+                "type": "array",
+                "items": _obj(_LOG),
+                "description": "a page of the log, oldest first (by default its end)",
+            },
+            "log_count": {**_INT, "description": "log lines stored for the run"},
+            "logs_earlier": {**_INT, "description": "lines before the page (`logs_before`)"},
+            "logs_later": {**_INT, "description": "lines after the page (`logs_after`)"},
         }
     ),
     "Batch": _obj(
@@ -279,8 +286,8 @@ _ERROR_TEXT = {
     404: "Unknown id or name",
     409: "Conflicts with the current state",
     413: "Body too large",
-    415: "A request body that is not `Content-Type: application/json`",
-    422: "Invalid field values",
+    415: "The body is not sent as application/json",
+    422: "Invalid field values (unknown, missing, null or of the wrong type or range)",
     429: "Too many failed logins (see Retry-After)",
     503: "Database unavailable",
 }
@@ -321,13 +328,17 @@ def _operation(route: ApiRoute) -> dict[str, Any]:
     elif route.response_schema:
         ok["content"] = {"application/json": {"schema": _ref(route.response_schema)}}
     responses: dict[str, Any] = {str(route.status): ok}
-    codes = set(route.errors)
+    # Answers every route of a kind can give, whatever its own errors: so that the
+    # document never misses a status the code returns (checked by schemathesis).
+    codes = set(route.errors) | {503}
     if route.access is not Access.PUBLIC:
         codes.add(401)
     if route.access is Access.ACT or (route.access is Access.READ and route.reads_body):
         codes.add(403)
+    if route.query:
+        codes.add(400)  # a bad query parameter
     if route.reads_body:
-        codes |= {400, 413, 415}
+        codes |= {400, 413, 415, 422}  # bad JSON, too large, not JSON, bad fields
     for code in sorted(codes):
         responses[str(code)] = {
             "description": _ERROR_TEXT.get(code, "Error"),

@@ -1,6 +1,7 @@
 """API routes as data: each ``ApiRoute`` names its method, path, handler, who may call it
-and what it takes and returns. ``starlette_route`` turns one into a Starlette ``Route``
-and ``jobsys.web.openapi`` describes the same list, so the two cannot drift apart.
+and what it takes and returns. ``starlette_routes`` turns them into Starlette ``Route``s
+(one per path) and ``jobsys.web.openapi`` describes the same list, so the two cannot
+drift apart.
 
 Handlers are plain ``def`` functions ``handler(ctx, call) -> Response``: the endpoint
 made here reads the (size-limited) body asynchronously, then runs authentication, the
@@ -10,7 +11,7 @@ work belongs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -147,12 +148,24 @@ def handle_sync(ctx: WebContext, spec: ApiRoute, request: Request, raw: bytes) -
     return spec.handler(ctx, Call(request, principal, body))
 
 
-def starlette_route(ctx: WebContext, spec: ApiRoute) -> Route:
+def starlette_routes(ctx: WebContext, specs: Sequence[ApiRoute]) -> list[Route]:
+    """One ``Route`` per path, choosing the handler by method. (A ``Route`` per method
+    answered a wrong method with a 405 whose ``Allow`` named the first route's method
+    only: ``GET`` for ``/schedules/{id}``, which also takes ``PUT``.)"""
+    by_path: dict[str, dict[str, ApiRoute]] = {}
+    for spec in specs:
+        by_path.setdefault(spec.path, {})[spec.method] = spec
+    return [_path_route(ctx, path, methods) for path, methods in by_path.items()]
+
+
+def _path_route(ctx: WebContext, path: str, methods: dict[str, ApiRoute]) -> Route:
     async def endpoint(request: Request) -> Response:
+        spec = methods["GET" if request.method == "HEAD" else request.method]
         raw = await read_body(request) if spec.reads_body else b""
         if spec.reads_body:
             check_json_content_type(request, raw)
         return await run_in_threadpool(handle_sync, ctx, spec, request, raw)
 
-    endpoint.__name__ = spec.handler.__name__
-    return Route(spec.path, endpoint, methods=[spec.method], name=spec.handler.__name__)
+    name = "_".join(spec.handler.__name__.strip("_") for spec in methods.values())
+    endpoint.__name__ = name
+    return Route(path, endpoint, methods=list(methods), name=name)

@@ -11,6 +11,7 @@ from typing import Any
 from jobsys.clock import parse_iso
 from jobsys.definitions import App
 from jobsys.health import HealthReport
+from jobsys.store.queries import LogPage
 
 
 def job_entry(app: App, name: str, activity: Mapping[str, Any]) -> dict[str, Any]:
@@ -146,7 +147,9 @@ def schedule_entry(view: Any) -> dict[str, Any]:
     return data
 
 
-def run_detail(run: dict[str, Any], logs: list[dict[str, Any]]) -> dict[str, Any]:
+def run_detail(run: dict[str, Any], logs: LogPage) -> dict[str, Any]:
+    """A run with its progress in percent and a page of its logs: ``log_count`` lines are
+    stored, ``logs_earlier`` before the page and ``logs_later`` after it."""
     data = dict(run)
     done, total = run.get("progress_done"), run.get("progress_total")
     data["progress_percent"] = (
@@ -154,5 +157,8 @@ def run_detail(run: dict[str, Any], logs: list[dict[str, Any]]) -> dict[str, Any
         if isinstance(done, int) and isinstance(total, int) and total > 0
         else None
     )
-    data["logs"] = logs
+    data["logs"] = logs.lines
+    data["log_count"] = logs.total
+    data["logs_earlier"] = logs.earlier
+    data["logs_later"] = logs.later
     return data

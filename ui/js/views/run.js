@@ -1,4 +1,5 @@
 // One run: status, times, error, params, progress and its logs (tailed while it runs).
+// The page opens on the end of the log (where the error is); "Load earlier lines" pages back.
 import * as api from "../api.js";
 import { h, fill, newId, announce } from "../dom.js";
 import { duration, elapsedEl, json, utcText, parseTime, zonedText, LOCAL_TZ } from "../format.js";
@@ -39,6 +40,10 @@ export async function renderRun(ctx) {
     LEVELS.slice(1).map((l) => h("option", { value: l }, `${l} and above`)));
   const logBox = h("div.log-box", { tabindex: "0", role: "region", "aria-label": "Logs" }, logEmpty, logList);
   const liveNote = h("span.muted.small.log-live");
+  const countNote = h("span.log-count", { id: "log-count", "aria-live": "polite" });
+  const earlierBtn = h("button.btn.btn-secondary.btn-small", { type: "button", id: "log-earlier", hidden: true },
+    "Load earlier lines");
+  const countBar = h("p.muted.small.log-count-bar", countNote, " ", earlierBtn);
   fill(ctx.el,
     h("p.crumbs", link("/admin/jobs", "← Jobs")),
     h("div.page-head.run-head", heading, statusEl, actions),
@@ -50,10 +55,12 @@ export async function renderRun(ctx) {
         h("div.log-tools",
           h("div.field.field-inline", h("label", { for: levelId }, "Show"), levelSel),
           h("div.check-line", follow, h("label", { for: followId }, "Follow new lines")))),
-      logBox));
+      countBar, logBox));
 
   let run = null;
   let lastLogId = 0;
+  let firstLogId = 0;
+  let earlier = 0; // lines stored before the first one shown
   let fetching = null;
   let again = false;
 
@@ -65,16 +72,50 @@ export async function renderRun(ctx) {
   };
   levelSel.addEventListener("change", applyLevel);
 
+  const showCount = () => {
+    const shown = logList.children.length;
+    const total = shown + earlier;
+    countNote.textContent = earlier > 0
+      ? `Showing the last ${shown.toLocaleString("en")} of ${total.toLocaleString("en")} lines.`
+      : shown ? `${total.toLocaleString("en")} line${total === 1 ? "" : "s"}.` : "";
+    earlierBtn.hidden = earlier <= 0;
+  };
+
   const appendLogs = (lines) => {
     if (!lines.length) return;
     const fresh = lines.filter((l) => l.id === undefined || l.id > lastLogId);
     const nearBottom = logBox.scrollHeight - logBox.scrollTop - logBox.clientHeight < 40;
     for (const line of fresh) logList.append(logLine(line));
     for (const line of fresh) if (line.id) lastLogId = Math.max(lastLogId, line.id);
+    if (!firstLogId && fresh.length && fresh[0].id) firstLogId = fresh[0].id;
     logEmpty.hidden = logList.children.length > 0;
+    showCount();
     applyLevel();
     if (follow.checked && (nearBottom || ACTIVE.has(run && run.status))) logBox.scrollTop = logBox.scrollHeight;
   };
+
+  const prependLogs = (lines) => {
+    const older = lines.filter((l) => l.id < firstLogId);
+    if (!older.length) return;
+    const before = logBox.scrollHeight;
+    logList.prepend(...older.map(logLine));
+    firstLogId = older[0].id;
+    applyLevel();
+    logBox.scrollTop += logBox.scrollHeight - before; // keep the lines in view where they were
+  };
+
+  earlierBtn.addEventListener("click", async () => {
+    earlierBtn.disabled = true;
+    try {
+      const data = await api.get(`/job-runs/${runId}${api.query({ logs_before: firstLogId })}`);
+      if (!ctx.current) return;
+      prependLogs(data.logs || []);
+      earlier = data.logs_earlier;
+      showCount();
+    } finally {
+      earlierBtn.disabled = false;
+    }
+  });
 
   const renderRunData = (data) => {
     const previous = run ? run.status : null;
@@ -127,11 +168,14 @@ export async function renderRun(ctx) {
       try {
         do {
           again = false;
+          // The first answer is the end of the log; later ones are the lines after it.
           const data = await api.get(`/job-runs/${runId}${api.query({ logs_after: lastLogId || null })}`);
           if (!ctx.current) return;
-          const { logs, ...rest } = data;
+          const { logs, log_count: _count, logs_earlier: before, logs_later: after, ...rest } = data;
+          if (!lastLogId) earlier = before || 0;
           renderRunData(rest);
           appendLogs(logs || []);
+          if (after > 0) again = true; // more new lines than one page: fetch the rest
         } while (again && ctx.current);
       } finally {
         fetching = null;
