@@ -15,9 +15,8 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from jobsys.errors import CronError, DefinitionError
+from jobsys.vocabulary import BatchMode, MissedPolicy, values
 
-MODES = ("ALL_JOBS", "GROUP")
-MISSED_POLICIES = ("SKIP", "RUN_ONCE")
 PARAM_TYPES = ("string", "integer", "number", "boolean")
 DEFAULT_GRACE_S = 60
 DEFAULT_MAX_CATCH_UP_S = 3600
@@ -85,10 +84,10 @@ class ScheduleDef:
     name: str
     description: str = ""
     timezone: str = "UTC"
-    mode: str = "ALL_JOBS"
+    mode: str = BatchMode.ALL_JOBS.value
     group: str | None = None
     environments: tuple[str, ...] | None = None
-    missed: str = "SKIP"
+    missed: str = MissedPolicy.SKIP.value
     max_catch_up_s: int | None = None
     allow_overlap: bool = False
     grace_s: int = DEFAULT_GRACE_S
@@ -227,7 +226,6 @@ class App:
         self.name = name
         self.jobs: dict[str, JobDef] = {}
         self.schedules: dict[str, ScheduleDef] = {}
-        self._validated = False
 
     # -- definitions -------------------------------------------------------------------
     def job(
@@ -263,7 +261,6 @@ class App:
                 timeout_s=parse_duration(timeout, f"job {job_name!r}: timeout"),
                 params=_normalize_params(job_name, params),
             )
-            self._validated = False
             return func
 
         return register
@@ -276,10 +273,10 @@ class App:
         name: str | None = None,
         description: str = "",
         timezone: str = "UTC",
-        mode: str = "ALL_JOBS",
+        mode: str = BatchMode.ALL_JOBS,
         group: str | None = None,
         environments: Iterable[str] | None = None,
-        missed: str = "SKIP",
+        missed: str = MissedPolicy.SKIP,
         max_catch_up: str | float | int | None = None,
         allow_overlap: bool = False,
         grace: str | float | int | None = None,
@@ -295,17 +292,18 @@ class App:
             validate_cron(cron, timezone)
         except CronError as exc:
             raise CronError(f"{label}: {exc}") from None
-        if mode not in MODES:
-            raise DefinitionError(f"{label}: mode {mode!r} is not one of {', '.join(MODES)}")
-        if mode == "GROUP" and not group:
+        modes = [m.value for m in BatchMode if m.schedulable]
+        if mode not in modes:
+            raise DefinitionError(f"{label}: mode {mode!r} is not one of {', '.join(modes)}")
+        if mode == BatchMode.GROUP and not group:
             raise DefinitionError(f"{label}: mode GROUP needs a group")
-        if mode == "ALL_JOBS" and group:
+        if mode == BatchMode.ALL_JOBS and group:
             raise DefinitionError(
                 f"{label}: group {group!r} given but mode is ALL_JOBS (use mode='GROUP')"
             )
-        if missed not in MISSED_POLICIES:
+        if missed not in values(MissedPolicy):
             raise DefinitionError(
-                f"{label}: missed {missed!r} is not one of {', '.join(MISSED_POLICIES)}"
+                f"{label}: missed {missed!r} is not one of {', '.join(values(MissedPolicy))}"
             )
         envs = None
         if environments is not None:
@@ -314,7 +312,7 @@ class App:
                 raise DefinitionError(f"{label}: environments is empty (omit it to run everywhere)")
         catch_up = parse_duration(max_catch_up, f"{label}: max_catch_up")
         grace_s = parse_duration(grace, f"{label}: grace")
-        if missed == "SKIP" and max_catch_up is not None:
+        if missed == MissedPolicy.SKIP and max_catch_up is not None:
             raise DefinitionError(f"{label}: max_catch_up only applies with missed='RUN_ONCE'")
         sched = ScheduleDef(
             id=id,
@@ -322,20 +320,19 @@ class App:
             name=name or id,
             description=description,
             timezone=timezone,
-            mode=mode,
+            mode=BatchMode(mode).value,
             group=group,
             environments=envs,
-            missed=missed,
+            missed=MissedPolicy(missed).value,
             max_catch_up_s=(
                 int(catch_up)
                 if catch_up is not None
-                else (DEFAULT_MAX_CATCH_UP_S if missed == "RUN_ONCE" else None)
+                else (DEFAULT_MAX_CATCH_UP_S if missed == MissedPolicy.RUN_ONCE else None)
             ),
             allow_overlap=bool(allow_overlap),
             grace_s=int(grace_s) if grace_s is not None else DEFAULT_GRACE_S,
         )
         self.schedules[id] = sched
-        self._validated = False
         return sched
 
     @staticmethod
@@ -361,12 +358,11 @@ class App:
             raise DefinitionError("dependency cycle: " + " -> ".join(cycle))
         groups = set(self.groups)
         for sched in self.schedules.values():
-            if sched.mode == "GROUP" and sched.group not in groups:
+            if sched.mode == BatchMode.GROUP and sched.group not in groups:
                 known = ", ".join(sorted(groups)) or "none"
                 raise DefinitionError(
                     f"schedule {sched.id!r}: unknown group {sched.group!r} (known groups: {known})"
                 )
-        self._validated = True
         return self
 
     def _find_cycle(self) -> list[str] | None:
@@ -433,13 +429,13 @@ class App:
         group are not run. ``JOB``: that one job alone. ``skip_dependencies`` drops the
         edges so nothing waits and one failure skips nothing.
         """
-        if mode == "ALL_JOBS":
+        if mode == BatchMode.ALL_JOBS:
             names = list(self.jobs)
-        elif mode == "GROUP":
+        elif mode == BatchMode.GROUP:
             if group not in set(self.groups):
                 raise DefinitionError(f"unknown group {group!r}")
             names = [n for n, j in self.jobs.items() if j.group == group]
-        elif mode == "JOB":
+        elif mode == BatchMode.JOB:
             if job not in self.jobs:
                 raise DefinitionError(f"unknown job {job!r}")
             names = [job]
@@ -456,9 +452,6 @@ class App:
             )
             for n in ordered
         ]
-
-    def schedules_for(self, env: str) -> list[ScheduleDef]:
-        return [s for s in self.schedules.values() if s.active_in(env)]
 
     def get_job(self, name: str) -> JobDef:
         try:

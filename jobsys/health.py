@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col
 
 from jobsys.clock import iso_utc
+from jobsys.store.workers import live_window
 
 OK, WARNING, CRITICAL, UNKNOWN = "OK", "WARNING", "CRITICAL", "UNKNOWN"
 EXIT_CODES = {OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3}
@@ -26,7 +27,7 @@ API_NAMES = {OK: "healthy", WARNING: "warning", CRITICAL: "critical", UNKNOWN: "
 
 @dataclass(frozen=True)
 class Thresholds:
-    max_age_s: float = 300
+    max_age_s: float = live_window().total_seconds()  # beyond it a daemon is not alive
     warn_age_s: float = 120
     failures: int = 3
 

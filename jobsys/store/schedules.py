@@ -21,12 +21,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from jobsys.clock import iso_utc
-from jobsys.definitions import App, ScheduleDef
 from jobsys.errors import NotFound
 from jobsys.scheduler import ScheduleTiming, next_run_after
 from jobsys.store import audit
 from jobsys.store.db import database_errors, session
 from jobsys.store.models import JobDefinition, JobSchedule
+from jobsys.store.types import Definitions, ScheduleSpec
 
 
 def timing_of(row: JobSchedule) -> ScheduleTiming:
@@ -54,7 +54,7 @@ _DEFINITION_KEYS = (
 )
 
 
-def _definition_fields(sched: ScheduleDef, env: str) -> dict[str, Any]:
+def _definition_fields(sched: ScheduleSpec, env: str) -> dict[str, Any]:
     return {
         "name": sched.name,
         "description": sched.description,
@@ -81,9 +81,10 @@ class SyncReport:
 
 
 def sync_definitions(
-    engine: Engine, app: App, env: str, now: datetime, *, mark_removed: bool = True
+    engine: Engine, app: Definitions, env: str, now: datetime, *, mark_removed: bool = True
 ) -> SyncReport:
-    """Bring the database's schedules and job registry in line with ``app``.
+    """Bring the database's schedules and job registry in line with ``app`` (its
+    records are read as plain values: ``App`` or anything of the same shape).
 
     Safe to run from several processes at once: a row another process inserted first is
     simply updated. ``mark_removed=False`` (used by the web and the CLI) never marks rows
@@ -109,7 +110,7 @@ def sync_definitions(
 
 
 def _sync_schedules(
-    s: Session, app: App, env: str, now: datetime, mark_removed: bool
+    s: Session, app: Definitions, env: str, now: datetime, mark_removed: bool
 ) -> tuple[list[str], list[str], list[str]]:
     rows = {row.id: row for row in s.exec(select(JobSchedule))}
     created: list[str] = []
@@ -142,7 +143,7 @@ def _sync_schedules(
     return created, updated, removed
 
 
-def _sync_jobs(s: Session, app: App, now: datetime, mark_removed: bool) -> list[str]:
+def _sync_jobs(s: Session, app: Definitions, now: datetime, mark_removed: bool) -> list[str]:
     rows = {row.name: row for row in s.exec(select(JobDefinition))}
     created: list[str] = []
     for job in app.jobs.values():
@@ -256,7 +257,7 @@ class ScheduleView:
         }
 
 
-def _view(row: JobSchedule | None, sched: ScheduleDef | None, env: str) -> ScheduleView:
+def _view(row: JobSchedule | None, sched: ScheduleSpec | None, env: str) -> ScheduleView:
     if sched is not None:
         defined = _definition_fields(sched, env)
     else:
@@ -282,7 +283,7 @@ def _view(row: JobSchedule | None, sched: ScheduleDef | None, env: str) -> Sched
 
 
 def schedule_views(
-    engine: Engine, app: App, env: str, *, include_inactive: bool = False
+    engine: Engine, app: Definitions, env: str, *, include_inactive: bool = False
 ) -> list[ScheduleView]:
     """Code schedules active in ``env`` (all with ``include_inactive``), then rows no longer
     in code, each merged with its database state."""
@@ -299,7 +300,7 @@ def schedule_views(
     return views
 
 
-def get_view(engine: Engine, app: App, env: str, schedule_id: str) -> ScheduleView:
+def get_view(engine: Engine, app: Definitions, env: str, schedule_id: str) -> ScheduleView:
     for view in schedule_views(engine, app, env, include_inactive=True):
         if view.id == schedule_id:
             return view
@@ -308,7 +309,7 @@ def get_view(engine: Engine, app: App, env: str, schedule_id: str) -> ScheduleVi
 
 def set_enabled(
     engine: Engine,
-    app: App,
+    app: Definitions,
     env: str,
     schedule_id: str,
     enabled: bool,
