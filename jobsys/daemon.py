@@ -173,6 +173,8 @@ class Daemon:
         ensure_current(self.engine)
         now = self.clock.now()
         report = sync_definitions(self.engine, self.app, self.settings.env, now)
+        # Plan every schedule now (O(jobs) per group), not on the first, latency-bound firing.
+        log.debug("planned %d schedule(s)", len(self.schedule_plans))
         if report.created or report.updated or report.removed:
             log.info(
                 "definitions synced: %d new (disabled), %d changed, %d no longer in code",

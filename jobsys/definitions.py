@@ -394,9 +394,10 @@ class App:
     # -- planning ----------------------------------------------------------------------
     def ordered(self, names: Iterable[str] | None = None) -> list[str]:
         """The named jobs (default all) in dependency order; ties keep definition order."""
-        chosen = list(self.jobs) if names is None else [n for n in self.jobs if n in set(names)]
+        wanted = None if names is None else set(names)
+        chosen = list(self.jobs) if wanted is None else [n for n in self.jobs if n in wanted]
         chosen_set = set(chosen)
-        index = {name: i for i, name in enumerate(self.jobs)}
+        index = {name: i for i, name in enumerate(chosen)}  # definition order among them
         waiting = {n: {d for d in self.jobs[n].depends_on if d in chosen_set} for n in chosen}
         done: list[str] = []
         ready = sorted((n for n, deps in waiting.items() if not deps), key=index.__getitem__)
@@ -432,7 +433,7 @@ class App:
         if mode == BatchMode.ALL_JOBS:
             names = list(self.jobs)
         elif mode == BatchMode.GROUP:
-            if group not in set(self.groups):
+            if not any(j.group == group for j in self.jobs.values()):
                 raise DefinitionError(f"unknown group {group!r}")
             names = [n for n, j in self.jobs.items() if j.group == group]
         elif mode == BatchMode.JOB:
