@@ -35,9 +35,9 @@ from bench.common import (
 from bench.context import Bench
 from jobsys.definitions import App
 from jobsys.loader import load_app
+from jobsys.manual import create_manual_batch
 from jobsys.scheduler import ScheduleTiming, next_run_after
 from jobsys.store import migrate
-from jobsys.store.batches import create_manual_batch
 from jobsys.store.db import make_engine, write_engine
 from jobsys.store.models import JobBatch, JobRun, JobSchedule, RunStatus, WorkerInstance
 from jobsys.store.schedules import sync_definitions

@@ -204,7 +204,7 @@ def cmd_schedules_disable(ctx: Context) -> int:
 
 def cmd_schedules_trigger(ctx: Context) -> int:
     from jobsys.clock import SystemClock
-    from jobsys.store.batches import create_manual_batch
+    from jobsys.manual import create_manual_batch
 
     app = ctx.app
     now = SystemClock().now()
@@ -225,13 +225,11 @@ def cmd_schedules_trigger(ctx: Context) -> int:
 
 
 def _wake_daemons(ctx: Context) -> int:
-    from datetime import timedelta
-
     from jobsys.clock import SystemClock
-    from jobsys.store.workers import notify_daemons
+    from jobsys.store.workers import live_window, notify_daemons
 
-    stale = timedelta(milliseconds=max(3 * ctx.settings.poll_interval_ms, 300_000))
-    return notify_daemons(ctx.engine, SystemClock().now(), stale)
+    live = live_window(ctx.settings.poll_interval_ms)
+    return notify_daemons(ctx.engine, SystemClock().now(), live)
 
 
 # -- jobs -----------------------------------------------------------------------------
@@ -239,7 +237,7 @@ def cmd_jobs_run(ctx: Context) -> int:
     import time
 
     from jobsys.clock import SystemClock
-    from jobsys.store.batches import create_manual_batch
+    from jobsys.manual import create_manual_batch
     from jobsys.store.queries import get_run
 
     app = ctx.app

@@ -16,6 +16,7 @@ and forking is only safe without other threads.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import selectors
@@ -37,12 +38,14 @@ from jobsys.config import Settings
 from jobsys.definitions import App, validate_params
 from jobsys.errors import DatabaseError, DefinitionError
 from jobsys.executor import Child, Executor, RunSpec
+from jobsys.planning import schedule_plans
 from jobsys.store import firing, runs, workers
 from jobsys.store.db import make_autocommit_engine
 from jobsys.store.migrate import ensure_current
 from jobsys.store.models import RunStatus, WorkerStatus
 from jobsys.store.retention import Pruner
 from jobsys.store.schedules import sync_definitions
+from jobsys.store.types import BatchPlan
 from jobsys.wake import WakeListener, default_wake_host
 
 log = logging.getLogger("jobsys.daemon")
@@ -173,12 +176,19 @@ class Daemon:
         """While runs are running the lease is renewed at least this often."""
         return min(self.poll_s, self.settings.lock_timeout_ms / 8000)
 
+    @functools.cached_property
+    def schedule_plans(self) -> dict[str, BatchPlan]:
+        """What each schedule of this daemon's code runs, planned once (on first firing)."""
+        return schedule_plans(self.app)
+
     # -- start-up ----------------------------------------------------------------------
     def start(self) -> None:
         """Check the schema, sync definitions, recover dead daemons, register."""
         ensure_current(self.engine)
         now = self.clock.now()
         report = sync_definitions(self.engine, self.app, self.settings.env, now)
+        # Plan every schedule now (O(jobs) per group), not on the first, latency-bound firing.
+        log.debug("planned %d schedule(s)", len(self.schedule_plans))
         if report.created or report.updated or report.removed:
             log.info(
                 "definitions synced: %d new (disabled), %d changed, %d no longer in code",
@@ -249,7 +259,9 @@ class Daemon:
 
         recompute_due = False
         if self._due_at is not None and self._due_at <= now:
-            fired, more = firing.fire_due(self.engine, self.app, worker_id=self.worker_id, now=now)
+            fired, more = firing.fire_due(
+                self.engine, self.schedule_plans, worker_id=self.worker_id, now=now
+            )
             self._log_fired(fired, now)
             stats.fired = sum(1 for f in fired if f.batch_id)
             # A chunk fired and more are due: claim and start runs first, then fire the
@@ -594,6 +606,7 @@ class Daemon:
                 self._signal_w.send(b"x")
 
     def wake(self) -> None:
+        """Look at the database on the next tick (a wake-up datagram came)."""
         self._woken = True
 
     def run(self) -> int:
@@ -641,7 +654,7 @@ class Daemon:
         for key, _ in self._selector.select(timeout):
             if key.data == "wake" and self._listener is not None:
                 if self._listener.drain():
-                    self._woken = True
+                    self.wake()
             elif isinstance(key.data, int):
                 self._ready.add(key.data)  # a child's run id
             elif key.data == "signal" and self._signal_r is not None:

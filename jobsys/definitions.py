@@ -16,9 +16,8 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from jobsys.errors import CronError, DefinitionError
+from jobsys.vocabulary import BatchMode, MissedPolicy, values
 
-MODES = ("ALL_JOBS", "GROUP")
-MISSED_POLICIES = ("SKIP", "RUN_ONCE")
 PARAM_TYPES = ("string", "integer", "number", "boolean")
 DEFAULT_GRACE_S = 60
 DEFAULT_MAX_CATCH_UP_S = 3600
@@ -91,10 +90,10 @@ class ScheduleDef:
     name: str
     description: str = ""
     timezone: str = "UTC"
-    mode: str = "ALL_JOBS"
+    mode: str = BatchMode.ALL_JOBS.value
     group: str | None = None
     environments: tuple[str, ...] | None = None
-    missed: str = "SKIP"
+    missed: str = MissedPolicy.SKIP.value
     max_catch_up_s: int | None = None
     allow_overlap: bool = False
     grace_s: int = DEFAULT_GRACE_S
@@ -328,7 +327,6 @@ class App:
         self.name = name
         self.jobs: dict[str, JobDef] = {}
         self.schedules: dict[str, ScheduleDef] = {}
-        self._validated = False
 
     # -- definitions -------------------------------------------------------------------
     def job(
@@ -369,7 +367,6 @@ class App:
                 params=_normalize_params(job_name, params),
                 memory_limit=parse_size(memory_limit, f"job {job_name!r}: memory_limit"),
             )
-            self._validated = False
             return func
 
         return register
@@ -382,10 +379,10 @@ class App:
         name: str | None = None,
         description: str = "",
         timezone: str = "UTC",
-        mode: str = "ALL_JOBS",
+        mode: str = BatchMode.ALL_JOBS,
         group: str | None = None,
         environments: Iterable[str] | None = None,
-        missed: str = "SKIP",
+        missed: str = MissedPolicy.SKIP,
         max_catch_up: str | float | int | None = None,
         allow_overlap: bool = False,
         grace: str | float | int | None = None,
@@ -401,17 +398,18 @@ class App:
             validate_cron(cron, timezone)
         except CronError as exc:
             raise CronError(f"{label}: {exc}") from None
-        if mode not in MODES:
-            raise DefinitionError(f"{label}: mode {mode!r} is not one of {', '.join(MODES)}")
-        if mode == "GROUP" and not group:
+        modes = [m.value for m in BatchMode if m.schedulable]
+        if mode not in modes:
+            raise DefinitionError(f"{label}: mode {mode!r} is not one of {', '.join(modes)}")
+        if mode == BatchMode.GROUP and not group:
             raise DefinitionError(f"{label}: mode GROUP needs a group")
-        if mode == "ALL_JOBS" and group:
+        if mode == BatchMode.ALL_JOBS and group:
             raise DefinitionError(
                 f"{label}: group {group!r} given but mode is ALL_JOBS (use mode='GROUP')"
             )
-        if missed not in MISSED_POLICIES:
+        if missed not in values(MissedPolicy):
             raise DefinitionError(
-                f"{label}: missed {missed!r} is not one of {', '.join(MISSED_POLICIES)}"
+                f"{label}: missed {missed!r} is not one of {', '.join(values(MissedPolicy))}"
             )
         envs = None
         if environments is not None:
@@ -420,7 +418,7 @@ class App:
                 raise DefinitionError(f"{label}: environments is empty (omit it to run everywhere)")
         catch_up = parse_duration(max_catch_up, f"{label}: max_catch_up")
         grace_s = parse_duration(grace, f"{label}: grace")
-        if missed == "SKIP" and max_catch_up is not None:
+        if missed == MissedPolicy.SKIP and max_catch_up is not None:
             raise DefinitionError(f"{label}: max_catch_up only applies with missed='RUN_ONCE'")
         sched = ScheduleDef(
             id=id,
@@ -428,20 +426,19 @@ class App:
             name=name or id,
             description=description,
             timezone=timezone,
-            mode=mode,
+            mode=BatchMode(mode).value,
             group=group,
             environments=envs,
-            missed=missed,
+            missed=MissedPolicy(missed).value,
             max_catch_up_s=(
                 int(catch_up)
                 if catch_up is not None
-                else (DEFAULT_MAX_CATCH_UP_S if missed == "RUN_ONCE" else None)
+                else (DEFAULT_MAX_CATCH_UP_S if missed == MissedPolicy.RUN_ONCE else None)
             ),
             allow_overlap=bool(allow_overlap),
             grace_s=int(grace_s) if grace_s is not None else DEFAULT_GRACE_S,
         )
         self.schedules[id] = sched
-        self._validated = False
         return sched
 
     @staticmethod
@@ -467,12 +464,11 @@ class App:
             raise DefinitionError("dependency cycle: " + " -> ".join(cycle))
         groups = set(self.groups)
         for sched in self.schedules.values():
-            if sched.mode == "GROUP" and sched.group not in groups:
+            if sched.mode == BatchMode.GROUP and sched.group not in groups:
                 known = ", ".join(sorted(groups)) or "none"
                 raise DefinitionError(
                     f"schedule {sched.id!r}: unknown group {sched.group!r} (known groups: {known})"
                 )
-        self._validated = True
         return self
 
     def _find_cycle(self) -> list[str] | None:
@@ -504,9 +500,10 @@ class App:
     # -- planning ----------------------------------------------------------------------
     def ordered(self, names: Iterable[str] | None = None) -> list[str]:
         """The named jobs (default all) in dependency order; ties keep definition order."""
-        chosen = list(self.jobs) if names is None else [n for n in self.jobs if n in set(names)]
+        wanted = None if names is None else set(names)
+        chosen = list(self.jobs) if wanted is None else [n for n in self.jobs if n in wanted]
         chosen_set = set(chosen)
-        index = {name: i for i, name in enumerate(self.jobs)}
+        index = {name: i for i, name in enumerate(chosen)}  # definition order among them
         waiting = {n: {d for d in self.jobs[n].depends_on if d in chosen_set} for n in chosen}
         done: list[str] = []
         ready = sorted((n for n, deps in waiting.items() if not deps), key=index.__getitem__)
@@ -539,13 +536,13 @@ class App:
         group are not run. ``JOB``: that one job alone. ``skip_dependencies`` drops the
         edges so nothing waits and one failure skips nothing.
         """
-        if mode == "ALL_JOBS":
+        if mode == BatchMode.ALL_JOBS:
             names = list(self.jobs)
-        elif mode == "GROUP":
-            if group not in set(self.groups):
+        elif mode == BatchMode.GROUP:
+            if not any(j.group == group for j in self.jobs.values()):
                 raise DefinitionError(f"unknown group {group!r}")
             names = [n for n, j in self.jobs.items() if j.group == group]
-        elif mode == "JOB":
+        elif mode == BatchMode.JOB:
             if job not in self.jobs:
                 raise DefinitionError(f"unknown job {job!r}")
             names = [job]
@@ -562,9 +559,6 @@ class App:
             )
             for n in ordered
         ]
-
-    def schedules_for(self, env: str) -> list[ScheduleDef]:
-        return [s for s in self.schedules.values() if s.active_in(env)]
 
     def get_job(self, name: str) -> JobDef:
         try:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import Engine
 
 from jobsys.clock import iso_utc
+from jobsys.store.workers import live_window
 
 if TYPE_CHECKING:
     from jobsys.store.health import StoppedWorker
@@ -30,7 +31,7 @@ API_NAMES = {OK: "healthy", WARNING: "warning", CRITICAL: "critical", UNKNOWN: "
 
 @dataclass(frozen=True)
 class Thresholds:
-    max_age_s: float = 300
+    max_age_s: float = live_window().total_seconds()  # beyond it a daemon is not alive
     warn_age_s: float = 120
     failures: int = 3
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from jobsys.cron import CronSchedule
+from jobsys.vocabulary import MissedPolicy
 
 #: At most this many missed slots are recorded one by one; the rest are summarised, so
 #: that a month of downtime on a per-minute schedule does not write 40,000 rows.
@@ -25,7 +26,7 @@ class ScheduleTiming:
 
     cron: str
     timezone: str
-    missed: str = "SKIP"
+    missed: str = MissedPolicy.SKIP.value
     max_catch_up_s: int | None = None
     grace_s: int = 60
 
@@ -81,7 +82,7 @@ def plan_due(timing: ScheduleTiming, next_run_at: datetime, now: datetime) -> Du
     skipped = [SkippedSlot(s, "superseded: a later slot is due now") for s in on_time[:-1]]
     if on_time:
         fire = on_time[-1]
-    elif late and timing.missed == "RUN_ONCE":
+    elif late and timing.missed == MissedPolicy.RUN_ONCE:
         limit = timedelta(seconds=timing.max_catch_up_s or 0)
         if now - late[-1] <= limit:
             fire = late.pop()
@@ -105,7 +106,7 @@ def plan_due(timing: ScheduleTiming, next_run_at: datetime, now: datetime) -> Du
 
 
 def _missed_reason(timing: ScheduleTiming) -> str:
-    if timing.missed == "RUN_ONCE":
+    if timing.missed == MissedPolicy.RUN_ONCE:
         return "missed: not fired within its grace and older than max_catch_up"
     return "missed: not fired within its grace (policy SKIP)"
 

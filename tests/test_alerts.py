@@ -27,7 +27,7 @@ from jobsys.alerts import (
 )
 from jobsys.clock import FakeClock
 from jobsys.definitions import App
-from jobsys.store.batches import create_manual_batch
+from jobsys.manual import create_manual_batch
 from jobsys.store.models import JobSchedule
 from jobsys.store.schedules import set_enabled, sync_definitions
 from tests.daemon_helpers import close_daemons, make_app, make_daemon, settle

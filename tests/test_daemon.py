@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 
 from jobsys.clock import FakeClock
 from jobsys.definitions import App
-from jobsys.store.batches import create_manual_batch
+from jobsys.manual import create_manual_batch
 from jobsys.store.db import session
 from jobsys.store.models import RunStatus, WorkerInstance
 from jobsys.store.queries import get_run

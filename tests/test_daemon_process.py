@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from jobsys.loader import load_app
-from jobsys.store.batches import create_manual_batch
+from jobsys.manual import create_manual_batch
 from jobsys.store.queries import get_run
 from jobsys.store.runs import request_cancel
 from jobsys.store.workers import notify_daemons

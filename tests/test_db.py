@@ -16,13 +16,13 @@ from sqlmodel import select
 
 from jobsys.errors import ConfigError, DatabaseError
 from jobsys.store.db import (
-    check_connection,
     dialect_name,
     make_engine,
     mask_url,
     normalize_url,
     session,
 )
+from jobsys.store.migrate import ensure_current
 from jobsys.store.models import (
     AdminUser,
     ApiToken,
@@ -115,8 +115,8 @@ def test_sqlite_pragmas_and_parent_folder(tmp_path: Path) -> None:
         engine.dispose()
 
 
-def test_check_connection_and_dialect(engine: Engine, db_url: str) -> None:
-    check_connection(engine)
+def test_migrated_database_answers_and_dialect(engine: Engine, db_url: str) -> None:
+    ensure_current(engine)  # what health and the daemon check first
     assert dialect_name(engine) == ("sqlite" if db_url.startswith("sqlite") else "mysql")
 
 
@@ -136,7 +136,7 @@ def test_unreachable_mysql_is_a_database_error() -> None:
     started = time.monotonic()
     try:
         with pytest.raises(DatabaseError) as info:
-            check_connection(engine)
+            ensure_current(engine)
     finally:
         engine.dispose()
     assert time.monotonic() - started < 6

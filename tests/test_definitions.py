@@ -115,8 +115,8 @@ def test_schedule_defaults_and_environments() -> None:
     assert s.name == "dev" and s.timezone == "UTC" and s.mode == "ALL_JOBS"
     assert s.missed == "SKIP" and s.grace_s == 60 and s.allow_overlap is False
     assert r.max_catch_up_s == 3600
-    assert [x.id for x in app.schedules_for("production")] == ["catch"]
-    assert [x.id for x in app.schedules_for("development")] == ["dev", "catch"]
+    assert [x.id for x in app.schedules.values() if x.active_in("production")] == ["catch"]
+    assert [x.id for x in app.schedules.values() if x.active_in("development")] == ["dev", "catch"]
 
 
 def test_params_validation() -> None:

@@ -1,8 +1,9 @@
 """Creating batches: one trigger's work as a set of job runs with dependency edges.
 
 Used by the daemon when a slot fires (CRON) and by the web and CLI for Run Now, run one
-job, run all and run a group (MANUAL). A batch's runs are inserted in dependency order;
-each run lists the jobs of the same batch it waits for.
+job, run all and run a group (MANUAL). The store does not plan: it writes the
+``BatchPlan`` that ``jobsys.planning`` made, its runs in that (dependency) order, each
+listing the jobs of the same batch it waits for.
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
-from jobsys.definitions import App, default_params, validate_params
-from jobsys.errors import DefinitionError, NotFound
 from jobsys.store import audit
 from jobsys.store.db import database_errors, session
 from jobsys.store.models import BatchMode, JobBatch, JobRun, JobSchedule, RunStatus, Trigger
+from jobsys.store.types import BatchPlan
 
 
 @dataclass(frozen=True)
@@ -30,13 +30,8 @@ class CreatedBatch:
 
 def insert_batch(
     s: Session,
-    app: App,
+    plan: BatchPlan,
     *,
-    mode: str,
-    group: str | None = None,
-    job: str | None = None,
-    params: dict[str, Any] | None = None,
-    skip_dependencies: bool = False,
     trigger: str,
     schedule_id: str | None = None,
     scheduled_for: datetime | None = None,
@@ -47,38 +42,35 @@ def insert_batch(
     now: datetime,
 ) -> CreatedBatch:
     """Insert a batch and its runs in ``s`` (the caller commits)."""
-    plan = app.plan(mode=mode, group=group, job=job, skip_dependencies=skip_dependencies)
     batch = JobBatch(
         schedule_id=schedule_id,
         trigger=trigger,
         scheduled_for=scheduled_for,
-        status=RunStatus.QUEUED if plan else RunStatus.SUCCESS,
+        status=RunStatus.QUEUED if plan.runs else RunStatus.SUCCESS,
         reason=reason,
-        mode=mode,
-        job_group=group if mode == BatchMode.GROUP else None,
-        skip_dependencies=skip_dependencies,
+        mode=plan.mode,
+        job_group=plan.group,
+        skip_dependencies=plan.skip_dependencies,
         triggered_by=triggered_by,
         fired_by=fired_by,
         lateness_ms=lateness_ms,
-        total_runs=len(plan),
+        total_runs=len(plan.runs),
         created_at=now,
         updated_at=now,
-        finished_at=None if plan else now,
-        duration_ms=None if plan else 0,
+        finished_at=None if plan.runs else now,
+        duration_ms=None if plan.runs else 0,
     )
     s.add(batch)
     s.flush()  # assigns batch.id; a duplicate cron slot raises IntegrityError here
     assert batch.id is not None
-    if not plan:
+    if not plan.runs:
         return CreatedBatch(batch.id, [])
     rows = run_rows(
-        app,
         plan,
         batch_id=batch.id,
         trigger=trigger,
         schedule_id=schedule_id,
         scheduled_for=scheduled_for,
-        params=params if mode == BatchMode.JOB else None,
         triggered_by=triggered_by,
         now=now,
     )
@@ -95,94 +87,66 @@ def insert_batch(
 
 
 def run_rows(
-    app: App,
-    plan: list[tuple[str, tuple[str, ...]]],
+    plan: BatchPlan,
     *,
     batch_id: int,
     trigger: str,
     schedule_id: str | None,
     scheduled_for: datetime | None,
     now: datetime,
-    params: dict[str, Any] | None = None,
     triggered_by: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The ``job_run`` rows of one batch, in dependency order. ``params`` is for a
-    one-job batch; every other run gets its job's default params."""
+    """The ``job_run`` rows of one batch, in the plan's (dependency) order."""
     return [
         {
             "batch_id": batch_id,
-            "job_name": name,
+            "job_name": run.job_name,
             "status": RunStatus.QUEUED,
             "trigger": trigger,
             "schedule_id": schedule_id,
             "scheduled_for": scheduled_for,
-            "params": params if params is not None else default_params(app.jobs[name]),
+            "params": run.params,
             "triggered_by": triggered_by,
-            "depends_on": list(deps),
+            "depends_on": list(run.depends_on),
             "position": position,
             "queued_at": now,
-            "timeout_s": run_timeout(app, name),
+            "timeout_s": run.timeout_s,
             "cancel_requested": False,
             "updated_at": now,
         }
-        for position, (name, deps) in enumerate(plan)
+        for position, run in enumerate(plan.runs)
     ]
 
 
-def run_timeout(app: App, name: str) -> int | None:
-    timeout = app.jobs[name].timeout_s
-    return None if timeout is None else max(1, round(timeout))
-
-
-def create_manual_batch(
+def write_manual_batch(
     engine: Engine,
-    app: App,
+    plan: BatchPlan,
     *,
-    mode: str,
     now: datetime,
     actor: str | None,
-    group: str | None = None,
-    job: str | None = None,
-    params: Any = None,
-    skip_dependencies: bool = False,
     schedule_id: str | None = None,
-    env: str | None = None,
     ip: str | None = None,
 ) -> CreatedBatch:
-    """Run Now (a schedule), run one job (with params), run all, run a group.
+    """Write a manual batch (planned by ``jobsys.planning.plan_manual``); with
+    ``schedule_id`` it is that schedule's Run Now.
 
     Never moves a schedule's ``next_run_at``. The batch, its runs and the audit row are
     one transaction.
     """
-    if mode == BatchMode.JOB:
-        params = validate_params(app.get_job(job or ""), params)
-    elif params is not None:
-        raise DefinitionError("params are only accepted when running one job")
-    if mode == BatchMode.GROUP and group not in app.groups:
-        raise NotFound(f"unknown group {group!r}")
     action = {
         BatchMode.JOB: "job.run",
         BatchMode.GROUP: "jobs.run_group",
         BatchMode.ALL_JOBS: "jobs.run_all",
-    }[BatchMode(mode)]
-    target_type, target_id = ("job", job) if mode == BatchMode.JOB else ("group", group)
+    }[BatchMode(plan.mode)]
+    target_type, target_id = (
+        ("job", plan.job) if plan.mode == BatchMode.JOB else ("group", plan.group)
+    )
     if schedule_id is not None:
-        sched = app.schedules.get(schedule_id)
-        if sched is None:
-            raise NotFound(f"unknown schedule {schedule_id!r}")
-        if env is not None and not sched.active_in(env):
-            raise NotFound(f"schedule {schedule_id!r} is not active in environment {env!r}")
-        mode, group = sched.mode, sched.group
         action, target_type, target_id = "schedule.trigger", "schedule", schedule_id
     with database_errors(engine, "cannot create batch in"), session(engine) as s:
         created = insert_batch(
             s,
-            app,
-            mode=mode,
-            group=group,
-            job=job,
-            params=params,
-            skip_dependencies=skip_dependencies,
+            plan,
             trigger=Trigger.MANUAL,
             schedule_id=schedule_id,
             triggered_by=actor,
@@ -210,8 +174,8 @@ def create_manual_batch(
             after={
                 "batch_id": created.batch_id,
                 "runs": len(created.run_ids),
-                **({"params": params} if mode == BatchMode.JOB else {}),
-                **({"skip_dependencies": True} if skip_dependencies else {}),
+                **({"params": plan.params} if plan.mode == BatchMode.JOB else {}),
+                **({"skip_dependencies": True} if plan.skip_dependencies else {}),
             },
             ip=ip,
         )

@@ -351,9 +351,3 @@ def database_errors(engine: Engine, doing: str) -> Iterator[None]:
         if password:
             reason = reason.replace(str(password), "***")
         raise DatabaseError(f"{doing} {mask_url(engine.url)}: {reason}") from exc
-
-
-def check_connection(engine: Engine) -> None:
-    """Raise ``DatabaseError`` unless the database answers a trivial query."""
-    with database_errors(engine, "cannot reach database"), engine.connect() as conn:
-        conn.exec_driver_sql("SELECT 1")

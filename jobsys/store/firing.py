@@ -14,7 +14,7 @@ For each enabled schedule whose ``next_run_at`` has come, one transaction:
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,12 +24,16 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from jobsys.definitions import App
 from jobsys.scheduler import DuePlan, ScheduleTiming, plan_due
 from jobsys.store.batches import insert_batch, run_rows
 from jobsys.store.db import database_errors, session, write_engine
-from jobsys.store.models import BatchMode, JobBatch, JobRun, JobSchedule, RunStatus, Trigger
+from jobsys.store.models import JobBatch, JobRun, JobSchedule, RunStatus, Trigger
 from jobsys.store.schedules import timing_of
+from jobsys.store.types import BatchPlan
+
+#: What fires, by schedule id: the plan of each schedule in this daemon's code
+#: (``jobsys.planning.schedule_plans``); a schedule not in it never fires here.
+Plans = Mapping[str, BatchPlan]
 
 #: Due schedules handled per transaction by ``fire_due``: the daemon claims and starts
 #: runs between chunks, so the first jobs start while later slots are still being fired.
@@ -65,7 +69,7 @@ def earliest_next_run(engine: Engine) -> datetime | None:
 
 
 def fire_due(
-    engine: Engine, app: App, *, worker_id: str, now: datetime, limit: int = FIRE_CHUNK
+    engine: Engine, plans: Plans, *, worker_id: str, now: datetime, limit: int = FIRE_CHUNK
 ) -> tuple[list[Fired], bool]:
     """Fire up to ``limit`` due schedules; returns what fired and whether more are due.
 
@@ -78,16 +82,16 @@ def fire_due(
     """
     fired: list[Fired] = []
     slow: list[str] = []
-    fast: list[tuple[Any, DuePlan, list[tuple[str, tuple[str, ...]]]]] = []
+    fast: list[tuple[Any, DuePlan, BatchPlan]] = []
     with database_errors(engine, "cannot fire schedules in"):
         try:
             # One transaction reads the due schedules and fires the common case.
             with write_engine(engine).begin() as conn:
                 rows = conn.execute(_due_statement(limit + 1), {"b_now": now}).all()
                 more = len(rows) > limit
-                fast, slow = _split(app, rows[:limit], now)
+                fast, slow = _split(plans, rows[:limit], now)
                 if fast:
-                    done, deferred = _fire_many(conn, app, fast, worker_id=worker_id, now=now)
+                    done, deferred = _fire_many(conn, fast, worker_id=worker_id, now=now)
                     fired += done
                     slow += deferred
         except IntegrityError:
@@ -96,7 +100,7 @@ def fire_due(
             fired = []
             slow += [row.id for row, _, _ in fast]
     for schedule_id in slow:
-        one = fire_schedule(engine, app, schedule_id, worker_id=worker_id, now=now)
+        one = fire_schedule(engine, plans, schedule_id, worker_id=worker_id, now=now)
         if one is not None:
             fired.append(one)
     return fired, more
@@ -123,15 +127,14 @@ def _due_statement(limit: int) -> Any:  # a Select of the due rows
 
 
 def _split(
-    app: App, rows: Sequence[Any], now: datetime
-) -> tuple[list[tuple[Any, DuePlan, list[tuple[str, tuple[str, ...]]]]], list[str]]:
+    plans: Plans, rows: Sequence[Any], now: datetime
+) -> tuple[list[tuple[Any, DuePlan, BatchPlan]], list[str]]:
     """The due rows this daemon knows: the common case (fast) and the rest (slow)."""
     slow: list[str] = []
-    fast: list[tuple[Any, DuePlan, list[tuple[str, tuple[str, ...]]]]] = []
-    plans: dict[tuple[str, str | None], list[tuple[str, tuple[str, ...]]]] = {}
+    fast: list[tuple[Any, DuePlan, BatchPlan]] = []
     for row in rows:
-        sched = app.schedules.get(row.id)
-        if sched is None:
+        batch = plans.get(row.id)
+        if batch is None:
             continue  # not in this daemon's code: it never fires here
         timing = ScheduleTiming(
             cron=row.cron,
@@ -141,13 +144,10 @@ def _split(
             grace_s=row.grace_s,
         )
         plan = plan_due(timing, row.next_run_at, now)
-        key = (sched.mode, sched.group)
-        if key not in plans:
-            plans[key] = app.plan(mode=sched.mode, group=sched.group)
-        if plan.fire is None or plan.skipped or not plans[key]:
+        if plan.fire is None or plan.skipped or not batch.runs:
             slow.append(row.id)
         else:
-            fast.append((row, plan, plans[key]))
+            fast.append((row, plan, batch))
     return fast, slow
 
 
@@ -164,7 +164,6 @@ _CLAIM_SLOT = (
         last_run_status=RunStatus.QUEUED,
         run_count=col(JobSchedule.run_count) + 1,
         locked_by=bindparam("b_worker_id"),
-        locked_at=bindparam("b_now"),
         updated_at=bindparam("b_now"),
     )
 )
@@ -177,8 +176,7 @@ _SET_LAST_BATCH = (
 
 def _fire_many(
     conn: Connection,
-    app: App,
-    due: list[tuple[Any, DuePlan, list[tuple[str, tuple[str, ...]]]]],
+    due: list[tuple[Any, DuePlan, BatchPlan]],
     *,
     worker_id: str,
     now: datetime,
@@ -201,8 +199,8 @@ def _fire_many(
             )
             if bid is not None
         }
-    won: list[tuple[Any, DuePlan, list[tuple[str, tuple[str, ...]]]]] = []
-    for row, plan, jobs in due:
+    won: list[tuple[Any, DuePlan, BatchPlan]] = []
+    for row, plan, batch in due:
         if row.last_batch_id in running and not row.allow_overlap:
             deferred.append(row.id)
             continue
@@ -217,11 +215,11 @@ def _fire_many(
             },
         )
         if claimed.rowcount == 1:
-            won.append((row, plan, jobs))
+            won.append((row, plan, batch))
     if not won:
         return fired, deferred
-    batch_ids = _insert_batches(conn, app, won, worker_id=worker_id, now=now)
-    run_ids = _insert_runs(conn, app, won, batch_ids, now=now)
+    batch_ids = _insert_batches(conn, won, worker_id=worker_id, now=now)
+    run_ids = _insert_runs(conn, won, batch_ids, now=now)
     conn.execute(
         _SET_LAST_BATCH,
         [{"b_sid": row.id, "b_batch_id": batch_ids[row.id]} for row, _, _ in won],
@@ -234,16 +232,14 @@ def _fire_many(
 
 def _insert_batches(
     conn: Connection,
-    app: App,
-    won: list[tuple[Any, DuePlan, list[tuple[str, tuple[str, ...]]]]],
+    won: list[tuple[Any, DuePlan, BatchPlan]],
     *,
     worker_id: str,
     now: datetime,
 ) -> dict[str, int]:
     """Insert one batch per schedule; returns batch id by schedule id."""
     rows = []
-    for row, plan, jobs in won:
-        sched = app.schedules[row.id]
+    for row, plan, batch in won:
         assert plan.fire is not None
         rows.append(
             {
@@ -252,12 +248,12 @@ def _insert_batches(
                 "scheduled_for": plan.fire,
                 "status": RunStatus.QUEUED,
                 "reason": plan.fire_reason,
-                "mode": sched.mode,
-                "job_group": sched.group if sched.mode == BatchMode.GROUP else None,
+                "mode": batch.mode,
+                "job_group": batch.group,
                 "skip_dependencies": False,
                 "fired_by": worker_id,
                 "lateness_ms": int((now - plan.fire).total_seconds() * 1000),
-                "total_runs": len(jobs),
+                "total_runs": len(batch.runs),
                 "created_at": now,
                 "updated_at": now,
             }
@@ -287,8 +283,7 @@ def _insert_batches(
 
 def _insert_runs(
     conn: Connection,
-    app: App,
-    won: list[tuple[Any, DuePlan, list[tuple[str, tuple[str, ...]]]]],
+    won: list[tuple[Any, DuePlan, BatchPlan]],
     batch_ids: dict[str, int],
     *,
     now: datetime,
@@ -296,10 +291,9 @@ def _insert_runs(
     """Insert every batch's runs in dependency order; returns run ids by batch id."""
     rows = [
         run
-        for row, plan, jobs in won
+        for row, plan, batch in won
         for run in run_rows(
-            app,
-            jobs,
+            batch,
             batch_id=batch_ids[row.id],
             trigger=Trigger.CRON,
             schedule_id=row.id,
@@ -325,11 +319,11 @@ def _insert_runs(
 
 
 def fire_schedule(
-    engine: Engine, app: App, schedule_id: str, *, worker_id: str, now: datetime
+    engine: Engine, plans: Plans, schedule_id: str, *, worker_id: str, now: datetime
 ) -> Fired | None:
     """Handle one due schedule; None when another daemon (or a change) got there first."""
-    sched = app.schedules.get(schedule_id)
-    if sched is None:
+    batch = plans.get(schedule_id)
+    if batch is None:
         return None  # removed from this daemon's code: it never fires
     with database_errors(engine, "cannot fire schedule in"), session(engine, write=True) as s:
         row = s.get(JobSchedule, schedule_id)
@@ -377,9 +371,7 @@ def fire_schedule(
                 lateness = int((now - plan.fire).total_seconds() * 1000)
                 created = insert_batch(
                     s,
-                    app,
-                    mode=sched.mode,
-                    group=sched.group,
+                    batch,
                     trigger=Trigger.CRON,
                     schedule_id=schedule_id,
                     scheduled_for=plan.fire,
@@ -397,7 +389,6 @@ def fire_schedule(
                         last_run_status=RunStatus.QUEUED if created.run_ids else RunStatus.SUCCESS,
                         run_count=col(JobSchedule.run_count) + 1,
                         locked_by=worker_id,
-                        locked_at=now,
                     )
                 )
                 fired = Fired(

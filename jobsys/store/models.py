@@ -21,6 +21,8 @@ from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, UniqueCon
 from sqlmodel import Field, SQLModel
 
 from jobsys.store.types import JSONText, UTCDateTime, long_text
+from jobsys.vocabulary import BatchMode as BatchMode  # re-exported: the store's callers use it
+from jobsys.vocabulary import MissedPolicy
 
 
 class RunStatus(StrEnum):
@@ -42,19 +44,6 @@ class Trigger(StrEnum):
     CRON = "CRON"
     MANUAL = "MANUAL"
     EVENT = "EVENT"
-
-
-class BatchMode(StrEnum):
-    """What a batch runs; a schedule's ``execution_mode`` is ALL_JOBS or GROUP."""
-
-    ALL_JOBS = "ALL_JOBS"
-    GROUP = "GROUP"
-    JOB = "JOB"
-
-
-class MissedPolicy(StrEnum):
-    SKIP = "SKIP"
-    RUN_ONCE = "RUN_ONCE"
 
 
 class WorkerStatus(StrEnum):
@@ -127,7 +116,6 @@ class JobSchedule(SQLModel, table=True):
     failure_count: int = _count()
     consecutive_failures: int = _count()
     locked_by: str | None = Field(default=None, max_length=100)
-    locked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime, index=True)
 

@@ -20,12 +20,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from jobsys.clock import iso_utc
-from jobsys.definitions import App, ScheduleDef
 from jobsys.errors import NotFound
 from jobsys.scheduler import ScheduleTiming, next_run_after
 from jobsys.store import audit
 from jobsys.store.db import database_errors, session
 from jobsys.store.models import JobDefinition, JobSchedule
+from jobsys.store.types import Definitions, ScheduleSpec
 
 
 def timing_of(row: JobSchedule) -> ScheduleTiming:
@@ -53,7 +53,7 @@ _DEFINITION_KEYS = (
 )
 
 
-def _definition_fields(sched: ScheduleDef, env: str) -> dict[str, Any]:
+def _definition_fields(sched: ScheduleSpec, env: str) -> dict[str, Any]:
     return {
         "name": sched.name,
         "description": sched.description,
@@ -80,9 +80,10 @@ class SyncReport:
 
 
 def sync_definitions(
-    engine: Engine, app: App, env: str, now: datetime, *, mark_removed: bool = True
+    engine: Engine, app: Definitions, env: str, now: datetime, *, mark_removed: bool = True
 ) -> SyncReport:
-    """Bring the database's schedules and job registry in line with ``app``.
+    """Bring the database's schedules and job registry in line with ``app`` (its
+    records are read as plain values: ``App`` or anything of the same shape).
 
     Safe to run from several processes at once: a row another process inserted first is
     simply updated. ``mark_removed=False`` (used by the web and the CLI) never marks rows
@@ -108,7 +109,7 @@ def sync_definitions(
 
 
 def _sync_schedules(
-    s: Session, app: App, env: str, now: datetime, mark_removed: bool
+    s: Session, app: Definitions, env: str, now: datetime, mark_removed: bool
 ) -> tuple[list[str], list[str], list[str]]:
     rows = {row.id: row for row in s.exec(select(JobSchedule))}
     created: list[str] = []
@@ -141,7 +142,7 @@ def _sync_schedules(
     return created, updated, removed
 
 
-def _sync_jobs(s: Session, app: App, now: datetime, mark_removed: bool) -> list[str]:
+def _sync_jobs(s: Session, app: Definitions, now: datetime, mark_removed: bool) -> list[str]:
     rows = {row.name: row for row in s.exec(select(JobDefinition))}
     created: list[str] = []
     for job in app.jobs.values():
@@ -255,7 +256,7 @@ class ScheduleView:
         }
 
 
-def _view(row: JobSchedule | None, sched: ScheduleDef | None, env: str) -> ScheduleView:
+def _view(row: JobSchedule | None, sched: ScheduleSpec | None, env: str) -> ScheduleView:
     if sched is not None:
         defined = _definition_fields(sched, env)
     else:
@@ -281,7 +282,7 @@ def _view(row: JobSchedule | None, sched: ScheduleDef | None, env: str) -> Sched
 
 
 def schedule_views(
-    engine: Engine, app: App, env: str, *, include_inactive: bool = False
+    engine: Engine, app: Definitions, env: str, *, include_inactive: bool = False
 ) -> list[ScheduleView]:
     """Code schedules active in ``env`` (all with ``include_inactive``), then rows no longer
     in code, each merged with its database state."""
@@ -298,7 +299,7 @@ def schedule_views(
     return views
 
 
-def get_view(engine: Engine, app: App, env: str, schedule_id: str) -> ScheduleView:
+def get_view(engine: Engine, app: Definitions, env: str, schedule_id: str) -> ScheduleView:
     """One schedule as ``schedule_views(include_inactive=True)`` shows it (one row read)."""
     with database_errors(engine, "cannot read schedules from"), session(engine) as s:
         row = s.get(JobSchedule, schedule_id)
@@ -308,14 +309,14 @@ def get_view(engine: Engine, app: App, env: str, schedule_id: str) -> ScheduleVi
     return _view(row, sched, env)
 
 
-def _lags(row: JobSchedule, sched: ScheduleDef, env: str) -> bool:
+def _lags(row: JobSchedule, sched: ScheduleSpec, env: str) -> bool:
     """Whether ``row`` differs from the definition of ``sched`` (a sync would change it)."""
     return any(getattr(row, k) != v for k, v in _definition_fields(sched, env).items())
 
 
 def set_enabled(
     engine: Engine,
-    app: App,
+    app: Definitions,
     env: str,
     schedule_id: str,
     enabled: bool,
@@ -355,7 +356,7 @@ def set_enabled(
 def _write_enabled(
     s: Session,
     row: JobSchedule | None,
-    sched: ScheduleDef | None,
+    sched: ScheduleSpec | None,
     env: str,
     schedule_id: str,
     enabled: bool,

@@ -1,4 +1,5 @@
-"""Column types that behave the same on SQLite and MySQL/MariaDB.
+"""Column types that behave the same on SQLite and MySQL/MariaDB, and the plain values
+the store is given to write (a batch plan, the shape of definitions it syncs).
 
 Every instant jobsys stores is UTC. Neither backend keeps a time zone with a DATETIME,
 so the column holds naive UTC and the Python side only ever sees aware UTC values:
@@ -8,8 +9,10 @@ comparisons with ``Clock.now()`` never mix naive and aware datetimes.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import DateTime, Text
 from sqlalchemy.dialects import mysql
@@ -82,3 +85,89 @@ class JSONText(TypeDecorator[Any]):
         if value is None:
             return None
         return json.loads(value)
+
+
+# -- what the store writes -------------------------------------------------------------
+# The store never plans: ``jobsys.planning`` turns the definitions into these values and
+# the store writes them as they are.
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a planned batch. ``params`` are final (defaults applied); treat them
+    as read-only: a schedule's plan is reused for every slot it fires."""
+
+    job_name: str
+    depends_on: tuple[str, ...]  # jobs of the same batch this run waits for
+    params: dict[str, Any] | None
+    timeout_s: int | None
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """The runs one trigger creates, in dependency order (a ``BatchMode`` value says
+    what was asked: all jobs, a group, one job)."""
+
+    mode: str
+    runs: tuple[PlannedRun, ...]
+    group: str | None = None  # the group of a GROUP batch
+    job: str | None = None  # the job of a JOB batch
+    params: dict[str, Any] | None = None  # the params given to a JOB batch, checked
+    skip_dependencies: bool = False
+
+
+class ScheduleSpec(Protocol):
+    """What the store reads of a schedule defined in code (``ScheduleDef`` fits)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def cron(self) -> str: ...
+    @property
+    def timezone(self) -> str: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def group(self) -> str | None: ...
+    @property
+    def environments(self) -> tuple[str, ...] | None: ...
+    @property
+    def missed(self) -> str: ...
+    @property
+    def max_catch_up_s(self) -> int | None: ...
+    @property
+    def allow_overlap(self) -> bool: ...
+    @property
+    def grace_s(self) -> int: ...
+    def active_in(self, env: str) -> bool: ...
+
+
+class JobSpec(Protocol):
+    """What the store reads of a job defined in code (``JobDef`` fits)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def group(self) -> str: ...
+    @property
+    def depends_on(self) -> tuple[str, ...]: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def timeout_s(self) -> float | None: ...
+    @property
+    def params(self) -> Mapping[str, Mapping[str, Any]] | None: ...
+
+
+class Definitions(Protocol):
+    """The definitions the store syncs and shows: plain records by name (``App`` fits;
+    the store reads their fields, it does not plan)."""
+
+    @property
+    def schedules(self) -> Mapping[str, ScheduleSpec]: ...
+    @property
+    def jobs(self) -> Mapping[str, JobSpec]: ...

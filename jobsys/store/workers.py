@@ -28,6 +28,22 @@ from jobsys.store.runs import fail_runs
 
 DAEMON_LOST = "daemon lost"
 
+#: Design 6.9: a daemon is live while its newest heartbeat is at most 5 minutes old.
+LIVE_HEARTBEAT_S = 300
+
+
+def live_window(poll_interval_ms: int | None = None) -> timedelta:
+    """How recent a daemon's heartbeat must be for it to count as live: the one
+    definition health, ``/metrics``, the UI and the wake-ups of the web and CLI use.
+
+    5 minutes; given the poll interval, three poll periods when that is longer (a daemon
+    heartbeats once per poll, so a slow poll must not make it look dead).
+    """
+    seconds = float(LIVE_HEARTBEAT_S)
+    if poll_interval_ms is not None:
+        seconds = max(seconds, 3 * poll_interval_ms / 1000)
+    return timedelta(seconds=seconds)
+
 
 def register(
     engine: Engine,
@@ -191,7 +207,7 @@ def recover_dead(
             conn.execute(
                 update(JobSchedule)
                 .where(col(JobSchedule.locked_by).in_(stopped))
-                .values(locked_by=None, locked_at=None)
+                .values(locked_by=None)
             )
     return report
 
@@ -225,5 +241,5 @@ def release_all(engine: Engine, worker_id: str, now: datetime) -> None:
         conn.execute(
             update(JobSchedule)
             .where(col(JobSchedule.locked_by) == worker_id)
-            .values(locked_by=None, locked_at=None)
+            .values(locked_by=None)
         )

@@ -13,8 +13,8 @@ from starlette.responses import JSONResponse, Response
 from jobsys import cron, health
 from jobsys.clock import iso_utc
 from jobsys.errors import CronError
+from jobsys.manual import create_manual_batch
 from jobsys.store import audit
-from jobsys.store.batches import create_manual_batch
 from jobsys.store.db import session
 from jobsys.store.models import RunStatus, Trigger
 from jobsys.store.queries import (

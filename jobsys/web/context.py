@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 from sqlalchemy.engine import Engine
 
@@ -15,9 +14,6 @@ from jobsys.config import Settings
 from jobsys.definitions import App
 
 log = logging.getLogger("jobsys.web")
-
-#: Daemons that heartbeated within this are told about new work (design 6.6).
-WAKE_STALE_AFTER = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -81,10 +77,11 @@ class WebContext:
         from sqlalchemy.exc import SQLAlchemyError
 
         from jobsys.errors import JobsysError
-        from jobsys.store.workers import notify_daemons
+        from jobsys.store.workers import live_window, notify_daemons
 
         try:
-            return notify_daemons(self.engine, self.clock.now(), WAKE_STALE_AFTER)
+            live = live_window(self.settings.poll_interval_ms)
+            return notify_daemons(self.engine, self.clock.now(), live)
         except (JobsysError, SQLAlchemyError) as exc:
             # The action is done; the daemons' safety-net poll will see it.
             log.warning("could not wake the daemons: %s", exc)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from jobsys import __version__
+from jobsys.vocabulary import BatchMode, MissedPolicy
 from jobsys.web.routing import Access, ApiRoute
 
 _STR: dict[str, Any] = {"type": "string"}
@@ -75,7 +76,7 @@ _BATCH = {
     "scheduled_for": _TIME,
     "status": _STATUS,
     "reason": _OPT_STR,
-    "mode": {"type": "string", "enum": ["ALL_JOBS", "GROUP", "JOB"]},
+    "mode": {"type": "string", "enum": [m.value for m in BatchMode]},
     "job_group": _OPT_STR,
     "skip_dependencies": _BOOL,
     "triggered_by": _OPT_STR,
@@ -95,10 +96,10 @@ _SCHEDULE = {
     "cron": _STR,
     "cron_description": _STR,
     "timezone": _STR,
-    "execution_mode": {"type": "string", "enum": ["ALL_JOBS", "GROUP"]},
+    "execution_mode": {"type": "string", "enum": [m.value for m in BatchMode if m.schedulable]},
     "job_group": _OPT_STR,
     "environments": {"type": ["array", "null"], "items": _STR},
-    "missed_policy": {"type": "string", "enum": ["SKIP", "RUN_ONCE"]},
+    "missed_policy": {"type": "string", "enum": [m.value for m in MissedPolicy]},
     "missed_policy_description": _STR,
     "max_catch_up_s": _OPT_INT,
     "allow_overlap": _BOOL,

@@ -12,6 +12,7 @@ from jobsys.clock import parse_iso
 from jobsys.definitions import App
 from jobsys.health import HealthReport
 from jobsys.store.queries import LogPage
+from jobsys.vocabulary import MissedPolicy
 
 
 def job_entry(app: App, name: str, activity: Mapping[str, Any]) -> dict[str, Any]:
@@ -123,7 +124,7 @@ def sse_comment(text: str) -> str:
 
 def missed_policy_text(policy: str, grace_s: int, max_catch_up_s: int | None) -> str:
     """What happens to slots no daemon fired in time, in one sentence for the UI."""
-    if policy == "RUN_ONCE":
+    if policy == MissedPolicy.RUN_ONCE:
         window = f"{max_catch_up_s // 60} min" if max_catch_up_s else "the catch-up window"
         return (
             f"RUN_ONCE: if slots were missed (fired more than {grace_s} s late) within "
