@@ -91,6 +91,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from jobsys.definitions import App, JobDef, format_bytes
 from jobsys.errors import DefinitionError
+from jobsys.runspec import RunSpec as RunSpec  # re-exported: callers' old import
 
 if TYPE_CHECKING:
     from jobsys.forkserver import ForkServer
@@ -132,24 +133,6 @@ _log = logging.getLogger("jobsys.executor")
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    run_id: int
-    batch_id: int
-    job_name: str
-    params: dict[str, Any]
-    trigger: str
-    schedule_id: str | None
-    scheduled_for: datetime | None
-    database_url: str
-    timeout_s: float | None
-    #: The run stops itself when the daemon's keep-alive is older than this (see
-    #: ``KeepAlive``); None: never.
-    keepalive_s: float | None = None
-    #: Bytes of resident memory the job's process may use; None: no limit.
-    memory_limit: int | None = None
 
 
 class KeepAlive:
@@ -947,14 +930,9 @@ class _Context:
         flag: _CancelFlag,
         monotonic: Callable[[], float],
     ) -> None:
-        self.run_id = spec.run_id
-        self.batch_id = spec.batch_id
-        self.job_name = spec.job_name
+        self._spec = spec
+        # A copy: the job may change it, the record stays as the daemon sent it.
         self.params: dict[str, Any] = dict(spec.params)
-        self.trigger = spec.trigger
-        self.schedule_id = spec.schedule_id
-        self.scheduled_for = spec.scheduled_for
-        self.database_url = spec.database_url
         self.log = _Logger(channel)
         self._channel = channel
         self._flag = flag
@@ -965,6 +943,35 @@ class _Context:
 
     def __repr__(self) -> str:
         return f"<JobContext run={self.run_id} job={self.job_name!r}>"
+
+    # The run's identity: read from the record, not copied.
+    @property
+    def run_id(self) -> int:
+        return self._spec.run_id
+
+    @property
+    def batch_id(self) -> int:
+        return self._spec.batch_id
+
+    @property
+    def job_name(self) -> str:
+        return self._spec.job_name
+
+    @property
+    def trigger(self) -> str:
+        return self._spec.trigger
+
+    @property
+    def schedule_id(self) -> str | None:
+        return self._spec.schedule_id
+
+    @property
+    def scheduled_for(self) -> datetime | None:
+        return self._spec.scheduled_for
+
+    @property
+    def database_url(self) -> str:
+        return self._spec.database_url
 
     @property
     def cancelled(self) -> bool:

@@ -35,7 +35,6 @@ import selectors
 import signal
 import socket
 import time
-from datetime import datetime
 from typing import Any, NoReturn
 
 from jobsys.definitions import App
@@ -45,13 +44,13 @@ from jobsys.executor import (
     _EXIT_SETUP_FAILED,
     _PR_SET_PDEATHSIG,
     KeepAlive,
-    RunSpec,
     _child_main,
     _prctl_function,
     _sig,
     _utcnow,
     open_pipes,
 )
+from jobsys.runspec import RunSpec
 
 _MAX_PACKET = 1 << 20
 #: How long ``close`` waits for the server to exit before killing it.
@@ -60,42 +59,6 @@ _CLOSE_WAIT_S = 5.0
 
 class ForkServerError(OSError):
     """The fork server is gone or answered nonsense; the daemon forks by itself then."""
-
-
-def spec_to_json(spec: RunSpec) -> bytes:
-    return json.dumps(
-        {
-            "run_id": spec.run_id,
-            "batch_id": spec.batch_id,
-            "job_name": spec.job_name,
-            "params": spec.params,
-            "trigger": spec.trigger,
-            "schedule_id": spec.schedule_id,
-            "scheduled_for": None if spec.scheduled_for is None else spec.scheduled_for.isoformat(),
-            "database_url": spec.database_url,
-            "timeout_s": spec.timeout_s,
-            "keepalive_s": spec.keepalive_s,
-            "memory_limit": spec.memory_limit,
-        }
-    ).encode()
-
-
-def spec_from_json(data: bytes) -> RunSpec:
-    raw = json.loads(data)
-    when = raw["scheduled_for"]
-    return RunSpec(
-        run_id=int(raw["run_id"]),
-        batch_id=int(raw["batch_id"]),
-        job_name=str(raw["job_name"]),
-        params=dict(raw["params"] or {}),
-        trigger=str(raw["trigger"]),
-        schedule_id=raw["schedule_id"],
-        scheduled_for=None if when is None else datetime.fromisoformat(when),
-        database_url=str(raw["database_url"]),
-        timeout_s=raw["timeout_s"],
-        keepalive_s=raw.get("keepalive_s"),
-        memory_limit=raw.get("memory_limit"),
-    )
 
 
 class ForkServer:
@@ -140,7 +103,7 @@ class ForkServer:
             raise ForkServerError("the fork server is closed")
         try:
             for spec in specs:
-                self._sock.send(spec_to_json(spec))
+                self._sock.send(spec.to_json())
             out: list[tuple[int, int, int, int] | Exception] = []
             for _ in specs:
                 data, fds, _flags, _addr = socket.recv_fds(self._sock, _MAX_PACKET, 3)
@@ -237,7 +200,7 @@ def _answer(
     keepalive: KeepAlive,
 ) -> None:
     try:
-        spec = spec_from_json(data)
+        spec = RunSpec.from_json(data)
         job = app.get_job(spec.job_name)
         kid, fds = _fork(job, spec, sock, sel, kids, prctl, keepalive)
     except Exception as exc:
