@@ -289,7 +289,7 @@ class Daemon:
 
     def _renew_lease(self, now: datetime, mono: float) -> None:
         """Heartbeat; on success tell the job children the daemon is alive (see
-        ``executor.KeepAlive``): they stop themselves when this stops for ``keepalive_s``,
+        ``forking.KeepAlive``): they stop themselves when this stops for ``keepalive_s``,
         so a stalled daemon's runs end before its lease can expire."""
         if not workers.heartbeat(self.idle_engine, self.worker_id, now):
             self._declared_dead(now)

@@ -18,7 +18,8 @@ The daemon cannot wait for a process that is not its child, so the server keeps 
 write end of each child's message pipe. When a child exits, the server kills what the
 child left in its process group, reaps it and writes ``{"k": "exit", "w": <wait
 status>}`` to that pipe before closing it: the daemon reads the exit status where it
-reads everything else (see ``executor.Child``).
+reads everything else (see ``executor.Child``). This module uses ``forking`` and
+``runtime``, never ``executor``: the daemon's side imports it, not the other way.
 
 The server ignores SIGINT and SIGTERM (the daemon decides when jobs stop), exits when
 the daemon closes the socket, and dies with the daemon (``PR_SET_PDEATHSIG``); its
@@ -39,18 +40,17 @@ from typing import Any, NoReturn
 
 from jobsys.definitions import App
 from jobsys.errors import DefinitionError
-from jobsys.executor import (
-    _ALL_SIGNALS,
-    _EXIT_SETUP_FAILED,
-    _PR_SET_PDEATHSIG,
+from jobsys.forking import (
+    EXIT_SETUP_FAILED,
+    PR_SET_PDEATHSIG,
     KeepAlive,
-    _child_main,
-    _prctl_function,
-    _sig,
-    _utcnow,
+    fork_blocked,
     open_pipes,
+    prctl_function,
+    sig,
 )
 from jobsys.runspec import RunSpec
+from jobsys.runtime import child_main, utcnow
 
 _MAX_PACKET = 1 << 20
 #: How long ``close`` waits for the server to exit before killing it.
@@ -77,11 +77,9 @@ class ForkServer:
         keepalive = KeepAlive()  # before the fork, so that the server shares it
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         daemon_pid = os.getpid()
-        old_mask = _sig.pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
         try:
-            pid = os.fork()
+            pid = fork_blocked()
         except BaseException:
-            _sig.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             ours.close()
             theirs.close()
             raise
@@ -90,8 +88,7 @@ class ForkServer:
                 ours.close()
                 _serve(app, theirs, daemon_pid, keepalive)
             finally:
-                os._exit(_EXIT_SETUP_FAILED)
-        _sig.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+                os._exit(EXIT_SETUP_FAILED)
         theirs.close()
         return cls(ours, pid, keepalive)
 
@@ -157,16 +154,16 @@ class _Kid:
 
 
 def _serve(app: App, sock: socket.socket, daemon_pid: int, keepalive: KeepAlive) -> NoReturn:
-    prctl = _prctl_function()
+    prctl = prctl_function()
     if prctl is not None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != daemon_pid:  # the daemon died before prctl
-        os._exit(_EXIT_SETUP_FAILED)
+        os._exit(EXIT_SETUP_FAILED)
     with contextlib.suppress(ValueError, OSError):
         signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _sig.pthread_sigmask(signal.SIG_SETMASK, ())
+    sig.pthread_sigmask(signal.SIG_SETMASK, ())
     # Every object alive now moves to a generation the collector never scans, so a child
     # whose job triggers a collection does not touch (and copy) the server's pages.
     gc.collect()
@@ -232,17 +229,15 @@ def _fork(
     inherited = [sock.fileno(), sel.fileno(), msg_r, out_r, err_r]
     for other in kids.values():
         inherited += [other.pidfd, other.msg_w]
-    old_mask = _sig.pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
     try:
-        pid = os.fork()
+        pid = fork_blocked()
     except BaseException:
-        _sig.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         for fd in fds:
             os.close(fd)
         raise
     if pid == 0:
         try:
-            _child_main(
+            child_main(
                 job,
                 spec,
                 msg_w=msg_w,
@@ -253,12 +248,11 @@ def _fork(
                 prctl=prctl,
                 after_fork=None,
                 monotonic=time.monotonic,
-                now=_utcnow,
+                now=utcnow,
                 keepalive=keepalive,
             )
         finally:
-            os._exit(_EXIT_SETUP_FAILED)
-    _sig.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            os._exit(EXIT_SETUP_FAILED)
     with contextlib.suppress(OSError):
         os.setpgid(pid, pid)
     os.close(out_w)
