@@ -18,7 +18,7 @@ Job children forked by the daemon reset SIGUSR1 to its default and count nothing
 Use it for measurements that run no jobs (the idle cost): with this Python-level SIGUSR1
 handler installed, every job run fails at start with "could not run the job: TypeError:
 signal handler must be signal.SIG_IGN, signal.SIG_DFL, or a callable object" — a jobsys
-bug (``executor._reset_signals`` passes ``signal.SIG_DFL``, an enum member, to
+bug (``runtime._reset_signals`` passes ``signal.SIG_DFL``, an enum member, to
 ``_signal.signal``, which only accepts its own ``_signal.SIG_DFL``), that strikes any
 daemon whose application installs a handler for a signal other than SIGTERM/SIGINT.
 """

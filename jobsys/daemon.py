@@ -24,7 +24,7 @@ import signal
 import socket
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from types import FrameType
 
@@ -37,8 +37,9 @@ from jobsys.clock import Clock
 from jobsys.config import Settings
 from jobsys.definitions import App, validate_params
 from jobsys.errors import DatabaseError, DefinitionError
-from jobsys.executor import Child, Executor, RunSpec
+from jobsys.executor import Child, Executor
 from jobsys.planning import schedule_plans
+from jobsys.runspec import RunSpec
 from jobsys.store import firing, runs, workers
 from jobsys.store.db import make_autocommit_engine
 from jobsys.store.migrate import ensure_current
@@ -300,7 +301,7 @@ class Daemon:
 
     def _renew_lease(self, now: datetime, mono: float) -> None:
         """Heartbeat; on success tell the job children the daemon is alive (see
-        ``executor.KeepAlive``): they stop themselves when this stops for ``keepalive_s``,
+        ``forking.KeepAlive``): they stop themselves when this stops for ``keepalive_s``,
         so a stalled daemon's runs end before its lease can expire."""
         if not workers.heartbeat(self.idle_engine, self.worker_id, now):
             self._declared_dead(now)
@@ -412,7 +413,7 @@ class Daemon:
             queue=self.queue,
         )
         assert self.executor is not None
-        ready: list[tuple[runs.ClaimedRun, RunSpec]] = []
+        ready: list[RunSpec] = []
         for run in claimed:
             try:
                 # Runs nobody gave params to (schedules, run all) must still satisfy the
@@ -421,23 +422,19 @@ class Daemon:
             except DefinitionError as exc:
                 self._fail_unstarted(run, str(exc))
                 continue
-            spec = RunSpec(
-                run_id=run.run_id,
-                batch_id=run.batch_id,
-                job_name=run.job_name,
-                params=params,
-                trigger=run.trigger,
-                schedule_id=run.schedule_id,
-                scheduled_for=run.scheduled_for,
-                database_url=self.settings.database_url,
-                timeout_s=run.timeout_s,
-                keepalive_s=self.keepalive_s,
-                memory_limit=self.app.jobs[run.job_name].memory_limit,
+            # The claimed record, completed with what the database does not hold.
+            ready.append(
+                replace(
+                    run,
+                    params=params,
+                    database_url=self.settings.database_url,
+                    keepalive_s=self.keepalive_s,
+                    memory_limit=self.app.jobs[run.job_name].memory_limit,
+                )
             )
-            ready.append((run, spec))
-        started = self.executor.start_many([spec for _, spec in ready])
+        started = self.executor.start_many(ready)
         pids: list[tuple[int, int]] = []
-        for (run, _), child in zip(ready, started, strict=True):
+        for run, child in zip(ready, started, strict=True):
             if isinstance(child, Exception):
                 # fork failed (e.g. out of processes): fail the run and keep going
                 log.error(
@@ -452,6 +449,7 @@ class Daemon:
                 )
                 self._fail_unstarted(run, f"could not start: {type(child).__name__}: {child}")
                 continue
+            assert run.started_at is not None  # set by the claim
             entry = Running(
                 child,
                 run.run_id,
@@ -471,7 +469,7 @@ class Daemon:
             log.warning("could not record the pids of %d run(s): %s", len(pids), exc)
         return len(claimed)
 
-    def _fail_unstarted(self, run: runs.ClaimedRun, error: str) -> None:
+    def _fail_unstarted(self, run: RunSpec, error: str) -> None:
         finished = runs.Finished(
             run_id=run.run_id,
             batch_id=run.batch_id,

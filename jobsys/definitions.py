@@ -36,7 +36,7 @@ class JobLogger(Protocol):
 
 
 class JobContext(Protocol):
-    """What a job function receives (implemented by the executor)."""
+    """What a job function receives (implemented by ``runtime``, around the run's ``RunSpec``)."""
 
     run_id: int
     batch_id: int

@@ -1,19 +1,26 @@
-"""Run each job in a forked child process (design 6.5), reporting through pipes.
+"""The daemon's handle on the runs it starts (design 6.5): ``Executor`` and ``Child``.
 
 The daemon is a single-threaded ``selectors`` loop; it calls ``Executor.start`` to fork
-one child per run (as RQ's work-horse does), so that an exception, ``sys.exit``, a
+one process per run (as RQ's work-horse does), so that an exception, ``sys.exit``, a
 segfault, an OOM kill or a hang fails that run with a clear reason and leaves the daemon
 healthy. The executor has no database access: the daemon writes what ``Child.drain``
 and ``Child.poll`` return.
 
+Three modules share the work, importing one way only (executor → runtime → forking):
+
+* ``forking``: fork with signals blocked, the pipes, the process group, the death
+  signal, the keep-alive memory;
+* ``runtime``: what runs in the forked process (the job's ``ctx``, log capture, signal
+  handling, the keep-alive watchdog, ``child_main``);
+* this module: the parent's side. The fork server (``forkserver``) uses the first two
+  and never this one.
+
 Channels (parent side, all non-blocking):
 
-* a message pipe of newline-delimited JSON: log lines (``ctx.log``, ``print``, Python
-  ``logging``, ``sys.stderr`` writes, each stamped in the child), progress, and one final
-  ``done`` message;
+* a message pipe of newline-delimited JSON: log lines (stamped in the child), progress,
+  and one final ``done`` message (see ``runtime``);
 * two capture pipes on the child's fds 1 and 2, for output that bypasses Python's
-  ``sys.stdout``: subprocesses, C extensions, and faulthandler's traceback on a segfault
-  (fd 1 → INFO, fd 2 → ERROR, stamped when read);
+  ``sys.stdout`` (fd 1 → INFO, fd 2 → ERROR, stamped when read);
 * a pidfd (Linux ≥ 5.3) that becomes readable when the child exits.
 
 All four sit in one small epoll (kqueue on BSD/macOS) per child whose fd is
@@ -45,64 +52,61 @@ the child and then ``close()`` it, in that order (the fd is shared with other fo
 children, so closing it first could leave it in the selector's epoll; after the outcome
 it is never readable again, so a late unregister is harmless); never reap children
 itself (no ``waitpid(-1)``, no ``SIGCHLD`` set to ``SIG_IGN``): each ``Child`` reaps its
-own pid.
-
-Child side: its own process group (Ctrl-C at the daemon's terminal does not reach jobs;
-cancel and timeout signal the whole group, so the job's subprocesses go too); the
-daemon's signal handlers and wakeup fd dropped (signals stay blocked across the fork
-until then); stdin from /dev/null; faulthandler on fd 2; SIGKILL if the daemon dies
-(Linux ``PR_SET_PDEATHSIG``); ``Executor(after_fork=...)`` runs first if given (e.g.
-``engine.dispose(close=False)``); and it always ends with ``os._exit``: it never returns
-into the daemon's code, never runs atexit handlers or finalizers of objects it
-inherited, and does not wait for threads the job started. When the child exits, any
-process it left in its group is killed.
-
-SIGTERM (cancel, timeout) sets ``ctx.cancelled``. A job that has read ``ctx.cancelled``
-is cooperative: it gets ``kill_grace_s`` to return before SIGKILL. A job that never read
-it is interrupted at once by a ``Terminated`` exception (a BaseException, so ``finally``
-blocks run). SIGINT raises ``KeyboardInterrupt`` in the job (FAILED). An ``async def``
-job is run with ``asyncio.run``.
+own pid. When the child exits, any process it left in its group is killed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import faulthandler
-import inspect
-import io
 import json
 import logging
-import mmap
 import os
 import select
 import selectors
 import signal
-import struct
 import sys
-import threading
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from types import FrameType
-from typing import TYPE_CHECKING, Any, NoReturn
+from datetime import datetime
+from typing import TYPE_CHECKING
 
-from jobsys.definitions import App, JobDef, format_bytes
+from jobsys.definitions import App, format_bytes
 from jobsys.errors import DefinitionError
+from jobsys.forking import (
+    EXIT_SETUP_FAILED,
+    KeepAlive,
+    fork_blocked,
+    open_pipes,
+    prctl_function,
+)
+from jobsys.runspec import RunSpec
+from jobsys.runtime import (
+    MAX_LINE_BYTES,
+    MAX_LOG_LINES,
+    LineSplitter,
+    child_main,
+    decode_line,
+    format_seconds,
+    utcnow,
+)
 
 if TYPE_CHECKING:
     from jobsys.forkserver import ForkServer
 
-#: Log lines kept per run; beyond that one "log truncated" line, then nothing.
-MAX_LOG_LINES = 10_000
-#: A captured output line (print, subprocess output) longer than this is cut.
-MAX_LINE_BYTES = 8192
-#: A ``ctx.log`` message (or a traceback) longer than this is cut.
-MAX_MESSAGE_CHARS = 65536
-#: At most one progress message per this many seconds (the last one always goes).
-PROGRESS_INTERVAL_S = 0.05
+# Names callers import from here (they lived in this module before the split).
+__all__ = [
+    "LEVELS",
+    "MAX_LOG_LINES",
+    "MEMORY_CHECK_S",
+    "Child",
+    "Executor",
+    "KeepAlive",
+    "LogLine",
+    "Outcome",
+    "RunSpec",
+]
+
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 _READ_CHUNK = 65536
@@ -110,14 +114,6 @@ _READ_CHUNK = 65536
 #: (the fd stays readable, so the loop comes back).
 _READ_BUDGET = 1 << 20
 _MAX_MESSAGE_BYTES = 1 << 22
-_TRUNCATED = b" [truncated]"
-_PR_SET_PDEATHSIG = 1
-#: The C functions under ``signal`` (same API; no enum conversion of each returned
-#: signal number, which made ``pthread_sigmask``/``getsignal`` the costliest part of a
-#: fork: about 0.4 ms per run).
-_sig: Any = sys.modules.get("_signal", signal)
-_ALL_SIGNALS = frozenset(int(s) for s in signal.valid_signals())
-_EXIT_SETUP_FAILED = 70
 #: ``Child.close`` waits this long for the fork server's word that a killed child exited.
 _SERVER_EXIT_WAIT_S = 10.0
 #: How often the daemon reads the resident memory of a child with a ``memory_limit``.
@@ -128,52 +124,6 @@ except (ValueError, OSError, AttributeError):
     _PAGE_SIZE = 4096
 
 _log = logging.getLogger("jobsys.executor")
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    run_id: int
-    batch_id: int
-    job_name: str
-    params: dict[str, Any]
-    trigger: str
-    schedule_id: str | None
-    scheduled_for: datetime | None
-    database_url: str
-    timeout_s: float | None
-    #: The run stops itself when the daemon's keep-alive is older than this (see
-    #: ``KeepAlive``); None: never.
-    keepalive_s: float | None = None
-    #: Bytes of resident memory the job's process may use; None: no limit.
-    memory_limit: int | None = None
-
-
-class KeepAlive:
-    """The daemon's last sign of life, in memory shared with every process forked after
-    this object was made (the fork server and all job children).
-
-    Why: a daemon stopped (SIGSTOP, a frozen VM) past ``LOCK_TIMEOUT_MS`` is declared
-    dead and its runs are started again elsewhere, while its job processes, which do not
-    stop with it, would still be working. The daemon ``beat()``s each time it renews its
-    lease; each job child watches the value and kills its process group when it is older
-    than ``RunSpec.keepalive_s`` (half the lock timeout), well before the lease expires.
-    The value is ``time.monotonic()`` (CLOCK_MONOTONIC: one clock for every process).
-    """
-
-    def __init__(self) -> None:
-        self._mem = mmap.mmap(-1, 8)  # anonymous and MAP_SHARED: survives fork
-        self.beat()
-
-    def beat(self) -> None:
-        struct.pack_into("d", self._mem, 0, time.monotonic())
-
-    def last(self) -> float:
-        value: float = struct.unpack_from("d", self._mem, 0)[0]
-        return value
 
 
 @dataclass(frozen=True)
@@ -194,50 +144,6 @@ class Outcome:
 # -- shared helpers ---------------------------------------------------------------------
 
 
-class _LineSplitter:
-    """Bytes in, complete lines out; a line longer than ``limit`` is cut (rest dropped)."""
-
-    __slots__ = ("buf", "limit", "skipping")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.buf = b""
-        self.skipping = False
-
-    def feed(self, data: bytes) -> list[bytes]:
-        parts = (self.buf + data).split(b"\n") if self.buf else data.split(b"\n")
-        self.buf = parts.pop()
-        out: list[bytes] = []
-        for part in parts:
-            if self.skipping:  # the end of a line already cut
-                self.skipping = False
-            elif len(part) > self.limit:
-                out.append(part[: self.limit] + _TRUNCATED)
-            else:
-                out.append(part)
-        if len(self.buf) > self.limit:
-            if not self.skipping:
-                out.append(self.buf[: self.limit] + _TRUNCATED)
-                self.skipping = True
-            self.buf = b""
-        return out
-
-    def finish(self) -> list[bytes]:
-        rest, self.buf = self.buf, b""
-        skipping, self.skipping = self.skipping, False
-        return [rest] if rest and not skipping else []
-
-
-def _decode(line: bytes) -> str:
-    return line.decode("utf-8", "replace").rstrip("\r")
-
-
-def _format_seconds(seconds: float) -> str:
-    if seconds == int(seconds):
-        return f"{int(seconds)}s"
-    return f"{seconds:.3f}".rstrip("0") + "s"
-
-
 def _signal_error(signum: int) -> str:
     if signum == signal.SIGKILL:
         return "killed by SIGKILL (out of memory?)"
@@ -251,19 +157,6 @@ def _signal_error(signum: int) -> str:
     return f"killed by signal {name}"
 
 
-def _describe_exception(exc: BaseException) -> str:
-    """``"ExcType: first line of the message"`` (one line)."""
-    name = type(exc).__name__
-    try:
-        text = str(exc)
-    except Exception:
-        text = "<unprintable message>"
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    if len(first) > 1000:
-        first = first[:1000] + "…"
-    return f"{name}: {first}" if first else name
-
-
 # -- parent side ------------------------------------------------------------------------
 
 
@@ -273,7 +166,7 @@ class _Stream:
     def __init__(self, fd: int, level: str | None, limit: int) -> None:
         self.fd = fd
         self.level = level  # None for the message pipe
-        self.splitter = _LineSplitter(limit)
+        self.splitter = LineSplitter(limit)
 
 
 class Child:
@@ -387,7 +280,7 @@ class Child:
             and not self._reaped
         ):
             assert self.spec.timeout_s is not None
-            self._forced = ("FAILED", f"timed out after {_format_seconds(self.spec.timeout_s)}")
+            self._forced = ("FAILED", f"timed out after {format_seconds(self.spec.timeout_s)}")
             self._terminate()
         if self._memory_check_at is not None and now >= self._memory_check_at:
             self._check_memory(now)
@@ -508,7 +401,7 @@ class Child:
             if lines:
                 ts = self._now()
                 for line in lines:
-                    self._add_line(LogLine(ts, stream.level, _decode(line)))
+                    self._add_line(LogLine(ts, stream.level, decode_line(line)))
             return
         for raw in lines:
             self._on_message(raw)
@@ -660,28 +553,6 @@ class Child:
         self._closed = True
 
 
-def open_pipes() -> list[int]:
-    """A child's three pipes (message, stdout, stderr) as ``[r, w, r, w, r, w]``; none
-    left open if one cannot be made."""
-    fds: list[int] = []
-    try:
-        for _ in range(3):
-            fds.extend(os.pipe())
-    except BaseException:
-        for fd in fds:
-            os.close(fd)
-        raise
-    return fds
-
-
-def _prctl_function() -> Callable[..., int] | None:
-    """libc's ``prctl`` on Linux (for ``PR_SET_PDEATHSIG``), else None."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            return ctypes.CDLL(None, use_errno=True).prctl
-    return None
-
-
 class Executor:
     """Forks one child per run. ``after_fork`` (optional) runs in each child first,
     e.g. to make the daemon's connection pool forget its connections. With ``server``
@@ -694,7 +565,7 @@ class Executor:
         *,
         kill_grace_s: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
-        now: Callable[[], datetime] = _utcnow,
+        now: Callable[[], datetime] = utcnow,
         after_fork: Callable[[], None] | None = None,
         server: ForkServer | None = None,
         keepalive: KeepAlive | None = None,
@@ -706,7 +577,7 @@ class Executor:
         self._monotonic = monotonic
         self._now = now
         self._after_fork = after_fork
-        self._prctl = _prctl_function()
+        self._prctl = prctl_function()
         self._server = server
 
     def start_many(self, specs: list[RunSpec]) -> list[Child | Exception]:
@@ -804,19 +675,15 @@ class Executor:
         started_at = self._now()
         start_mono = self._monotonic()
         parent_pid = os.getpid()
-        # Signals stay blocked across the fork, so none reaches the child before it has
-        # replaced the daemon's handlers with its own.
-        old_mask = _sig.pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
         try:
-            pid = os.fork()
+            pid = fork_blocked()
         except BaseException:
-            _sig.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             for fd in fds:
                 os.close(fd)
             raise
         if pid == 0:  # the child: never returns
             try:
-                _child_main(
+                child_main(
                     job,
                     spec,
                     msg_w=msg_w,
@@ -831,401 +698,10 @@ class Executor:
                     keepalive=self.keepalive,
                 )
             finally:
-                os._exit(_EXIT_SETUP_FAILED)
-        _sig.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+                os._exit(EXIT_SETUP_FAILED)
         # Also here (not only in the child) so that the group exists before we may signal it.
         with contextlib.suppress(OSError):
             os.setpgid(pid, pid)
         for fd in (msg_w, out_w, err_w):
             os.close(fd)
         return self._child(spec, pid, (msg_r, out_r, err_r), started_at, start_mono, False)
-
-
-# -- child side -------------------------------------------------------------------------
-
-#: Objects the child replaced (old stdio, logging handlers) stay referenced here, so
-#: their finalizers never run (they could flush the daemon's buffers a second time).
-_KEEP: list[object] = []
-
-
-class _Channel:
-    """The child's end of the message pipe: one JSON object per line."""
-
-    def __init__(self, fd: int, now: Callable[[], datetime]) -> None:
-        self.fd = fd
-        self.now = now
-        self.lock = threading.RLock()  # jobs may log from threads
-        self.log_count = 0
-        self.broken = False
-        self.before_log: Callable[[], None] | None = None
-
-    def send(self, message: dict[str, Any]) -> None:
-        # The leading newline isolates the fragment of a message whose write an exception
-        # from a signal handler cut short: it becomes its own (dropped) line.
-        data = ("\n" + json.dumps(message) + "\n").encode()
-        with self.lock:
-            if self.broken:
-                return
-            view = memoryview(data)
-            try:
-                while view:
-                    view = view[os.write(self.fd, view) :]
-            except OSError:  # the daemon is gone, or the job closed our fd
-                self.broken = True
-
-    def log(self, level: str, message: object) -> None:
-        if self.log_count > MAX_LOG_LINES:  # the daemon drops them anyway
-            return
-        self.log_count += 1
-        text = message if isinstance(message, str) else str(message)
-        if len(text) > MAX_MESSAGE_CHARS:
-            text = text[:MAX_MESSAGE_CHARS] + " [truncated]"
-        if not text.isascii():  # lone surrogates would not survive the database
-            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-        if self.before_log is not None:
-            self.before_log()
-        self.send({"k": "log", "l": level, "m": text, "t": self.now().isoformat()})
-
-
-class _Logger:
-    """``ctx.log``."""
-
-    def __init__(self, channel: _Channel) -> None:
-        self._channel = channel
-
-    def debug(self, message: object) -> None:
-        self._channel.log("DEBUG", message)
-
-    def info(self, message: object) -> None:
-        self._channel.log("INFO", message)
-
-    def warning(self, message: object) -> None:
-        self._channel.log("WARNING", message)
-
-    warn = warning
-
-    def error(self, message: object) -> None:
-        self._channel.log("ERROR", message)
-
-    critical = error
-
-    def exception(self, message: object) -> None:
-        """An ERROR line with the traceback of the exception being handled."""
-        self._channel.log("ERROR", f"{message}\n{traceback.format_exc().rstrip()}")
-
-
-class Terminated(BaseException):
-    """Raised in a job that never looked at ``ctx.cancelled`` when SIGTERM arrives."""
-
-
-class _CancelFlag:
-    """SIGTERM sets it. A job that has read ``ctx.cancelled`` is cooperative and gets the
-    grace to stop; any other job is interrupted at once (``Terminated``, a
-    BaseException), so its ``finally`` blocks run instead of waiting for SIGKILL."""
-
-    __slots__ = ("checked", "in_job", "is_set")
-
-    def __init__(self) -> None:
-        self.is_set = False
-        self.checked = False
-        self.in_job = False
-
-    def handler(self, signum: int, frame: FrameType | None) -> None:
-        first = not self.is_set
-        self.is_set = True
-        if first and self.in_job and not self.checked:
-            raise Terminated("terminated (SIGTERM)")
-
-
-class _Context:
-    """What the job function receives (``jobsys.definitions.JobContext``)."""
-
-    def __init__(
-        self,
-        spec: RunSpec,
-        channel: _Channel,
-        flag: _CancelFlag,
-        monotonic: Callable[[], float],
-    ) -> None:
-        self.run_id = spec.run_id
-        self.batch_id = spec.batch_id
-        self.job_name = spec.job_name
-        self.params: dict[str, Any] = dict(spec.params)
-        self.trigger = spec.trigger
-        self.schedule_id = spec.schedule_id
-        self.scheduled_for = spec.scheduled_for
-        self.database_url = spec.database_url
-        self.log = _Logger(channel)
-        self._channel = channel
-        self._flag = flag
-        self._monotonic = monotonic
-        self._last_progress = -1e18
-        self._pending: tuple[int, int | None] | None = None
-        channel.before_log = self._maybe_flush_progress
-
-    def __repr__(self) -> str:
-        return f"<JobContext run={self.run_id} job={self.job_name!r}>"
-
-    @property
-    def cancelled(self) -> bool:
-        """True once cancellation (or the timeout) asked the job to stop."""
-        self._flag.checked = True
-        return self._flag.is_set
-
-    def progress(self, done: int, total: int | None = None) -> None:
-        value = (int(done), None if total is None else int(total))
-        now = self._monotonic()
-        finished = value[1] is not None and value[0] >= value[1]
-        if finished or now - self._last_progress >= PROGRESS_INTERVAL_S:
-            self._send_progress(value, now)
-        else:
-            self._pending = value
-
-    def _send_progress(self, value: tuple[int, int | None], now: float) -> None:
-        self._pending = None
-        self._last_progress = now
-        self._channel.send({"k": "progress", "d": value[0], "n": value[1]})
-
-    def _maybe_flush_progress(self) -> None:
-        if self._pending is not None:
-            now = self._monotonic()
-            if now - self._last_progress >= PROGRESS_INTERVAL_S:
-                self._send_progress(self._pending, now)
-
-    def flush_progress(self) -> None:
-        if self._pending is not None:
-            self._send_progress(self._pending, self._monotonic())
-
-
-class _LogSink(io.RawIOBase):
-    """The raw layer under the child's ``sys.stdout``/``sys.stderr``: lines → log lines."""
-
-    def __init__(self, channel: _Channel, level: str, fd: int) -> None:
-        super().__init__()
-        self._channel = channel
-        self._level = level
-        self._fd = fd
-        self._splitter = _LineSplitter(MAX_LINE_BYTES)
-
-    def writable(self) -> bool:
-        return True
-
-    def fileno(self) -> int:  # e.g. subprocess.run(..., stdout=sys.stdout)
-        return self._fd
-
-    def isatty(self) -> bool:
-        return False
-
-    def write(self, data: Any) -> int:
-        chunk = bytes(data)
-        for line in self._splitter.feed(chunk):
-            self._channel.log(self._level, _decode(line))
-        return len(chunk)
-
-    def finish(self) -> None:
-        for line in self._splitter.finish():
-            self._channel.log(self._level, _decode(line))
-
-
-def _text_stream(sink: _LogSink) -> io.TextIOWrapper:
-    return io.TextIOWrapper(
-        io.BufferedWriter(sink),
-        encoding="utf-8",
-        errors="backslashreplace",
-        line_buffering=True,
-    )
-
-
-def _level_name(levelno: int) -> str:
-    if levelno < logging.INFO:
-        return "DEBUG"
-    if levelno < logging.WARNING:
-        return "INFO"
-    if levelno < logging.ERROR:
-        return "WARNING"
-    return "ERROR"
-
-
-class _LogHandler(logging.Handler):
-    """Python ``logging`` records in the child → job log lines at their level."""
-
-    def __init__(self, channel: _Channel) -> None:
-        super().__init__(logging.NOTSET)
-        self._channel = channel
-        self.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            message = self.format(record)
-        except Exception:
-            self.handleError(record)
-            return
-        self._channel.log(_level_name(record.levelno), message)
-
-
-def _reset_signals(flag: _CancelFlag) -> None:
-    with contextlib.suppress(ValueError, OSError):
-        signal.set_wakeup_fd(-1)  # never wake the daemon's loop from here
-    for signum in _ALL_SIGNALS:
-        if signum in (signal.SIGTERM, signal.SIGINT):
-            continue
-        try:
-            handler = _sig.getsignal(signum)
-        except (ValueError, OSError):
-            continue
-        if callable(handler) or (signum == signal.SIGCHLD and handler == _sig.SIG_IGN):
-            # _sig's own SIG_DFL: the C function rejects the enum member signal.SIG_DFL.
-            with contextlib.suppress(ValueError, OSError):
-                _sig.signal(signum, _sig.SIG_DFL)
-    signal.signal(signal.SIGTERM, flag.handler)
-
-    def on_sigint(signum: int, frame: FrameType | None) -> None:
-        # Interrupts the job like Ctrl-C would; outside the job it would escape into the
-        # daemon's frames, so it is ignored there.
-        if flag.in_job:
-            raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, on_sigint)
-
-
-def _start_watchdog(keepalive: KeepAlive, limit_s: float, channel: _Channel) -> None:
-    """A thread that ends this run when the daemon's keep-alive is older than ``limit_s``
-    (the daemon is stopped or hung: its lease will expire and the run may start again
-    elsewhere, so this one must be gone first). Started before the signal mask is
-    cleared, so it never receives the run's signals."""
-    interval = max(0.02, min(1.0, limit_s / 10))
-
-    def watch() -> None:
-        while True:
-            time.sleep(interval)
-            age = time.monotonic() - keepalive.last()
-            if age <= limit_s:
-                continue
-            error = (
-                f"daemon lost: no keep-alive from the daemon for {age:.1f}s "
-                f"(limit {_format_seconds(limit_s)}); the run stopped itself so that the "
-                "job cannot run twice at once"
-            )
-            _send_if_room(channel.fd, {"k": "done", "s": "FAILED", "e": error})
-            pid = os.getpid()
-            with contextlib.suppress(OSError):
-                if os.getpgid(0) == pid:  # our own group: the job's subprocesses go too
-                    os.killpg(pid, signal.SIGKILL)
-            os.kill(pid, signal.SIGKILL)
-
-    threading.Thread(target=watch, name="jobsys-keepalive", daemon=True).start()
-
-
-def _send_if_room(fd: int, message: dict[str, Any]) -> None:
-    """Write one short message without blocking or locking: the daemon may be stopped
-    with the pipe full, and a job thread may hold the channel's lock. A message shorter
-    than PIPE_BUF is written whole; its leading newline ends any fragment before it."""
-    data = ("\n" + json.dumps(message) + "\n").encode()[: select.PIPE_BUF]
-    with contextlib.suppress(OSError, ValueError):
-        _, writable, _ = select.select([], [fd], [], 0)
-        if writable:
-            os.write(fd, data)
-
-
-def _child_main(
-    job: JobDef,
-    spec: RunSpec,
-    *,
-    msg_w: int,
-    out_w: int,
-    err_w: int,
-    parent_fds: tuple[int, ...],
-    parent_pid: int,
-    prctl: Callable[..., int] | None,
-    after_fork: Callable[[], None] | None,
-    monotonic: Callable[[], float],
-    now: Callable[[], datetime],
-    keepalive: KeepAlive | None = None,
-) -> NoReturn:
-    code = _EXIT_SETUP_FAILED
-    channel: _Channel | None = None
-    try:
-        with contextlib.suppress(OSError):
-            os.setpgid(0, 0)
-        if prctl is not None:
-            prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-            if os.getppid() != parent_pid:  # the daemon died before prctl
-                os._exit(_EXIT_SETUP_FAILED)
-        for fd in parent_fds:
-            os.close(fd)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.close(null)
-        os.dup2(out_w, 1)
-        os.dup2(err_w, 2)
-        os.close(out_w)
-        os.close(err_w)
-        channel = _Channel(msg_w, now)
-        flag = _CancelFlag()
-        _reset_signals(flag)
-        with contextlib.suppress(Exception):
-            faulthandler.cancel_dump_traceback_later()
-        faulthandler.enable(file=2, all_threads=True)
-
-        out_sink = _LogSink(channel, "INFO", 1)
-        err_sink = _LogSink(channel, "ERROR", 2)
-        _KEEP.extend((sys.stdin, sys.stdout, sys.stderr))
-        sys.stdout = _text_stream(out_sink)
-        sys.stderr = _text_stream(err_sink)
-        streams = (sys.stdout, sys.stderr)
-        root = logging.getLogger()
-        for handler in list(root.handlers):
-            _KEEP.append(handler)
-            root.removeHandler(handler)
-        root.addHandler(_LogHandler(channel))
-
-        ctx = _Context(spec, channel, flag, monotonic)
-        if after_fork is not None:
-            after_fork()
-        if keepalive is not None and spec.keepalive_s:
-            _start_watchdog(keepalive, spec.keepalive_s, channel)
-        _sig.pthread_sigmask(signal.SIG_SETMASK, ())
-
-        status, error = "SUCCESS", None
-        try:
-            flag.in_job = True
-            try:
-                result = job.func(ctx)
-                if inspect.iscoroutine(result):  # an ``async def`` job
-                    import asyncio
-
-                    asyncio.run(result)
-            finally:
-                flag.in_job = False
-        except SystemExit as exc:
-            arg = "" if exc.code is None else repr(exc.code)
-            status, error = "FAILED", f"job called sys.exit({arg})"
-            channel.log("ERROR", f"{error}\n{traceback.format_exc().rstrip()}")
-        except Terminated:
-            status, error = "FAILED", "terminated (SIGTERM)"
-            channel.log("WARNING", f"stopped by SIGTERM\n{traceback.format_exc().rstrip()}")
-        except KeyboardInterrupt:
-            status, error = "FAILED", "interrupted (KeyboardInterrupt)"
-            channel.log("ERROR", traceback.format_exc().rstrip())
-        except BaseException as exc:
-            status, error = "FAILED", _describe_exception(exc)
-            channel.log("ERROR", traceback.format_exc().rstrip())
-        for stream in streams:
-            with contextlib.suppress(Exception):
-                stream.flush()
-        out_sink.finish()
-        err_sink.finish()
-        ctx.flush_progress()
-        channel.send({"k": "done", "s": status, "e": error})
-        code = 0 if status == "SUCCESS" else 1
-    except BaseException as exc:
-        # The executor's own setup failed (or a signal struck outside the job).
-        with contextlib.suppress(BaseException):
-            if channel is not None:
-                channel.log("ERROR", traceback.format_exc().rstrip())
-                error = f"could not run the job: {_describe_exception(exc)}"
-                channel.send({"k": "done", "s": "FAILED", "e": error})
-            else:
-                os.write(2, traceback.format_exc().encode("utf-8", "replace"))
-    finally:
-        os._exit(code)

@@ -18,7 +18,8 @@ The daemon cannot wait for a process that is not its child, so the server keeps 
 write end of each child's message pipe. When a child exits, the server kills what the
 child left in its process group, reaps it and writes ``{"k": "exit", "w": <wait
 status>}`` to that pipe before closing it: the daemon reads the exit status where it
-reads everything else (see ``executor.Child``).
+reads everything else (see ``executor.Child``). This module uses ``forking`` and
+``runtime``, never ``executor``: the daemon's side imports it, not the other way.
 
 The server ignores SIGINT and SIGTERM (the daemon decides when jobs stop), exits when
 the daemon closes the socket, and dies with the daemon (``PR_SET_PDEATHSIG``); its
@@ -35,23 +36,21 @@ import selectors
 import signal
 import socket
 import time
-from datetime import datetime
 from typing import Any, NoReturn
 
 from jobsys.definitions import App
 from jobsys.errors import DefinitionError
-from jobsys.executor import (
-    _ALL_SIGNALS,
-    _EXIT_SETUP_FAILED,
-    _PR_SET_PDEATHSIG,
+from jobsys.forking import (
+    EXIT_SETUP_FAILED,
+    PR_SET_PDEATHSIG,
     KeepAlive,
-    RunSpec,
-    _child_main,
-    _prctl_function,
-    _sig,
-    _utcnow,
+    fork_blocked,
     open_pipes,
+    prctl_function,
+    sig,
 )
+from jobsys.runspec import RunSpec
+from jobsys.runtime import child_main, utcnow
 
 _MAX_PACKET = 1 << 20
 #: How long ``close`` waits for the server to exit before killing it.
@@ -60,42 +59,6 @@ _CLOSE_WAIT_S = 5.0
 
 class ForkServerError(OSError):
     """The fork server is gone or answered nonsense; the daemon forks by itself then."""
-
-
-def spec_to_json(spec: RunSpec) -> bytes:
-    return json.dumps(
-        {
-            "run_id": spec.run_id,
-            "batch_id": spec.batch_id,
-            "job_name": spec.job_name,
-            "params": spec.params,
-            "trigger": spec.trigger,
-            "schedule_id": spec.schedule_id,
-            "scheduled_for": None if spec.scheduled_for is None else spec.scheduled_for.isoformat(),
-            "database_url": spec.database_url,
-            "timeout_s": spec.timeout_s,
-            "keepalive_s": spec.keepalive_s,
-            "memory_limit": spec.memory_limit,
-        }
-    ).encode()
-
-
-def spec_from_json(data: bytes) -> RunSpec:
-    raw = json.loads(data)
-    when = raw["scheduled_for"]
-    return RunSpec(
-        run_id=int(raw["run_id"]),
-        batch_id=int(raw["batch_id"]),
-        job_name=str(raw["job_name"]),
-        params=dict(raw["params"] or {}),
-        trigger=str(raw["trigger"]),
-        schedule_id=raw["schedule_id"],
-        scheduled_for=None if when is None else datetime.fromisoformat(when),
-        database_url=str(raw["database_url"]),
-        timeout_s=raw["timeout_s"],
-        keepalive_s=raw.get("keepalive_s"),
-        memory_limit=raw.get("memory_limit"),
-    )
 
 
 class ForkServer:
@@ -114,11 +77,9 @@ class ForkServer:
         keepalive = KeepAlive()  # before the fork, so that the server shares it
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         daemon_pid = os.getpid()
-        old_mask = _sig.pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
         try:
-            pid = os.fork()
+            pid = fork_blocked()
         except BaseException:
-            _sig.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             ours.close()
             theirs.close()
             raise
@@ -127,8 +88,7 @@ class ForkServer:
                 ours.close()
                 _serve(app, theirs, daemon_pid, keepalive)
             finally:
-                os._exit(_EXIT_SETUP_FAILED)
-        _sig.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+                os._exit(EXIT_SETUP_FAILED)
         theirs.close()
         return cls(ours, pid, keepalive)
 
@@ -140,7 +100,7 @@ class ForkServer:
             raise ForkServerError("the fork server is closed")
         try:
             for spec in specs:
-                self._sock.send(spec_to_json(spec))
+                self._sock.send(spec.to_json())
             out: list[tuple[int, int, int, int] | Exception] = []
             for _ in specs:
                 data, fds, _flags, _addr = socket.recv_fds(self._sock, _MAX_PACKET, 3)
@@ -194,16 +154,16 @@ class _Kid:
 
 
 def _serve(app: App, sock: socket.socket, daemon_pid: int, keepalive: KeepAlive) -> NoReturn:
-    prctl = _prctl_function()
+    prctl = prctl_function()
     if prctl is not None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != daemon_pid:  # the daemon died before prctl
-        os._exit(_EXIT_SETUP_FAILED)
+        os._exit(EXIT_SETUP_FAILED)
     with contextlib.suppress(ValueError, OSError):
         signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _sig.pthread_sigmask(signal.SIG_SETMASK, ())
+    sig.pthread_sigmask(signal.SIG_SETMASK, ())
     # Every object alive now moves to a generation the collector never scans, so a child
     # whose job triggers a collection does not touch (and copy) the server's pages.
     gc.collect()
@@ -237,7 +197,7 @@ def _answer(
     keepalive: KeepAlive,
 ) -> None:
     try:
-        spec = spec_from_json(data)
+        spec = RunSpec.from_json(data)
         job = app.get_job(spec.job_name)
         kid, fds = _fork(job, spec, sock, sel, kids, prctl, keepalive)
     except Exception as exc:
@@ -269,17 +229,15 @@ def _fork(
     inherited = [sock.fileno(), sel.fileno(), msg_r, out_r, err_r]
     for other in kids.values():
         inherited += [other.pidfd, other.msg_w]
-    old_mask = _sig.pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
     try:
-        pid = os.fork()
+        pid = fork_blocked()
     except BaseException:
-        _sig.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         for fd in fds:
             os.close(fd)
         raise
     if pid == 0:
         try:
-            _child_main(
+            child_main(
                 job,
                 spec,
                 msg_w=msg_w,
@@ -290,12 +248,11 @@ def _fork(
                 prctl=prctl,
                 after_fork=None,
                 monotonic=time.monotonic,
-                now=_utcnow,
+                now=utcnow,
                 keepalive=keepalive,
             )
         finally:
-            os._exit(_EXIT_SETUP_FAILED)
-    _sig.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            os._exit(EXIT_SETUP_FAILED)
     with contextlib.suppress(OSError):
         os.setpgid(pid, pid)
     os.close(out_w)

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 
 from jobsys.clock import FakeClock
 from jobsys.definitions import App
-from jobsys.store.batches import create_manual_batch
+from jobsys.manual import create_manual_batch
 from jobsys.store.queries import get_run
 from jobsys.store.schedules import set_enabled
 from tests.daemon_helpers import batches, close_daemons, make_app, make_daemon

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import col
 
+from jobsys.runspec import RunSpec
 from jobsys.store.db import database_errors, write_engine
 from jobsys.store.models import (
     JobBatch,
@@ -35,19 +36,6 @@ ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 BROKEN = (RunStatus.FAILED, RunStatus.SKIPPED, RunStatus.CANCELLED)
 #: How many queued runs one claim pass looks at (oldest first).
 CLAIM_WINDOW = 500
-
-
-@dataclass(frozen=True)
-class ClaimedRun:
-    run_id: int
-    batch_id: int
-    job_name: str
-    params: dict[str, Any]
-    trigger: str
-    schedule_id: str | None
-    scheduled_for: datetime | None
-    timeout_s: int | None
-    started_at: datetime
 
 
 def queued_overview(conn: Connection) -> list[Any]:
@@ -138,7 +126,7 @@ def claim_runnable(
     clock: Callable[[], datetime],
     known_jobs: Collection[str],
     queue: RunQueue | None = None,
-) -> list[ClaimedRun]:
+) -> list[RunSpec]:
     """Claim up to ``limit`` queued runs whose dependencies all succeeded.
 
     Runs whose dependencies failed (or were skipped or cancelled) become SKIPPED; runs
@@ -152,7 +140,7 @@ def claim_runnable(
         return []
     q = queue if queue is not None else RunQueue()
     known = set(known_jobs)
-    claimed: list[ClaimedRun] = []
+    claimed: list[RunSpec] = []
     with database_errors(engine, "cannot claim runs in"):
         fresh = q.stale or not q.rows
         if fresh:
@@ -187,7 +175,7 @@ def _claim_pass(
     limit: int,
     clock: Callable[[], datetime],
     known: set[str],
-) -> list[ClaimedRun]:
+) -> list[RunSpec]:
     """One transaction: end what can no longer run, claim up to ``limit`` runs.
 
     Candidates are tried in rounds, each round in job-name order, so that two daemons
@@ -197,7 +185,7 @@ def _claim_pass(
     statement each (a deep queue of one job used to cost one UPDATE per queued run).
     """
     now = clock()
-    claimed: list[ClaimedRun] = []
+    claimed: list[RunSpec] = []
     settle: set[int] = set()
     keep: list[Any] = []  # rows still queued after this pass
     rows = list(q.rows)
@@ -257,8 +245,9 @@ def _claim_pass(
     return claimed
 
 
-def _claimed_run(row: Any, started_at: datetime) -> ClaimedRun:
-    return ClaimedRun(
+def _claimed_run(row: Any, started_at: datetime) -> RunSpec:
+    """The claimed run; the daemon adds what the database does not hold."""
+    return RunSpec(
         run_id=row.id,
         batch_id=row.batch_id,
         job_name=row.job_name,
@@ -361,10 +350,11 @@ def _claim_round(
     return dict.fromkeys(sorted(ours), now)
 
 
-def _mark_batches_running(conn: Connection, claimed: Sequence[ClaimedRun]) -> None:
+def _mark_batches_running(conn: Connection, claimed: Sequence[RunSpec]) -> None:
     first: dict[int, datetime] = {}
     for run in claimed:
-        first.setdefault(run.batch_id, run.started_at)
+        if run.started_at is not None:  # always, for a claimed run
+            first.setdefault(run.batch_id, run.started_at)
     if first:
         conn.execute(
             _START_BATCH, [{"b_batch_id": b, "b_at": at} for b, at in sorted(first.items())]
