@@ -150,12 +150,13 @@ def cmd_migrate(ctx: Context) -> int:
 
 # -- schedules ------------------------------------------------------------------------
 def cmd_schedules_list(ctx: Context) -> int:
+    from jobsys import present
     from jobsys.store import schedules
 
     app = ctx.app  # definitions are checked before the database is touched
     views = schedules.schedule_views(ctx.current_engine(), app, ctx.settings.env)
     if ctx.args.json:
-        _print_json([v.to_dict() for v in views])
+        _print_json([present.schedule_json(v) for v in views])
         return 0
     rows = [
         [
@@ -164,9 +165,9 @@ def cmd_schedules_list(ctx: Context) -> int:
             v.timezone,
             v.execution_mode + (f":{v.job_group}" if v.job_group else ""),
             "yes" if v.enabled else "no",
-            v.next_run_text,
-            v.last_run_text,
-            v.note,
+            present.next_run_text(v),
+            present.last_run_text(v),
+            present.schedule_note(v),
         ]
         for v in views
     ]
@@ -175,6 +176,7 @@ def cmd_schedules_list(ctx: Context) -> int:
 
 
 def _cmd_schedules_set(ctx: Context, enabled: bool) -> int:
+    from jobsys import present
     from jobsys.clock import SystemClock
     from jobsys.store import schedules
 
@@ -189,7 +191,7 @@ def _cmd_schedules_set(ctx: Context, enabled: bool) -> int:
         actor="cli",
     )
     state = "enabled" if view.enabled else "disabled"
-    nxt = f"; next run {view.next_run_text}" if view.enabled else ""
+    nxt = f"; next run {present.next_run_text(view)}" if view.enabled else ""
     print(f"schedule {view.id!r} {state}{nxt}")
     return 0
 

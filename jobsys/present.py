@@ -1,6 +1,6 @@
 """The store's rows as JSON and as text for people: the one place that formats them.
 
-The web API (``jobsys.web.views``) and the CLI both use these, so a run
+The web API (``jobsys.web.views``) and the CLI both use these, so a run or a schedule
 prints the same keys and the same ISO-8601 UTC instants (``iso_utc``) everywhere.
 Pure functions: no I/O.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from jobsys.clock import iso_utc
+from jobsys.cron import describe
 from jobsys.store.rows import (
     AuditRow,
     BatchRow,
@@ -19,6 +20,7 @@ from jobsys.store.rows import (
     RunSummary,
     RunWithLogs,
 )
+from jobsys.store.schedules import ScheduleView
 
 
 def run_json(run: RunRow) -> dict[str, Any]:
@@ -125,3 +127,55 @@ def audit_json(row: AuditRow) -> dict[str, Any]:
         "ip": row.ip,
         "detail": row.detail,
     }
+
+
+def schedule_json(view: ScheduleView) -> dict[str, Any]:
+    """A schedule with its cron expression in words (``cron_description``)."""
+    return {
+        "id": view.id,
+        "name": view.name,
+        "description": view.description,
+        "cron": view.cron,
+        "cron_description": describe(view.cron),
+        "timezone": view.timezone,
+        "execution_mode": view.execution_mode,
+        "job_group": view.job_group,
+        "environments": view.environments,
+        "missed_policy": view.missed_policy,
+        "max_catch_up_s": view.max_catch_up_s,
+        "allow_overlap": view.allow_overlap,
+        "grace_s": view.grace_s,
+        "enabled": view.enabled,
+        "in_code": view.in_code,
+        "env_active": view.env_active,
+        "runnable": view.runnable,
+        "last_run_at": iso_utc(view.last_run_at),
+        "last_run_status": view.last_run_status,
+        "last_batch_id": view.last_batch_id,
+        "next_run_at": iso_utc(view.next_run_at),
+        "run_count": view.run_count,
+        "failure_count": view.failure_count,
+        "consecutive_failures": view.consecutive_failures,
+        "locked_by": view.locked_by,
+    }
+
+
+def schedule_note(view: ScheduleView) -> str:
+    """Why a schedule cannot run (empty when it can)."""
+    if not view.in_code:
+        return "not in code"
+    if not view.env_active:
+        return "not active in this environment"
+    if not view.synced:
+        return "not synced yet (the daemon syncs on start)"
+    return ""
+
+
+def next_run_text(view: ScheduleView) -> str:
+    return iso_utc(view.next_run_at) or "-"
+
+
+def last_run_text(view: ScheduleView) -> str:
+    if view.last_run_at is None:
+        return "-"
+    return f"{iso_utc(view.last_run_at)} {view.last_run_status or ''}".strip()

@@ -25,6 +25,7 @@ from jobsys.store.rows import (
     RunSummary,
     RunWithLogs,
 )
+from jobsys.store.schedules import ScheduleView
 from jobsys.web import views
 
 T0 = datetime(2030, 1, 7, 12, 0, 0, tzinfo=UTC)
@@ -123,6 +124,36 @@ def batch_row(**changes: Any) -> BatchRow:
         duration_ms=None,
     )
     return replace(batch, **changes)
+
+
+def schedule_view(**changes: Any) -> ScheduleView:
+    view = ScheduleView(
+        id="nightly",
+        name="Nightly",
+        description="Everything at 2am",
+        cron="0 2 * * *",
+        timezone="Europe/Paris",
+        execution_mode="ALL_JOBS",
+        job_group=None,
+        environments=None,
+        missed_policy="SKIP",
+        max_catch_up_s=None,
+        allow_overlap=False,
+        grace_s=60,
+        enabled=True,
+        in_code=True,
+        env_active=True,
+        synced=True,
+        last_run_at=T0 + timedelta(microseconds=250_999),
+        last_run_status="FAILED",
+        last_batch_id=3,
+        next_run_at=T0 + timedelta(days=1),
+        run_count=4,
+        failure_count=1,
+        consecutive_failures=1,
+        locked_by=None,
+    )
+    return replace(view, **changes)
 
 
 def no_datetimes(value: Any) -> None:
@@ -272,6 +303,42 @@ def test_a_history_entry_and_an_audit_entry() -> None:
         "ip": None,
         "detail": None,
     }
+
+
+def test_a_schedule_as_the_api_returns_it() -> None:
+    data = views.schedule_entry(schedule_view())
+    assert data["cron_description"] == "At 02:00 every day"
+    assert data["runnable"] is True
+    assert data["last_run_at"] == "2030-01-07T12:00:00.250Z"
+    assert data["next_run_at"] == "2030-01-08T12:00:00Z"
+    assert data["note"] == ""
+    assert data["missed_policy_description"].startswith("SKIP: a slot not fired within 60 s")
+    assert list(data)[-2:] == ["note", "missed_policy_description"]
+    assert list(present.schedule_json(schedule_view())) == list(data)[:-2]
+    no_datetimes(data)
+
+
+@pytest.mark.parametrize(
+    ("changes", "note"),
+    [
+        ({"in_code": False}, "not in code"),
+        ({"env_active": False}, "not active in this environment"),
+        ({"synced": False}, "not synced yet (the daemon syncs on start)"),
+        ({}, ""),
+    ],
+)
+def test_why_a_schedule_cannot_run(changes: dict[str, Any], note: str) -> None:
+    assert present.schedule_note(schedule_view(**changes)) == note
+
+
+def test_schedule_texts_for_the_cli() -> None:
+    view = schedule_view()
+    assert present.next_run_text(view) == "2030-01-08T12:00:00Z"
+    assert present.last_run_text(view) == "2030-01-07T12:00:00.250Z FAILED"
+    idle = schedule_view(next_run_at=None, last_run_at=None, last_run_status=None)
+    assert (present.next_run_text(idle), present.last_run_text(idle)) == ("-", "-")
+    unknown = schedule_view(last_run_status=None)
+    assert present.last_run_text(unknown) == "2030-01-07T12:00:00.250Z"
 
 
 def test_a_job_with_its_activity() -> None:

@@ -13,6 +13,7 @@ from jobsys import present
 from jobsys.definitions import App
 from jobsys.health import HealthReport
 from jobsys.store.rows import BatchWithRuns, JobActivity, LogPage, RunRow
+from jobsys.store.schedules import ScheduleView
 
 
 def job_entry(app: App, name: str, activity: JobActivity) -> dict[str, Any]:
@@ -145,11 +146,11 @@ def missed_policy_text(policy: str, grace_s: int, max_catch_up_s: int | None) ->
     )
 
 
-def schedule_entry(view: Any) -> dict[str, Any]:
-    """A ``ScheduleView`` as the API returns it: its dict, the reason it cannot run (if
+def schedule_entry(view: ScheduleView) -> dict[str, Any]:
+    """A ``ScheduleView`` as the API returns it: its JSON, the reason it cannot run (if
     any) and the missed-run policy in words."""
-    data: dict[str, Any] = view.to_dict()
-    data["note"] = view.note
+    data = present.schedule_json(view)
+    data["note"] = present.schedule_note(view)
     data["missed_policy_description"] = missed_policy_text(
         view.missed_policy, view.grace_s, view.max_catch_up_s
     )
