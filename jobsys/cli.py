@@ -150,12 +150,13 @@ def cmd_migrate(ctx: Context) -> int:
 
 # -- schedules ------------------------------------------------------------------------
 def cmd_schedules_list(ctx: Context) -> int:
+    from jobsys import present
     from jobsys.store import schedules
 
     app = ctx.app  # definitions are checked before the database is touched
     views = schedules.schedule_views(ctx.current_engine(), app, ctx.settings.env)
     if ctx.args.json:
-        _print_json([v.to_dict() for v in views])
+        _print_json([present.schedule_json(v) for v in views])
         return 0
     rows = [
         [
@@ -164,9 +165,9 @@ def cmd_schedules_list(ctx: Context) -> int:
             v.timezone,
             v.execution_mode + (f":{v.job_group}" if v.job_group else ""),
             "yes" if v.enabled else "no",
-            v.next_run_text,
-            v.last_run_text,
-            v.note,
+            present.next_run_text(v),
+            present.last_run_text(v),
+            present.schedule_note(v),
         ]
         for v in views
     ]
@@ -175,6 +176,7 @@ def cmd_schedules_list(ctx: Context) -> int:
 
 
 def _cmd_schedules_set(ctx: Context, enabled: bool) -> int:
+    from jobsys import present
     from jobsys.clock import SystemClock
     from jobsys.store import schedules
 
@@ -189,7 +191,7 @@ def _cmd_schedules_set(ctx: Context, enabled: bool) -> int:
         actor="cli",
     )
     state = "enabled" if view.enabled else "disabled"
-    nxt = f"; next run {view.next_run_text}" if view.enabled else ""
+    nxt = f"; next run {present.next_run_text(view)}" if view.enabled else ""
     print(f"schedule {view.id!r} {state}{nxt}")
     return 0
 
@@ -236,6 +238,7 @@ def _wake_daemons(ctx: Context) -> int:
 def cmd_jobs_run(ctx: Context) -> int:
     import time
 
+    from jobsys import present
     from jobsys.clock import SystemClock
     from jobsys.manual import create_manual_batch
     from jobsys.store.queries import get_run
@@ -264,26 +267,24 @@ def cmd_jobs_run(ctx: Context) -> int:
         return 0
     deadline = time.monotonic() + ctx.args.timeout
     while True:
-        run = get_run(engine, run_id, with_logs=False)
-        if run["status"] not in ("QUEUED", "RUNNING"):
+        status = get_run(engine, run_id, with_logs=False).status
+        if status not in ("QUEUED", "RUNNING"):
             break
         if time.monotonic() > deadline:
-            print(
-                f"run {run_id} still {run['status']} after {ctx.args.timeout:.0f}s", file=sys.stderr
-            )
+            print(f"run {run_id} still {status} after {ctx.args.timeout:.0f}s", file=sys.stderr)
             return 1
         time.sleep(0.2)
     run = get_run(engine, run_id, with_logs=True)  # the end of the log: where errors are
-    hidden = run["log_count"] - len(run["logs"])
+    hidden = run.log_count - len(run.logs)
     if hidden:
         print(
-            f"(first {hidden} of {run['log_count']} log lines not shown; "
+            f"(first {hidden} of {run.log_count} log lines not shown; "
             f"see them with `jobsys runs show {run_id} --logs` or on the run page)"
         )
-    for line in run["logs"]:
-        print(f"{line['ts']} {line['level']:<7} {line['message']}")
-    print(f"run {run_id} {run['status']}" + (f": {run['error']}" if run["error"] else ""))
-    return 0 if run["status"] == "SUCCESS" else 1
+    for line in run.logs:
+        print(present.log_line_text(line))
+    print(f"run {run_id} {run.status}" + (f": {run.error}" if run.error else ""))
+    return 0 if run.status == "SUCCESS" else 1
 
 
 def _parse_params(raw: str) -> Any:
@@ -335,7 +336,7 @@ def cmd_jobs_cancel(ctx: Context) -> int:
 
     run_id = _run_id(ctx.args.run_id)
     engine = ctx.current_engine()
-    before = get_run(engine, run_id, with_logs=False)["status"]
+    before = get_run(engine, run_id, with_logs=False).status
     now = SystemClock().now()
     try:
         after = request_cancel(engine, run_id, now)
@@ -366,20 +367,17 @@ def cmd_jobs_cancel(ctx: Context) -> int:
 
 
 # -- runs -----------------------------------------------------------------------------
-def _log_line(line: Mapping[str, Any]) -> str:
-    return f"{line['ts']} {line['level']:<7} {line['message']}"
-
-
 def _print_new_logs(engine: Engine, run_id: int, after_id: int | None) -> int | None:
     """Print the run's log lines after ``after_id``, all pages; returns the last id."""
+    from jobsys.present import log_line_text
     from jobsys.store.queries import run_logs
 
     while True:
         lines = run_logs(engine, run_id, after_id=after_id, limit=1000)
         for line in lines:
-            print(_log_line(line), flush=True)
+            print(log_line_text(line), flush=True)
         if lines:
-            after_id = int(lines[-1]["id"])
+            after_id = lines[-1].id
         if len(lines) < 1000:
             return after_id
 
@@ -406,6 +404,7 @@ _RUN_FIELDS = (
 def cmd_runs_show(ctx: Context) -> int:
     import time
 
+    from jobsys import present
     from jobsys.store.queries import get_run
 
     args = ctx.args
@@ -413,18 +412,22 @@ def cmd_runs_show(ctx: Context) -> int:
     if args.follow and args.json:
         raise _usage("--follow streams text; use it without --json")
     engine = ctx.current_engine()
-    run = get_run(engine, run_id, with_logs=args.json and args.logs)
     if args.json:
-        _print_json(run)
+        if args.logs:
+            _print_json(present.run_with_logs_json(get_run(engine, run_id, with_logs=True)))
+        else:
+            _print_json(present.run_json(get_run(engine, run_id, with_logs=False)))
         return 0
+    run = get_run(engine, run_id, with_logs=False)
+    shown = present.run_json(run)  # the same texts as the JSON (ISO instants)
     print(f"run {run_id}")
     for name in _RUN_FIELDS:
-        value = run[name]
+        value = shown[name]
         if value is not None:
-            shown = json.dumps(value, ensure_ascii=False) if name == "params" else value
-            print(f"  {name:<14}{shown}")
-    if run["progress_total"] or run["progress_done"]:
-        print(f"  {'progress':<14}{run['progress_done']}/{run['progress_total'] or '?'}")
+            text = json.dumps(value, ensure_ascii=False) if name == "params" else value
+            print(f"  {name:<14}{text}")
+    if run.progress_total or run.progress_done:
+        print(f"  {'progress':<14}{run.progress_done}/{run.progress_total or '?'}")
     if not (args.logs or args.follow):
         return 0
     print("logs:", flush=True)
@@ -432,12 +435,12 @@ def cmd_runs_show(ctx: Context) -> int:
     if not args.follow:
         return 0
     ctx.waiting_for_run = run_id  # Ctrl-C: main() says the run goes on
-    while run["status"] in ("QUEUED", "RUNNING"):
+    while run.status in ("QUEUED", "RUNNING"):
         time.sleep(0.5)
         run = get_run(engine, run_id, with_logs=False)
         last = _print_new_logs(engine, run_id, last)  # after the status: no line is lost
-    print(f"run {run_id} {run['status']}" + (f": {run['error']}" if run["error"] else ""))
-    return 0 if run["status"] == "SUCCESS" else 1
+    print(f"run {run_id} {run.status}" + (f": {run.error}" if run.error else ""))
+    return 0 if run.status == "SUCCESS" else 1
 
 
 # -- daemon and health ----------------------------------------------------------------

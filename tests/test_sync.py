@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
+from jobsys import present
 from jobsys.definitions import App
 from jobsys.errors import NotFound
 from jobsys.store.db import session
@@ -81,7 +82,8 @@ def test_removed_schedule_is_kept_marked_and_never_fires(engine: Engine) -> None
     row = rows(engine)["dev-only"]
     assert row.in_code is False and row.next_run_at is None
     views = {v.id: v for v in schedule_views(engine, make_app(with_dev=False), "development")}
-    assert views["dev-only"].note == "not in code" and not views["dev-only"].enabled
+    assert present.schedule_note(views["dev-only"]) == "not in code"
+    assert not views["dev-only"].enabled
     with pytest.raises(NotFound, match="not in code"):
         set_enabled(
             engine, make_app(with_dev=False), "development", "dev-only", True, now=NOW, actor=None
@@ -104,7 +106,7 @@ def test_views_before_sync_show_code_definitions_disabled(engine: Engine) -> Non
     views = schedule_views(engine, make_app(), "development")
     assert [v.id for v in views] == ["hourly", "nightly", "dev-only"]
     assert all(not v.enabled and not v.synced for v in views)
-    assert views[0].to_dict()["cron_description"]
+    assert present.schedule_json(views[0])["cron_description"]
 
 
 def test_unknown_schedule(engine: Engine) -> None:

@@ -1,22 +1,21 @@
 """Read queries for the CLI and the web API: runs, logs, batches, history.
 
-Results are plain dicts with snake_case keys and ISO-8601 UTC times, as the API returns
-them. Paging is by cursor (the last id seen), newest first, so pages are stable while
-new rows arrive.
+Results are the frozen rows of ``jobsys.store.rows``, with aware UTC datetimes;
+``jobsys.present`` shapes them for JSON and people. Paging is by cursor (the last id
+seen), newest first, so pages are stable while new rows arrive.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, TypeVar, overload
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import col
 
-from jobsys.clock import iso_utc, utc
+from jobsys.clock import utc
 from jobsys.errors import NotFound
 from jobsys.store.models import (
     AuditLog,
@@ -27,6 +26,20 @@ from jobsys.store.models import (
     JobSchedule,
     RunStatus,
 )
+from jobsys.store.rows import (
+    AuditRow,
+    BatchRow,
+    BatchWithCounts,
+    BatchWithRuns,
+    JobActivity,
+    LogLineRow,
+    LogPage,
+    Page,
+    RunRow,
+    RunSummary,
+    RunWithLogs,
+    field_names,
+)
 
 #: Most log lines in one answer (a page of ``log_page``).
 MAX_LOG_LINES = 5000
@@ -34,74 +47,49 @@ MAX_LOG_LINES = 5000
 LOG_TAIL_LINES = 1000
 
 
-def run_to_dict(run: Any) -> dict[str, Any]:
-    return {
-        "id": run.id,
-        "job_name": run.job_name,
-        "status": run.status,
-        "trigger": run.trigger,
-        "schedule_id": run.schedule_id,
-        "batch_id": run.batch_id,
-        "scheduled_for": iso_utc(run.scheduled_for),
-        "params": run.params,
-        "triggered_by": run.triggered_by,
-        "depends_on": run.depends_on,
-        "position": run.position,
-        "queued_at": iso_utc(run.queued_at),
-        "started_at": iso_utc(run.started_at),
-        "finished_at": iso_utc(run.finished_at),
-        "duration_ms": run.duration_ms,
-        "error": run.error,
-        "timeout_s": run.timeout_s,
-        "worker_id": run.worker_id,
-        "exit_code": run.exit_code,
-        "cancel_requested": bool(run.cancel_requested),
-        "progress_done": run.progress_done,
-        "progress_total": run.progress_total,
-    }
+_RUN = field_names(RunRow)
+_BATCH = field_names(BatchRow)
+_SUMMARY = field_names(RunSummary)
+_AUDIT = field_names(AuditRow)
 
 
-def get_run(engine: Engine, run_id: int, *, with_logs: bool = True) -> dict[str, Any]:
-    """One run; ``with_logs`` adds the tail of its log (``logs``, oldest first) and how
-    many lines are stored in all (``log_count``)."""
+def run_row(row: Any) -> RunRow:
+    """A ``job_run`` row (or the ``JobRun`` model) as a ``RunRow``."""
+    data = {name: getattr(row, name) for name in _RUN}
+    data["cancel_requested"] = bool(data["cancel_requested"])
+    return RunRow(**data)
+
+
+@overload
+def get_run(engine: Engine, run_id: int, *, with_logs: Literal[True] = ...) -> RunWithLogs: ...
+
+
+@overload
+def get_run(engine: Engine, run_id: int, *, with_logs: bool) -> RunRow: ...
+
+
+def get_run(engine: Engine, run_id: int, *, with_logs: bool = True) -> RunRow:
+    """One run; ``with_logs`` makes it a ``RunWithLogs``: the tail of its log (oldest
+    first) and how many lines are stored in all."""
     with engine.connect() as conn:
         row = conn.execute(select(JobRun).where(col(JobRun.id) == run_id)).first()
         if row is None:
             raise NotFound(f"unknown job run {run_id}")
-        data = run_to_dict(row)
-    if with_logs:
-        page = log_page(engine, run_id, limit=MAX_LOG_LINES)
-        data["logs"] = [
-            {"ts": line["ts"], "level": line["level"], "message": line["message"]}
-            for line in page.lines
-        ]
-        data["log_count"] = page.total
-    return data
+        run = run_row(row)
+    if not with_logs:
+        return run
+    page = log_page(engine, run_id, limit=MAX_LOG_LINES)
+    return RunWithLogs(**vars(run), logs=page.lines, log_count=page.total)
 
 
-def batch_to_dict(batch: Any) -> dict[str, Any]:
-    return {
-        "id": batch.id,
-        "schedule_id": batch.schedule_id,
-        "trigger": batch.trigger,
-        "scheduled_for": iso_utc(batch.scheduled_for),
-        "status": batch.status,
-        "reason": batch.reason,
-        "mode": batch.mode,
-        "job_group": batch.job_group,
-        "skip_dependencies": bool(batch.skip_dependencies),
-        "triggered_by": batch.triggered_by,
-        "fired_by": batch.fired_by,
-        "lateness_ms": batch.lateness_ms,
-        "total_runs": batch.total_runs,
-        "created_at": iso_utc(batch.created_at),
-        "started_at": iso_utc(batch.started_at),
-        "finished_at": iso_utc(batch.finished_at),
-        "duration_ms": batch.duration_ms,
-    }
+def batch_row(row: Any) -> BatchRow:
+    """A ``job_batch`` row (or the ``JobBatch`` model) as a ``BatchRow``."""
+    data = {name: getattr(row, name) for name in _BATCH}
+    data["skip_dependencies"] = bool(data["skip_dependencies"])
+    return BatchRow(**data)
 
 
-def get_batch(engine: Engine, batch_id: int) -> dict[str, Any]:
+def get_batch(engine: Engine, batch_id: int) -> BatchWithRuns:
     """One batch with its runs in dependency order."""
     with engine.connect() as conn:
         batch = conn.execute(select(JobBatch).where(col(JobBatch.id) == batch_id)).first()
@@ -110,12 +98,10 @@ def get_batch(engine: Engine, batch_id: int) -> dict[str, Any]:
         runs = conn.execute(
             select(JobRun).where(col(JobRun.batch_id) == batch_id).order_by(col(JobRun.position))
         ).all()
-    data = batch_to_dict(batch)
-    data["runs"] = [run_to_dict(r) for r in runs]
-    return data
+    return BatchWithRuns(**vars(batch_row(batch)), runs=[run_row(r) for r in runs])
 
 
-def batches_of_schedule(engine: Engine, schedule_id: str) -> list[dict[str, Any]]:
+def batches_of_schedule(engine: Engine, schedule_id: str) -> list[BatchRow]:
     """All batches of a schedule, oldest first (tests and small tools; the API pages)."""
     with engine.connect() as conn:
         rows = conn.execute(
@@ -123,19 +109,14 @@ def batches_of_schedule(engine: Engine, schedule_id: str) -> list[dict[str, Any]
             .where(col(JobBatch.schedule_id) == schedule_id)
             .order_by(col(JobBatch.id))
         ).all()
-    return [batch_to_dict(r) for r in rows]
+    return [batch_row(r) for r in rows]
 
 
 # -- paged lists for the web API ------------------------------------------------------
-@dataclass(frozen=True)
-class Page:
-    """One page, newest first; ``next_cursor`` is the id to pass for the next page."""
-
-    items: list[dict[str, Any]]
-    next_cursor: int | None
+T = TypeVar("T")
 
 
-def _page(rows: Sequence[Any], limit: int, convert: Callable[[Any], dict[str, Any]]) -> Page:
+def _page(rows: Sequence[Any], limit: int, convert: Callable[[Any], T]) -> Page[T]:
     more = len(rows) > limit
     shown = rows[:limit]
     return Page([convert(r) for r in shown], shown[-1].id if more and shown else None)
@@ -151,7 +132,7 @@ def list_runs(
     batch_id: int | None = None,
     limit: int = 50,
     cursor: int | None = None,
-) -> Page:
+) -> Page[RunRow]:
     """Job runs, newest first, filtered; ``cursor`` is the last id of the previous page."""
     query = select(JobRun).order_by(col(JobRun.id).desc()).limit(limit + 1)
     if job is not None:
@@ -168,7 +149,7 @@ def list_runs(
         query = query.where(col(JobRun.id) < cursor)
     with engine.connect() as conn:
         rows = conn.execute(query).all()
-    return _page(rows, limit, run_to_dict)
+    return _page(rows, limit, run_row)
 
 
 def batch_run_counts(conn: Connection, batch_ids: Sequence[int]) -> dict[int, dict[str, int]]:
@@ -187,7 +168,7 @@ def batch_run_counts(conn: Connection, batch_ids: Sequence[int]) -> dict[int, di
 
 def schedule_history(
     engine: Engine, schedule_id: str, *, limit: int = 50, cursor: int | None = None
-) -> Page:
+) -> Page[BatchWithCounts]:
     """A schedule's batches (fired, manual, missed and skipped slots), newest first, each
     with ``counts``: its runs per status."""
     query = (
@@ -202,27 +183,14 @@ def schedule_history(
         rows = conn.execute(query).all()
         counts = batch_run_counts(conn, [r.id for r in rows[:limit]])
 
-    def convert(row: Any) -> dict[str, Any]:
-        data = batch_to_dict(row)
-        data["counts"] = counts.get(row.id, {})
-        return data
+    def convert(row: Any) -> BatchWithCounts:
+        return BatchWithCounts(**vars(batch_row(row)), counts=counts.get(row.id, {}))
 
     return _page(rows, limit, convert)
 
 
-def audit_to_dict(row: Any) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "at": iso_utc(row.at),
-        "actor": row.actor,
-        "action": row.action,
-        "target_type": row.target_type,
-        "target_id": row.target_id,
-        "before": row.before,
-        "after": row.after,
-        "ip": row.ip,
-        "detail": row.detail,
-    }
+def audit_row(row: Any) -> AuditRow:
+    return AuditRow(**{name: getattr(row, name) for name in _AUDIT})
 
 
 def list_audit(
@@ -233,7 +201,7 @@ def list_audit(
     target: str | None = None,
     limit: int = 50,
     cursor: int | None = None,
-) -> Page:
+) -> Page[AuditRow]:
     """Audit entries, newest first; ``action`` ending in ``.`` or ``*`` matches a prefix
     (``schedule.`` is every schedule action)."""
     query = select(AuditLog).order_by(col(AuditLog.id).desc()).limit(limit + 1)
@@ -253,73 +221,50 @@ def list_audit(
         query = query.where(col(AuditLog.id) < cursor)
     with engine.connect() as conn:
         rows = conn.execute(query).all()
-    return _page(rows, limit, audit_to_dict)
+    return _page(rows, limit, audit_row)
 
 
-def run_summary(row: Any) -> dict[str, Any]:
-    """The short form of a run (the jobs list's "last run")."""
-    return {
-        "id": row.id,
-        "batch_id": row.batch_id,
-        "status": row.status,
-        "trigger": row.trigger,
-        "triggered_by": row.triggered_by,
-        "queued_at": iso_utc(row.queued_at),
-        "started_at": iso_utc(row.started_at),
-        "finished_at": iso_utc(row.finished_at),
-        "duration_ms": row.duration_ms,
-        "error": row.error,
-    }
-
-
-def job_activity(engine: Engine, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+def job_activity(engine: Engine, names: Sequence[str]) -> dict[str, JobActivity]:
     """Per job: its newest run (``last_run``), the run holding its mutex
     (``running_run_id``) and how many of its runs are queued and running (``active``)."""
-    out: dict[str, dict[str, Any]] = {
-        n: {"last_run": None, "running_run_id": None, "active": {}} for n in names
-    }
+    last: dict[str, RunSummary] = {}
+    holders: dict[str, int | None] = {}
+    active: dict[str, dict[str, int]] = {n: {} for n in names}
     with engine.connect() as conn:
         for name in names:
             row = conn.execute(
-                select(
-                    col(JobRun.id),
-                    col(JobRun.batch_id),
-                    col(JobRun.status),
-                    col(JobRun.trigger),
-                    col(JobRun.triggered_by),
-                    col(JobRun.queued_at),
-                    col(JobRun.started_at),
-                    col(JobRun.finished_at),
-                    col(JobRun.duration_ms),
-                    col(JobRun.error),
-                )
+                select(*(getattr(JobRun, k) for k in _SUMMARY))
                 .where(col(JobRun.job_name) == name)
                 .order_by(col(JobRun.id).desc())
                 .limit(1)
             ).first()
             if row is not None:
-                out[name]["last_run"] = run_summary(row)
+                last[name] = RunSummary(*row)
         for name, run_id in conn.execute(
             select(col(JobDefinition.name), col(JobDefinition.running_run_id)).where(
                 col(JobDefinition.running_run_id).is_not(None)
             )
         ):
-            if name in out:
-                out[name]["running_run_id"] = run_id
+            holders[name] = run_id
         for name, status, n in conn.execute(
             select(col(JobRun.job_name), col(JobRun.status), func.count())
             .where(col(JobRun.status).in_([RunStatus.QUEUED.value, RunStatus.RUNNING.value]))
             .group_by(col(JobRun.job_name), col(JobRun.status))
         ):
-            if name in out:
-                out[name]["active"][status] = int(n)
-    return out
+            if name in active:
+                active[name][status] = int(n)
+    return {n: JobActivity(last.get(n), holders.get(n), active[n]) for n in names}
+
+
+def _log_line(row: Any) -> LogLineRow:
+    line_id, ts, level, message = row
+    return LogLineRow(line_id, ts, level, message)
 
 
 def run_logs(
     engine: Engine, run_id: int, *, after_id: int | None = None, limit: int = MAX_LOG_LINES
-) -> list[dict[str, Any]]:
-    """A run's log lines with their ids, oldest first; ``after_id`` tails them."""
+) -> list[LogLineRow]:
+    """A run's log lines, oldest first; ``after_id`` tails them."""
     query = (
         select(col(JobLog.id), col(JobLog.ts), col(JobLog.level), col(JobLog.message))
         .where(col(JobLog.run_id) == run_id)
@@ -330,23 +275,7 @@ def run_logs(
         query = query.where(col(JobLog.id) > after_id)
     with engine.connect() as conn:
         rows = conn.execute(query).all()
-    return [
-        {"id": lid, "ts": iso_utc(ts), "level": level, "message": msg}
-        for lid, ts, level, msg in rows
-    ]
-
-
-@dataclass(frozen=True)
-class LogPage:
-    """Consecutive log lines of one run, oldest first, and where they sit in the log."""
-
-    lines: list[dict[str, Any]]
-    earlier: int  # lines stored before the first one here
-    later: int  # lines stored after the last one here
-
-    @property
-    def total(self) -> int:
-        return self.earlier + len(self.lines) + self.later
+    return [_log_line(row) for row in rows]
 
 
 def log_page(
@@ -391,11 +320,7 @@ def log_page(
             earlier, later = 0, count(col(JobLog.id) >= before_id)
         else:
             earlier = later = 0
-    lines = [
-        {"id": lid, "ts": iso_utc(ts), "level": level, "message": msg}
-        for lid, ts, level, msg in rows
-    ]
-    return LogPage(lines, earlier, later)
+    return LogPage([_log_line(row) for row in rows], earlier, later)
 
 
 # -- change feed (the web's Server-Sent Events) ----------------------------------------

@@ -173,7 +173,8 @@ def _sync_jobs(s: Session, app: Definitions, now: datetime, mark_removed: bool) 
 # -- views ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ScheduleView:
-    """A schedule as the API and CLI show it: code definition merged with DB state."""
+    """A schedule as the API and CLI show it: code definition merged with DB state
+    (``jobsys.present`` formats it)."""
 
     id: str
     name: str
@@ -203,57 +204,6 @@ class ScheduleView:
     @property
     def runnable(self) -> bool:
         return self.in_code and self.env_active
-
-    @property
-    def note(self) -> str:
-        if not self.in_code:
-            return "not in code"
-        if not self.env_active:
-            return "not active in this environment"
-        if not self.synced:
-            return "not synced yet (the daemon syncs on start)"
-        return ""
-
-    @property
-    def next_run_text(self) -> str:
-        return iso_utc(self.next_run_at) or "-"
-
-    @property
-    def last_run_text(self) -> str:
-        if self.last_run_at is None:
-            return "-"
-        return f"{iso_utc(self.last_run_at)} {self.last_run_status or ''}".strip()
-
-    def to_dict(self) -> dict[str, Any]:
-        from jobsys.cron import describe
-
-        return {
-            "id": self.id,
-            "name": self.name,
-            "description": self.description,
-            "cron": self.cron,
-            "cron_description": describe(self.cron),
-            "timezone": self.timezone,
-            "execution_mode": self.execution_mode,
-            "job_group": self.job_group,
-            "environments": self.environments,
-            "missed_policy": self.missed_policy,
-            "max_catch_up_s": self.max_catch_up_s,
-            "allow_overlap": self.allow_overlap,
-            "grace_s": self.grace_s,
-            "enabled": self.enabled,
-            "in_code": self.in_code,
-            "env_active": self.env_active,
-            "runnable": self.runnable,
-            "last_run_at": iso_utc(self.last_run_at),
-            "last_run_status": self.last_run_status,
-            "last_batch_id": self.last_batch_id,
-            "next_run_at": iso_utc(self.next_run_at),
-            "run_count": self.run_count,
-            "failure_count": self.failure_count,
-            "consecutive_failures": self.consecutive_failures,
-            "locked_by": self.locked_by,
-        }
 
 
 def _view(row: JobSchedule | None, sched: ScheduleSpec | None, env: str) -> ScheduleView:

@@ -10,7 +10,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
-from jobsys import cron, health
+from jobsys import cron, health, present
 from jobsys.clock import iso_utc
 from jobsys.errors import CronError
 from jobsys.manual import create_manual_batch
@@ -150,9 +150,8 @@ def schedule_history_(ctx: WebContext, call: Call) -> Response:
     limit, cursor = query.limit(), query.cursor()
     get_view(ctx.engine, ctx.app, ctx.settings.env, schedule_id)  # NotFound -> 404
     page = schedule_history(ctx.engine, schedule_id, limit=limit, cursor=cursor)
-    return _json(
-        {"schedule_id": schedule_id, "batches": page.items, "next_cursor": page.next_cursor}
-    )
+    batches = [present.history_entry_json(b) for b in page.items]
+    return _json({"schedule_id": schedule_id, "batches": batches, "next_cursor": page.next_cursor})
 
 
 def _cron_fields(body: Body) -> tuple[str, str]:
@@ -271,7 +270,8 @@ def list_job_runs(ctx: WebContext, call: Call) -> Response:
         limit=query.limit(),
         cursor=query.cursor(),
     )
-    return _json({"runs": page.items, "next_cursor": page.next_cursor})
+    runs = [present.run_json(r) for r in page.items]
+    return _json({"runs": runs, "next_cursor": page.next_cursor})
 
 
 def get_job_run(ctx: WebContext, call: Call) -> Response:
@@ -289,7 +289,7 @@ def get_job_run(ctx: WebContext, call: Call) -> Response:
 def cancel_job_run(ctx: WebContext, call: Call) -> Response:
     Body(call.body, ())
     run_id = parse_id(call.path("id"), "job run")
-    before = get_run(ctx.engine, run_id, with_logs=False)["status"]
+    before = get_run(ctx.engine, run_id, with_logs=False).status
     now = ctx.clock.now()
     after = request_cancel(ctx.engine, run_id, now)  # Conflict (409) if it already finished
     with session(ctx.engine) as s:
@@ -306,7 +306,7 @@ def cancel_job_run(ctx: WebContext, call: Call) -> Response:
         )
         s.commit()
     ctx.wake_daemons()
-    return _json(get_run(ctx.engine, run_id, with_logs=False))
+    return _json(present.run_json(get_run(ctx.engine, run_id, with_logs=False)))
 
 
 def get_batch_(ctx: WebContext, call: Call) -> Response:
@@ -329,7 +329,8 @@ def list_audit_(ctx: WebContext, call: Call) -> Response:
         limit=query.limit(),
         cursor=query.cursor(),
     )
-    return _json({"entries": page.items, "next_cursor": page.next_cursor})
+    entries = [present.audit_json(e) for e in page.items]
+    return _json({"entries": entries, "next_cursor": page.next_cursor})
 
 
 # -- the route list -------------------------------------------------------------------

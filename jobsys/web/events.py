@@ -57,7 +57,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from jobsys import health
+from jobsys import health, present
 from jobsys.errors import JobsysError
 from jobsys.store import queries
 from jobsys.store.schedules import schedule_views
@@ -114,9 +114,13 @@ class ChangeWatcher:
             for kind in KINDS:
                 changed[kind] = self._changed(conn, self.feeds[kind])
             activity = queries.log_activity(conn, self.log_id)
-        frames = [self._frame("run", row, queries.run_to_dict(row)) for row in changed["run"]]
+        frames = [
+            self._frame("run", row, present.run_json(queries.run_row(row)))
+            for row in changed["run"]
+        ]
         frames += [
-            self._frame("batch", row, queries.batch_to_dict(row)) for row in changed["batch"]
+            self._frame("batch", row, present.batch_json(queries.batch_row(row)))
+            for row in changed["batch"]
         ]
         if changed["schedule"]:
             rows = {row.id: row for row in changed["schedule"]}

@@ -1,5 +1,6 @@
 """Pure functions that shape what the API returns (no I/O): jobs with their activity,
-batches with their run counts and timeline, the daemon status, SSE frames."""
+batches with their run counts and timeline, the daemon status, SSE frames. The rows
+themselves are formatted by ``jobsys.present``."""
 
 from __future__ import annotations
 
@@ -8,73 +9,82 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from jobsys.clock import parse_iso
+from jobsys import present
 from jobsys.definitions import App
 from jobsys.health import HealthReport
-from jobsys.store.queries import LogPage
+from jobsys.store.rows import BatchWithRuns, JobActivity, LogPage, RunRow
+from jobsys.store.schedules import ScheduleView
 from jobsys.vocabulary import MissedPolicy
 
 
-def job_entry(app: App, name: str, activity: Mapping[str, Any]) -> dict[str, Any]:
+def job_entry(app: App, name: str, activity: JobActivity) -> dict[str, Any]:
     """One job of the registry with its newest run and what is active now."""
     data = app.jobs[name].to_dict()
-    data["last_run"] = activity.get("last_run")
-    data["running_run_id"] = activity.get("running_run_id")
-    data["active"] = dict(activity.get("active") or {})
+    last = activity.last_run
+    data["last_run"] = present.run_summary_json(last) if last is not None else None
+    data["running_run_id"] = activity.running_run_id
+    data["active"] = dict(activity.active)
     return data
 
 
-def status_counts(runs: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+def status_counts(runs: Sequence[RunRow]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for run in runs:
-        counts[run["status"]] = counts.get(run["status"], 0) + 1
+        counts[run.status] = counts.get(run.status, 0) + 1
     return counts
 
 
-def _instant(text: Any) -> datetime | None:
-    return parse_iso(text) if isinstance(text, str) else None
+def _to_ms(at: datetime | None) -> datetime | None:
+    """``at`` cut to the millisecond: the precision of the instants the API shows, so
+    the bars add up with them."""
+    return None if at is None else at.replace(microsecond=at.microsecond // 1000 * 1000)
 
 
-def batch_timeline(batch: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _ms(delta_s: float) -> int:
+    return max(0, int(delta_s * 1000))
+
+
+def batch_timeline(batch: BatchWithRuns) -> list[dict[str, Any]]:
     """Each run of a batch as a bar: offsets from the batch's creation, in ms.
 
     ``start_ms`` is when it started (None if it never did), ``end_ms`` when it finished
     (None while it runs), ``wait_ms`` how long it was queued before starting.
     """
-    origin = _instant(batch.get("created_at"))
+    origin = _to_ms(batch.created_at)
     bars: list[dict[str, Any]] = []
-    for run in batch.get("runs", []):
+    for run in batch.runs:
         queued, started, finished = (
-            _instant(run.get(k)) for k in ("queued_at", "started_at", "finished_at")
+            _to_ms(at) for at in (run.queued_at, run.started_at, run.finished_at)
         )
 
         def offset(at: datetime | None) -> int | None:
             if at is None or origin is None:
                 return None
-            return max(0, int((at - origin).total_seconds() * 1000))
+            return _ms((at - origin).total_seconds())
 
         bars.append(
             {
-                "run_id": run["id"],
-                "job_name": run["job_name"],
-                "status": run["status"],
-                "depends_on": run["depends_on"],
+                "run_id": run.id,
+                "job_name": run.job_name,
+                "status": run.status,
+                "depends_on": run.depends_on,
                 "start_ms": offset(started),
                 "end_ms": offset(finished),
                 "wait_ms": (
-                    max(0, int((started - queued).total_seconds() * 1000))
+                    _ms((started - queued).total_seconds())
                     if started is not None and queued is not None
                     else None
                 ),
-                "duration_ms": run.get("duration_ms"),
+                "duration_ms": run.duration_ms,
             }
         )
     return bars
 
 
-def batch_view(batch: dict[str, Any]) -> dict[str, Any]:
-    data = dict(batch)
-    data["counts"] = status_counts(batch.get("runs", []))
+def batch_view(batch: BatchWithRuns) -> dict[str, Any]:
+    data = present.batch_json(batch)
+    data["runs"] = [present.run_json(r) for r in batch.runs]
+    data["counts"] = status_counts(batch.runs)
     data["timeline"] = batch_timeline(batch)
     return data
 
@@ -137,28 +147,28 @@ def missed_policy_text(policy: str, grace_s: int, max_catch_up_s: int | None) ->
     )
 
 
-def schedule_entry(view: Any) -> dict[str, Any]:
-    """A ``ScheduleView`` as the API returns it: its dict, the reason it cannot run (if
+def schedule_entry(view: ScheduleView) -> dict[str, Any]:
+    """A ``ScheduleView`` as the API returns it: its JSON, the reason it cannot run (if
     any) and the missed-run policy in words."""
-    data: dict[str, Any] = view.to_dict()
-    data["note"] = view.note
+    data = present.schedule_json(view)
+    data["note"] = present.schedule_note(view)
     data["missed_policy_description"] = missed_policy_text(
         view.missed_policy, view.grace_s, view.max_catch_up_s
     )
     return data
 
 
-def run_detail(run: dict[str, Any], logs: LogPage) -> dict[str, Any]:
+def run_detail(run: RunRow, logs: LogPage) -> dict[str, Any]:
     """A run with its progress in percent and a page of its logs: ``log_count`` lines are
     stored, ``logs_earlier`` before the page and ``logs_later`` after it."""
-    data = dict(run)
-    done, total = run.get("progress_done"), run.get("progress_total")
+    data = present.run_json(run)
+    done, total = run.progress_done, run.progress_total
     data["progress_percent"] = (
         round(100 * min(max(done, 0), total) / total, 1)
         if isinstance(done, int) and isinstance(total, int) and total > 0
         else None
     )
-    data["logs"] = logs.lines
+    data["logs"] = [present.log_line_json(line) for line in logs.lines]
     data["log_count"] = logs.total
     data["logs_earlier"] = logs.earlier
     data["logs_later"] = logs.later
