@@ -278,22 +278,22 @@ def test_concurrent_changes_never_leave_no_admin(
     emails = [f"a{n}@example.com" for n in range(2)]
     for email in emails:
         users.create_user(engine, email, PASSWORD, "admin", now=T0)
+
+    def remove(email: str, start: threading.Barrier, outcomes: list[str]) -> None:
+        start.wait()
+        try:
+            if change == "disable":
+                users.set_disabled(engine, email, True, now=T0)
+            else:
+                users.set_role(engine, email, "viewer", now=T0)
+            outcomes.append("done")
+        except LastAdmin:
+            outcomes.append("refused")
+
     for _ in range(5):
         start = threading.Barrier(2)
         outcomes: list[str] = []
-
-        def remove(email: str) -> None:
-            start.wait()
-            try:
-                if change == "disable":
-                    users.set_disabled(engine, email, True, now=T0)
-                else:
-                    users.set_role(engine, email, "viewer", now=T0)
-                outcomes.append("done")
-            except LastAdmin:
-                outcomes.append("refused")
-
-        threads = [threading.Thread(target=remove, args=(e,)) for e in emails]
+        threads = [threading.Thread(target=remove, args=(e, start, outcomes)) for e in emails]
         for t in threads:
             t.start()
         for t in threads:

@@ -42,6 +42,13 @@ function passwordFields(prefix) {
     input.setAttribute("aria-errormessage", error.id);
     input.focus();
   };
+  // A stale message would contradict what is typed now: it goes with the next keystroke.
+  const clear = () => {
+    error.hidden = true;
+    for (const el of [pw, again]) el.removeAttribute("aria-invalid");
+  };
+  pw.addEventListener("input", clear);
+  again.addEventListener("input", clear);
   return {
     els: [
       field("Password", pw, { hint: `At least ${MIN_PASSWORD} characters.`, id: newId(`${prefix}-pw`) }),
@@ -50,10 +57,7 @@ function passwordFields(prefix) {
     error,
     first: pw,
     show,
-    clear() {
-      error.hidden = true;
-      for (const el of [pw, again]) el.removeAttribute("aria-invalid");
-    },
+    clear,
     value() {
       if (pw.value.length < MIN_PASSWORD) {
         show(`The password must have at least ${MIN_PASSWORD} characters.`, pw);
@@ -110,6 +114,7 @@ function createDialog() {
     h("option", { value: "viewer" }, "viewer: reads everything"),
     h("option", { value: "admin" }, "admin: also acts and manages accounts"));
   const pw = passwordFields("create");
+  email.addEventListener("input", () => { pw.clear(); email.removeAttribute("aria-invalid"); });
   return formDialog({
     title: "New account",
     fields: [field("Email", email, { id: newId("create-email") }), field("Role", role, { id: newId("create-role") }), ...pw.els],
