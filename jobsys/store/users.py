@@ -13,6 +13,10 @@
 - Failed logins are rows of the audit log (``action = "login.failed"``, actor = the email
   tried, ip); the login rate limit itself is ``jobsys.store.throttle``.
 
+- The last active admin (role ``admin``, not disabled) can be neither disabled nor
+  demoted (``LastAdmin``, a ``Conflict``: 409 in the API, exit 2 in the CLI), so someone
+  can always manage accounts. Every change to an account is audited.
+
 Emails are stored lower-cased. Roles: ``admin`` acts, ``viewer`` reads.
 """
 
