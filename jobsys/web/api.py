@@ -539,8 +539,9 @@ def api_routes() -> list[ApiRoute]:
                  errors=(404, 422)),
         ApiRoute("POST", f"{P}/users/{{id}}/revoke", revoke_user, A,
                  "End every browser session and revoke every API token of an account",
-                 "users", response_schema="AccessRevoked", errors=(404,)),
+                 "users", response_schema="AccessRevoked", errors=(404, 422)),
         ApiRoute("DELETE", f"{P}/users/{{id}}/tokens/{{token_id}}", revoke_user_token, A,
-                 "Revoke one API token of an account", "users", status=204, errors=(404,)),
+                 "Revoke one API token of an account", "users", status=204,
+                 errors=(404, 422)),
     ]
     # fmt: on
