@@ -617,6 +617,66 @@ def cmd_admin_disable(ctx: Context) -> int:
     return 0
 
 
+def cmd_admin_list(ctx: Context) -> int:
+    from jobsys.clock import SystemClock, iso_utc
+    from jobsys.store import users
+
+    found = users.list_users(ctx.current_engine(), now=SystemClock().now())
+    if ctx.args.json:
+        _print_json([u.to_dict() for u in found])
+        return 0
+    if not found:
+        print("no accounts yet; create one with `jobsys admin create EMAIL`")
+        return 0
+    rows = []
+    for u in found:
+        live = [t for t in u.tokens if not t.expired]
+        used = max((t.last_used_at for t in u.tokens if t.last_used_at), default=None)
+        rows.append(
+            [
+                u.email,
+                u.role,
+                "disabled" if u.disabled else "active",
+                iso_utc(u.last_login_at) or "never",
+                str(u.active_sessions),
+                f"{len(live)} (last used {iso_utc(used)})" if used else str(len(live)),
+            ]
+        )
+    print(_table(rows, ["EMAIL", "ROLE", "STATE", "LAST LOGIN", "SESSIONS", "TOKENS"]))
+    return 0
+
+
+def cmd_admin_role(ctx: Context) -> int:
+    from jobsys.clock import SystemClock
+    from jobsys.store import users
+
+    changed = users.set_role(
+        ctx.current_engine(), ctx.args.email, ctx.args.role, now=SystemClock().now()
+    )
+    email = changed.account.email
+    if changed.actions:
+        print(f"{email} now has the {changed.account.role} role")
+    else:
+        print(f"{email} already has the {changed.account.role} role")
+    return 0
+
+
+def cmd_admin_passwd(ctx: Context) -> int:
+    from jobsys.clock import SystemClock
+    from jobsys.store import users
+
+    engine = ctx.current_engine()
+    email = users.normalize_email(ctx.args.email)
+    if users.get_user_by_email(engine, email) is None:  # before asking for a password
+        from jobsys.errors import NotFound
+
+        raise NotFound(f"no admin account {email!r}")
+    password = users.check_password(_read_password(ctx.args.password_stdin))
+    users.set_password(engine, email, password, now=SystemClock().now())
+    print(f"{email}: password changed; its browser sessions ended (API tokens stay)")
+    return 0
+
+
 # -- parser ---------------------------------------------------------------------------
 class UsageError(JobsysError):
     """Bad command-line arguments (exit 2, like argparse)."""
@@ -803,11 +863,39 @@ def build_parser() -> argparse.ArgumentParser:
         admin_sub,
         "disable",
         cmd_admin_disable,
-        "disable an account: no login, its sessions and tokens get 401 at once",
+        "disable an account: no login, its sessions and tokens get 401 at once (never the "
+        "last active admin)",
     )
     p.add_argument("email")
     p = add(admin_sub, "enable", cmd_admin_disable, "enable a disabled account again")
     p.add_argument("email")
+    p = add(
+        admin_sub,
+        "list",
+        cmd_admin_list,
+        "every account with its role, state, last login, sessions and API tokens",
+    )
+    p.add_argument("--json", action="store_true")
+    p = add(
+        admin_sub,
+        "role",
+        cmd_admin_role,
+        "give an account the admin or viewer role (never demotes the last active admin)",
+    )
+    p.add_argument("email")
+    p.add_argument("role", choices=("admin", "viewer"))
+    p = add(
+        admin_sub,
+        "passwd",
+        cmd_admin_passwd,
+        "set an account's password (its browser sessions end; API tokens stay)",
+    )
+    p.add_argument("email")
+    p.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of stdin instead of prompting",
+    )
 
     jobs_p = sub.add_parser("jobs", help="list and run jobs")
     jobs_sub = jobs_p.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)

@@ -231,6 +231,8 @@ def test_logout_everywhere_ends_every_session_of_the_account(web: Web) -> None:
 
 
 def test_password_reset_and_disabling_end_sessions_at_once(web: Web) -> None:
+    # The last active admin cannot be disabled (issue 11): give it a colleague first.
+    users.create_user(web.engine, "second@example.com", PASSWORD, "admin", now=web.clock.now())
     login(web.client)
     thief = copy_of(web, web.client)
     users.set_password(web.engine, ADMIN, "a brand new password", now=web.clock.now())
@@ -272,7 +274,10 @@ def test_tokens_expire_and_are_revoked_with_the_sessions(web: Web) -> None:
 
 
 def test_admin_commands_token_lifetime_revoke_disable(sqlite_url: str) -> None:
-    created = run_admin(["create", OWNER, "--password-stdin"], sqlite_url, "long-enough\n")
+    # A viewer: the last active admin could not be disabled below (issue 11).
+    created = run_admin(
+        ["create", OWNER, "--role", "viewer", "--password-stdin"], sqlite_url, "long-enough\n"
+    )
     assert created.returncode == 0, created.stderr
     bad = run_admin(["token", OWNER, "--expires-in", "soon"], sqlite_url)
     assert bad.returncode == 2 and "--expires-in" in bad.stderr

@@ -13,6 +13,10 @@
 - Failed logins are rows of the audit log (``action = "login.failed"``, actor = the email
   tried, ip); the login rate limit itself is ``jobsys.store.throttle``.
 
+- The last active admin (role ``admin``, not disabled) can be neither disabled nor
+  demoted (``LastAdmin``, a ``Conflict``: 409 in the API, exit 2 in the CLI), so someone
+  can always manage accounts. Every change to an account is audited.
+
 Emails are stored lower-cased. Roles: ``admin`` acts, ``viewer`` reads.
 """
 
@@ -33,6 +37,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
+from jobsys.clock import iso_utc
 from jobsys.errors import ConfigError, Conflict, NotFound
 from jobsys.store import audit
 from jobsys.store.db import database_errors, session, write_engine
@@ -117,6 +122,7 @@ def create_user(
     *,
     now: datetime,
     actor: str | None = "cli",
+    ip: str | None = None,
 ) -> Account:
     """Create an account; ``Conflict`` if the email is taken, ``ConfigError`` if invalid."""
     address = normalize_email(email)
@@ -141,6 +147,7 @@ def create_user(
                     target_type="admin_user",
                     target_id=address,
                     after={"role": role},
+                    ip=ip,
                 )
                 s.commit()
                 return _account(row)
@@ -149,7 +156,13 @@ def create_user(
 
 
 def set_password(
-    engine: Engine, email: str, password: str, *, now: datetime, actor: str | None = "cli"
+    engine: Engine,
+    email: str,
+    password: str,
+    *,
+    now: datetime,
+    actor: str | None = "cli",
+    ip: str | None = None,
 ) -> Account:
     """Give an existing account a new password and end its browser sessions (its API
     tokens stay); ``NotFound`` if there is no such account."""
@@ -172,6 +185,7 @@ def set_password(
             action="admin.set_password",
             target_type="admin_user",
             target_id=account.email,
+            ip=ip,
         )
         s.commit()
     return Account(account.id, account.email, account.role, password_hash)
@@ -377,31 +391,181 @@ def revoke_access(
     return revoked
 
 
+class LastAdmin(Conflict):
+    """The change would leave no enabled account with the admin role."""
+
+
+@dataclass(frozen=True)
+class Changed:
+    """What ``update_account`` did: the account after, sessions it ended, the audit
+    actions it recorded (empty when nothing changed)."""
+
+    account: Account
+    disabled: bool
+    sessions_ended: int
+    actions: tuple[str, ...]
+
+
+def update_account(
+    engine: Engine,
+    email: str,
+    *,
+    role: str | None = None,
+    disabled: bool | None = None,
+    now: datetime,
+    actor: str | None = "cli",
+    ip: str | None = None,
+) -> Changed:
+    """Change an account's role and/or disabled state, each real change audited
+    (``admin.role``, ``admin.disable``, ``admin.enable``); disabling ends its sessions.
+
+    ``NotFound`` if there is no such account; ``LastAdmin`` (a ``Conflict``) if the change
+    would demote or disable the last enabled admin. Every account row is locked first
+    (``FOR UPDATE`` on MySQL, ``BEGIN IMMEDIATE`` on SQLite), in id order, so two
+    concurrent changes cannot each remove "the other" admin and leave none.
+    """
+    if role is not None:
+        check_role(role)
+    try:
+        address = normalize_email(email)
+    except ConfigError:
+        raise NotFound(f"no admin account {email!r}") from None
+    with (
+        database_errors(engine, "cannot update admin account in"),
+        session(engine, write=True) as s,
+    ):
+        rows: Any = s.execute(
+            select(
+                col(AdminUser.id),
+                col(AdminUser.email),
+                col(AdminUser.role),
+                col(AdminUser.disabled),
+            )
+            .order_by(col(AdminUser.id))
+            .with_for_update()
+        ).all()
+        row = next((r for r in rows if r.email == address), None)
+        if row is None:
+            raise NotFound(f"no admin account {email!r}")
+        new_role = row.role if role is None else role
+        new_disabled = bool(row.disabled) if disabled is None else disabled
+        was_active_admin = row.role == Role.ADMIN and not row.disabled
+        stays_active_admin = new_role == Role.ADMIN and not new_disabled
+        if was_active_admin and not stays_active_admin:
+            others = [r for r in rows if r.id != row.id and r.role == Role.ADMIN and not r.disabled]
+            if not others:
+                doing = "disabled" if new_disabled else "demoted to viewer"
+                raise LastAdmin(
+                    f"{row.email} is the last active admin and cannot be {doing}; "
+                    "make another account admin first"
+                )
+        actions: list[str] = []
+        ended = 0
+        if new_role != row.role:
+            s.execute(update(AdminUser).where(col(AdminUser.id) == row.id).values(role=new_role))
+            audit.record(
+                s,
+                at=now,
+                actor=actor,
+                action="admin.role",
+                target_type="admin_user",
+                target_id=row.email,
+                before={"role": row.role},
+                after={"role": new_role},
+                ip=ip,
+            )
+            actions.append("admin.role")
+        if new_disabled != bool(row.disabled):
+            s.execute(
+                update(AdminUser).where(col(AdminUser.id) == row.id).values(disabled=new_disabled)
+            )
+            ended = _revoke_sessions(s, row.id, now) if new_disabled else 0
+            action = "admin.disable" if new_disabled else "admin.enable"
+            audit.record(
+                s,
+                at=now,
+                actor=actor,
+                action=action,
+                target_type="admin_user",
+                target_id=row.email,
+                before={"disabled": bool(row.disabled)},
+                after={"disabled": new_disabled, "sessions_ended": ended},
+                ip=ip,
+            )
+            actions.append(action)
+        s.commit()
+    account = get_user_by_email(engine, row.email)
+    assert account is not None  # accounts are never deleted
+    return Changed(account, new_disabled, ended, tuple(actions))
+
+
 def set_disabled(
-    engine: Engine, email: str, disabled: bool, *, now: datetime, actor: str | None = "cli"
+    engine: Engine,
+    email: str,
+    disabled: bool,
+    *,
+    now: datetime,
+    actor: str | None = "cli",
+    ip: str | None = None,
 ) -> Revoked:
     """Disable (or enable again) an account. A disabled account cannot log in and its
     sessions and tokens get 401 at once; its sessions are also revoked, so enabling it
-    again does not bring them back (its tokens do come back). ``NotFound`` if unknown."""
+    again does not bring them back (its tokens do come back). ``NotFound`` if unknown,
+    ``LastAdmin`` for the last enabled admin."""
+    changed = update_account(engine, email, disabled=disabled, now=now, actor=actor, ip=ip)
+    return Revoked(sessions=changed.sessions_ended, tokens=0)
+
+
+def set_role(
+    engine: Engine,
+    email: str,
+    role: str,
+    *,
+    now: datetime,
+    actor: str | None = "cli",
+    ip: str | None = None,
+) -> Changed:
+    """Give an account the ``admin`` or ``viewer`` role (``LastAdmin`` for the last one)."""
+    return update_account(engine, email, role=role, now=now, actor=actor, ip=ip)
+
+
+def revoke_token(
+    engine: Engine,
+    email: str,
+    token_id: int,
+    *,
+    now: datetime,
+    actor: str | None = "cli",
+    ip: str | None = None,
+) -> None:
+    """Revoke one live API token of ``email``; ``NotFound`` for an unknown account, or a
+    token that is not this account's or is already revoked. Audited as ``token.revoke``."""
     account = get_user_by_email(engine, email)
     if account is None:
         raise NotFound(f"no admin account {email!r}")
-    with database_errors(engine, "cannot update admin account in"), session(engine) as s:
-        s.execute(
-            update(AdminUser).where(col(AdminUser.id) == account.id).values(disabled=disabled)
+    with database_errors(engine, "cannot revoke API token in"), session(engine) as s:
+        result: Any = s.execute(
+            update(ApiToken)
+            .where(
+                col(ApiToken.id) == token_id,
+                col(ApiToken.user_id) == account.id,
+                col(ApiToken.revoked).is_(False),
+            )
+            .values(revoked=True)
         )
-        ended = _revoke_sessions(s, account.id, now) if disabled else 0
+        if not result.rowcount:
+            raise NotFound(f"no live API token {token_id} of {account.email}")
         audit.record(
             s,
             at=now,
             actor=actor,
-            action="admin.disable" if disabled else "admin.enable",
+            action="token.revoke",
             target_type="admin_user",
             target_id=account.email,
-            after={"disabled": disabled},
+            after={"token_id": token_id},
+            ip=ip,
         )
         s.commit()
-    return Revoked(sessions=ended, tokens=0)
 
 
 def revoke_tokens(engine: Engine, email: str) -> int:
@@ -516,3 +680,105 @@ def record_login_failure(
 def count_users(engine: Engine) -> int:
     with engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(AdminUser)).scalar_one())
+
+
+# -- listing --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TokenInfo:
+    """A token that is not revoked (an expired one is listed, marked so)."""
+
+    id: int
+    name: str | None
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None
+    expired: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "created_at": iso_utc(self.created_at),
+            "last_used_at": iso_utc(self.last_used_at),
+            "expires_at": iso_utc(self.expires_at),
+            "expired": self.expired,
+        }
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    """An account as the users page and ``admin list`` show it (no hash)."""
+
+    id: int
+    email: str
+    role: str
+    disabled: bool
+    created_at: datetime
+    last_login_at: datetime | None
+    active_sessions: int
+    tokens: tuple[TokenInfo, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "email": self.email,
+            "role": self.role,
+            "disabled": self.disabled,
+            "created_at": iso_utc(self.created_at),
+            "last_login_at": iso_utc(self.last_login_at),
+            "active_sessions": self.active_sessions,
+            "tokens": [t.to_dict() for t in self.tokens],
+        }
+
+
+def list_users(engine: Engine, *, now: datetime, user_id: int | None = None) -> list[UserInfo]:
+    """Every account (or only ``user_id``) by email, with its live sessions count and
+    its tokens that are not revoked (oldest first)."""
+    users_q = select(AdminUser).order_by(col(AdminUser.email))
+    tokens_q = select(ApiToken).where(col(ApiToken.revoked).is_(False)).order_by(col(ApiToken.id))
+    sessions_q = (
+        select(col(AdminSession.user_id), func.count())
+        .where(col(AdminSession.revoked_at).is_(None), col(AdminSession.expires_at) > now)
+        .group_by(col(AdminSession.user_id))
+    )
+    if user_id is not None:
+        users_q = users_q.where(col(AdminUser.id) == user_id)
+        tokens_q = tokens_q.where(col(ApiToken.user_id) == user_id)
+        sessions_q = sessions_q.where(col(AdminSession.user_id) == user_id)
+    with engine.connect() as conn:
+        rows: Any = conn.execute(users_q).all()
+        token_rows: Any = conn.execute(tokens_q).all()
+        live = {uid: int(n) for uid, n in conn.execute(sessions_q).all()}
+    tokens: dict[int, list[TokenInfo]] = {}
+    for t in token_rows:
+        tokens.setdefault(t.user_id, []).append(
+            TokenInfo(
+                id=t.id,
+                name=t.name,
+                created_at=t.created_at,
+                last_used_at=t.last_used_at,
+                expires_at=t.expires_at,
+                expired=t.expires_at is not None and t.expires_at <= now,
+            )
+        )
+    return [
+        UserInfo(
+            id=r.id,
+            email=r.email,
+            role=r.role,
+            disabled=bool(r.disabled),
+            created_at=r.created_at,
+            last_login_at=r.last_login_at,
+            active_sessions=live.get(r.id, 0),
+            tokens=tuple(tokens.get(r.id, ())),
+        )
+        for r in rows
+    ]
+
+
+def get_user_info(engine: Engine, user_id: int, *, now: datetime) -> UserInfo:
+    """One account as ``list_users`` shows it; ``NotFound`` if there is none."""
+    found = list_users(engine, now=now, user_id=user_id)
+    if not found:
+        raise NotFound(f"no admin account with id {user_id}")
+    return found[0]

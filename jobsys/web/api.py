@@ -12,9 +12,9 @@ from starlette.responses import JSONResponse, Response
 
 from jobsys import cron, health, present
 from jobsys.clock import iso_utc
-from jobsys.errors import CronError
+from jobsys.errors import ConfigError, CronError
 from jobsys.manual import create_manual_batch
-from jobsys.store import audit
+from jobsys.store import audit, users
 from jobsys.store.db import session
 from jobsys.store.models import RunStatus, Trigger
 from jobsys.store.queries import (
@@ -333,6 +333,101 @@ def list_audit_(ctx: WebContext, call: Call) -> Response:
     return _json({"entries": entries, "next_cursor": page.next_cursor})
 
 
+# -- accounts (admins only) -----------------------------------------------------------
+def _user_info(ctx: WebContext, user_id: int) -> dict[str, Any]:
+    return users.get_user_info(ctx.engine, user_id, now=ctx.clock.now()).to_dict()
+
+
+def _user_email(ctx: WebContext, call: Call) -> tuple[int, str]:
+    """The id in the path and its account's email (404 if there is none)."""
+    user_id = parse_id(call.path("id"), "account")
+    info = users.get_user_info(ctx.engine, user_id, now=ctx.clock.now())
+    return user_id, info.email
+
+
+def list_users_(ctx: WebContext, call: Call) -> Response:
+    found = users.list_users(ctx.engine, now=ctx.clock.now())
+    return _json({"users": [u.to_dict() for u in found]})
+
+
+def create_user_(ctx: WebContext, call: Call) -> Response:
+    body = Body(call.body, {"email", "role", "password"})
+    email = body.required_string("email", max_length=users.MAX_EMAIL_LENGTH)
+    role = body.string("role", max_length=16, required=False) or "admin"
+    password = body.required_string("password", max_length=users.MAX_PASSWORD_LENGTH)
+    try:
+        address = users.normalize_email(email)
+        users.check_role(role)
+        users.check_password(password)
+    except ConfigError as exc:
+        raise invalid(str(exc)) from None
+    account = users.create_user(
+        ctx.engine, address, password, role, now=ctx.clock.now(), actor=call.actor, ip=call.ip
+    )
+    return _json(_user_info(ctx, account.id), 201)
+
+
+def get_user_(ctx: WebContext, call: Call) -> Response:
+    return _json(_user_info(ctx, parse_id(call.path("id"), "account")))
+
+
+def update_user_(ctx: WebContext, call: Call) -> Response:
+    body = Body(call.body, {"role", "disabled"})
+    role = body.string("role", max_length=16, required=False)
+    disabled = body.boolean("disabled") if body.data.get("disabled") is not None else None
+    if role is None and disabled is None:
+        raise invalid("send 'role' (admin or viewer) and/or 'disabled' (true or false)")
+    if role is not None:
+        try:
+            users.check_role(role)
+        except ConfigError as exc:
+            raise invalid(str(exc)) from None
+    user_id, email = _user_email(ctx, call)
+    users.update_account(
+        ctx.engine,
+        email,
+        role=role,
+        disabled=disabled,
+        now=ctx.clock.now(),
+        actor=call.actor,
+        ip=call.ip,
+    )  # LastAdmin (a Conflict) -> 409
+    return _json(_user_info(ctx, user_id))
+
+
+def set_user_password(ctx: WebContext, call: Call) -> Response:
+    body = Body(call.body, {"password"})
+    password = body.required_string("password", max_length=users.MAX_PASSWORD_LENGTH)
+    try:
+        users.check_password(password)
+    except ConfigError as exc:
+        raise invalid(str(exc)) from None
+    user_id, email = _user_email(ctx, call)
+    users.set_password(
+        ctx.engine, email, password, now=ctx.clock.now(), actor=call.actor, ip=call.ip
+    )
+    return _json(_user_info(ctx, user_id))
+
+
+def revoke_user(ctx: WebContext, call: Call) -> Response:
+    Body(call.body, ())
+    _, email = _user_email(ctx, call)
+    revoked = users.revoke_access(
+        ctx.engine, email, now=ctx.clock.now(), actor=call.actor, ip=call.ip
+    )
+    return _json({"sessions_revoked": revoked.sessions, "tokens_revoked": revoked.tokens})
+
+
+def revoke_user_token(ctx: WebContext, call: Call) -> Response:
+    Body(call.body, ())
+    token_id = parse_id(call.path("token_id"), "API token")
+    _, email = _user_email(ctx, call)
+    users.revoke_token(
+        ctx.engine, email, token_id, now=ctx.clock.now(), actor=call.actor, ip=call.ip
+    )
+    return Response(status_code=204)
+
+
 # -- the route list -------------------------------------------------------------------
 _PAGING = (
     Param("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}, "page size"),
@@ -449,5 +544,28 @@ def api_routes() -> list[ApiRoute]:
                  response_schema="DaemonStatus"),
         ApiRoute("GET", f"{P}/audit", list_audit_, R, "The audit log, newest first", "audit",
                  response_schema="AuditList", query=_AUDIT_FILTERS, errors=(400,)),
+        ApiRoute("GET", f"{P}/users", list_users_, A,
+                 "Every account with its role, state, last login, live sessions and API "
+                 "tokens (admins only)", "users", response_schema="UserList"),
+        ApiRoute("POST", f"{P}/users", create_user_, A,
+                 "Create an account (password: at least 8 characters)", "users", status=201,
+                 request_schema="UserCreate", response_schema="User", errors=(409, 422)),
+        ApiRoute("GET", f"{P}/users/{{id}}", get_user_, A, "One account", "users",
+                 response_schema="User", errors=(404,)),
+        ApiRoute("PATCH", f"{P}/users/{{id}}", update_user_, A,
+                 "Change an account's role and/or disable or enable it (disabling ends its "
+                 "sessions; its tokens get 401 at once). 409 for the last active admin",
+                 "users", request_schema="UserUpdate", response_schema="User",
+                 errors=(404, 409, 422)),
+        ApiRoute("POST", f"{P}/users/{{id}}/password", set_user_password, A,
+                 "Set an account's password (its browser sessions end; API tokens stay)",
+                 "users", request_schema="PasswordReset", response_schema="User",
+                 errors=(404, 422)),
+        ApiRoute("POST", f"{P}/users/{{id}}/revoke", revoke_user, A,
+                 "End every browser session and revoke every API token of an account",
+                 "users", response_schema="AccessRevoked", errors=(404, 422)),
+        ApiRoute("DELETE", f"{P}/users/{{id}}/tokens/{{token_id}}", revoke_user_token, A,
+                 "Revoke one API token of an account", "users", status=204,
+                 errors=(404, 422)),
     ]
     # fmt: on

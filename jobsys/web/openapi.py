@@ -20,6 +20,7 @@ _BOOL: dict[str, Any] = {"type": "boolean"}
 _TIME: dict[str, Any] = {"type": ["string", "null"], "format": "date-time"}
 _OPT_STR: dict[str, Any] = {"type": ["string", "null"]}
 _OPT_INT: dict[str, Any] = {"type": ["integer", "null"]}
+_ROLE: dict[str, Any] = {"type": "string", "enum": ["admin", "viewer"]}
 _STATUS: dict[str, Any] = {
     "type": "string",
     "enum": ["QUEUED", "RUNNING", "SUCCESS", "FAILED", "CANCELLED", "SKIPPED"],
@@ -136,7 +137,7 @@ SCHEMAS: dict[str, Any] = {
     "Me": _obj(
         {
             "email": _STR,
-            "role": {"type": "string", "enum": ["admin", "viewer"]},
+            "role": _ROLE,
             "auth": {"type": "string", "enum": ["session", "token"]},
             "csrf_token": {**_OPT_STR, "description": "send as X-CSRF-Token (sessions only)"},
             "expires_at": _TIME,
@@ -278,6 +279,48 @@ SCHEMAS: dict[str, Any] = {
         }
     ),
     "AuditList": _list_of("entries", "AuditEntry", paged=True),
+    "ApiTokenInfo": _obj(
+        {
+            "id": _INT,
+            "name": _OPT_STR,
+            "created_at": _TIME,
+            "last_used_at": _TIME,
+            "expires_at": {**_TIME, "description": "null: never expires"},
+            "expired": _BOOL,
+        }
+    ),
+    "User": _obj(
+        {
+            "id": _INT,
+            "email": _STR,
+            "role": _ROLE,
+            "disabled": _BOOL,
+            "created_at": _TIME,
+            "last_login_at": _TIME,
+            "active_sessions": {**_INT, "description": "browser sessions not ended"},
+            "tokens": {
+                "type": "array",
+                "items": _ref("ApiTokenInfo"),
+                "description": "API tokens not revoked (expired ones marked)",
+            },
+        }
+    ),
+    "UserList": _list_of("users", "User"),
+    "UserCreate": _obj(
+        {
+            "email": {**_STR, "maxLength": 255},
+            "role": {**_ROLE, "default": "admin"},
+            "password": {**_STR, "minLength": 8, "maxLength": 1024},
+        },
+        ["email", "password"],
+    ),
+    "UserUpdate": {
+        **_obj({"role": _ROLE, "disabled": _BOOL}, []),
+        "minProperties": 1,
+        "additionalProperties": False,
+    },
+    "PasswordReset": _obj({"password": {**_STR, "minLength": 8, "maxLength": 1024}}),
+    "AccessRevoked": _obj({"sessions_revoked": _INT, "tokens_revoked": _INT}),
 }
 
 _ERROR_TEXT = {
@@ -285,7 +328,8 @@ _ERROR_TEXT = {
     401: "Not authenticated",
     403: "Not allowed (viewer role, or missing X-CSRF-Token with a session cookie)",
     404: "Unknown id or name",
-    409: "Conflicts with the current state",
+    409: "Conflicts with the current state (e.g. the email is taken, or the change would "
+    "leave no active admin)",
     413: "Body too large",
     415: "The body is not sent as application/json",
     422: "Invalid field values (unknown, missing, null or of the wrong type or range)",
@@ -299,6 +343,10 @@ _EVENTS_DOC = (
     "new log lines), `daemon` (as GET /daemon/status; sent at connect and on change). "
     "Comments (`: heartbeat`) keep the connection open."
 )
+
+
+#: Request bodies that must be sent (the others may be left out: every field optional).
+_BODY_REQUIRED = frozenset({"Login", "ScheduleToggle", "UserCreate", "UserUpdate", "PasswordReset"})
 
 
 def _operation(route: ApiRoute) -> dict[str, Any]:
@@ -320,7 +368,7 @@ def _operation(route: ApiRoute) -> dict[str, Any]:
         op["parameters"] = params
     if route.request_schema:
         op["requestBody"] = {
-            "required": route.request_schema in ("Login", "ScheduleToggle"),
+            "required": route.request_schema in _BODY_REQUIRED,
             "content": {"application/json": {"schema": _ref(route.request_schema)}},
         }
     ok: dict[str, Any] = {"description": "OK" if route.status < 300 else "Accepted"}
@@ -399,7 +447,7 @@ def build_openapi(routes: Sequence[ApiRoute]) -> dict[str, Any]:
             "description": (
                 "Schedules, jobs, runs and audit of jobsys. Authenticate with a session "
                 "cookie (POST /api/admin/login; then send X-CSRF-Token on every "
-                "POST/PUT) or with `Authorization: Bearer <token>` "
+                "POST/PUT/PATCH/DELETE) or with `Authorization: Bearer <token>` "
                 "(`jobsys admin token EMAIL`). Request bodies must be sent as "
                 "`Content-Type: application/json` (415 otherwise; an empty body may omit it). "
                 "`viewer` accounts read, `admin` accounts act. "

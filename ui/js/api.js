@@ -75,6 +75,8 @@ async function request(method, path, body, { quiet401 = false } = {}) {
 export const get = (path, opts) => request("GET", path, undefined, opts);
 export const post = (path, body = {}, opts) => request("POST", path, body, opts);
 export const put = (path, body = {}, opts) => request("PUT", path, body, opts);
+export const patch = (path, body = {}, opts) => request("PATCH", path, body, opts);
+export const del = (path, opts) => request("DELETE", path, undefined, opts);
 
 /** "?a=1&b=2" from an object, leaving out empty values. */
 export function query(params) {

@@ -11,6 +11,7 @@ import { renderRun } from "./views/run.js";
 import { renderBatch } from "./views/batch.js";
 import { renderWorkers } from "./views/workers.js";
 import { renderAudit } from "./views/audit.js";
+import { renderUsers } from "./views/users.js";
 
 const BASE = "/admin";
 
@@ -23,6 +24,7 @@ const ROUTES = [
   { re: /^\/batches\/(\d+)\/?$/, view: renderBatch, section: "jobs", title: "Batch" },
   { re: /^\/workers\/?$/, view: renderWorkers, section: "workers", title: "Workers" },
   { re: /^\/audit\/?$/, view: renderAudit, section: "audit", title: "Audit" },
+  { re: /^\/users\/?$/, view: renderUsers, section: "users", title: "Users" },
 ];
 
 const main = () => document.getElementById("main");
@@ -147,6 +149,8 @@ function showShell(me) {
     h("span.who-email", me.email), " ",
     h(`span.pill.pill-${me.role === "admin" ? "info" : "neutral"}`, me.role));
   document.getElementById("readonly-note").hidden = me.role === "admin";
+  // Account management is for admins only: viewers are not offered it.
+  for (const el of document.querySelectorAll("[data-admin-only]")) el.hidden = me.role !== "admin";
   document.body.classList.toggle("role-viewer", me.role !== "admin");
 }
 

@@ -14,6 +14,7 @@ const ACTIONS = [
   ["run.cancel", "run.cancel"],
   ["login.", "logins"],
   ["admin.", "accounts"],
+  ["token.", "API tokens"],
 ];
 
 function targetEl(e) {
