@@ -20,7 +20,7 @@ from jobsys.errors import DefinitionError
 from jobsys.executor import Child, Executor, Outcome, RunSpec
 from jobsys.forkserver import ForkServer
 from jobsys.loader import load_app
-from jobsys.store.batches import create_manual_batch
+from jobsys.manual import create_manual_batch
 from jobsys.store.db import make_engine
 from jobsys.store.models import JobRun, WorkerInstance
 from jobsys.store.queries import get_run
