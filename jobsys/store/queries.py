@@ -58,6 +58,10 @@ def run_to_dict(run: Any) -> dict[str, Any]:
         "cancel_requested": bool(run.cancel_requested),
         "progress_done": run.progress_done,
         "progress_total": run.progress_total,
+        "attempt": run.attempt,
+        "retry_of": run.retry_of,
+        "not_before": iso_utc(run.not_before),
+        "next_attempt_id": run.next_attempt_id,
     }
 
 
@@ -98,7 +102,41 @@ def batch_to_dict(batch: Any) -> dict[str, Any]:
         "started_at": iso_utc(batch.started_at),
         "finished_at": iso_utc(batch.finished_at),
         "duration_ms": batch.duration_ms,
+        "rerun_of": batch.rerun_of,
     }
+
+
+def run_attempts(engine: Engine, run: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every attempt of the run's chain (automatic and manual retries), oldest first."""
+    first = run["retry_of"] or run["id"]
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                col(JobRun.id),
+                col(JobRun.batch_id),
+                col(JobRun.attempt),
+                col(JobRun.status),
+                col(JobRun.not_before),
+                col(JobRun.started_at),
+                col(JobRun.finished_at),
+                col(JobRun.error),
+            )
+            .where(or_(col(JobRun.id) == first, col(JobRun.retry_of) == first))
+            .order_by(col(JobRun.id))
+        ).all()
+    return [
+        {
+            "id": r.id,
+            "batch_id": r.batch_id,
+            "attempt": r.attempt,
+            "status": r.status,
+            "not_before": iso_utc(r.not_before),
+            "started_at": iso_utc(r.started_at),
+            "finished_at": iso_utc(r.finished_at),
+            "error": r.error,
+        }
+        for r in rows
+    ]
 
 
 def get_batch(engine: Engine, batch_id: int) -> dict[str, Any]:
@@ -108,7 +146,9 @@ def get_batch(engine: Engine, batch_id: int) -> dict[str, Any]:
         if batch is None:
             raise NotFound(f"unknown batch {batch_id}")
         runs = conn.execute(
-            select(JobRun).where(col(JobRun.batch_id) == batch_id).order_by(col(JobRun.position))
+            select(JobRun)
+            .where(col(JobRun.batch_id) == batch_id)
+            .order_by(col(JobRun.position), col(JobRun.id))  # a job's attempts in order
         ).all()
     data = batch_to_dict(batch)
     data["runs"] = [run_to_dict(r) for r in runs]

@@ -58,6 +58,7 @@ def batch_timeline(batch: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "run_id": run["id"],
                 "job_name": run["job_name"],
                 "status": run["status"],
+                "attempt": run.get("attempt", 1),
                 "depends_on": run["depends_on"],
                 "start_ms": offset(started),
                 "end_ms": offset(finished),
