@@ -366,6 +366,44 @@ def cmd_jobs_cancel(ctx: Context) -> int:
     return 0
 
 
+def cmd_jobs_retry(ctx: Context) -> int:
+    from jobsys.clock import SystemClock
+    from jobsys.errors import Conflict
+    from jobsys.store.reruns import retry_run
+
+    run_id = _run_id(ctx.args.run_id)
+    try:
+        created = retry_run(ctx.current_engine(), run_id, now=SystemClock().now(), actor="cli")
+    except Conflict as exc:
+        print(f"jobsys: {exc}", file=sys.stderr)
+        return 1
+    told = _wake_daemons(ctx)
+    print(
+        f"run {run_id} retried as run {created.run_ids[0]} (batch {created.batch_id}; "
+        f"woke {told} daemon(s))"
+    )
+    return 0
+
+
+def cmd_batches_rerun(ctx: Context) -> int:
+    from jobsys.clock import SystemClock
+    from jobsys.errors import Conflict
+    from jobsys.store.reruns import rerun_failed
+
+    batch_id = _int_flag("BATCH_ID", ctx.args.batch_id, 1, 2**63 - 1)
+    try:
+        created = rerun_failed(ctx.current_engine(), batch_id, now=SystemClock().now(), actor="cli")
+    except Conflict as exc:
+        print(f"jobsys: {exc}", file=sys.stderr)
+        return 1
+    told = _wake_daemons(ctx)
+    ids = ", ".join(map(str, created.run_ids))
+    print(
+        f"batch {batch_id} re-run as batch {created.batch_id}: run(s) {ids} (woke {told} daemon(s))"
+    )
+    return 0
+
+
 # -- runs -----------------------------------------------------------------------------
 def _print_new_logs(engine: Engine, run_id: int, after_id: int | None) -> int | None:
     """Print the run's log lines after ``after_id``, all pages; returns the last id."""
@@ -923,6 +961,25 @@ def build_parser() -> argparse.ArgumentParser:
         "it already finished",
     )
     p.add_argument("run_id", metavar="RUN_ID")
+    p = add(
+        jobs_sub,
+        "retry",
+        cmd_jobs_retry,
+        "queue the next attempt of a failed or cancelled run as a new batch; exit 1 if "
+        "the run cannot be retried",
+    )
+    p.add_argument("run_id", metavar="RUN_ID")
+
+    batches_p = sub.add_parser("batches", help="re-run a batch's failed runs")
+    batches_sub = batches_p.add_subparsers(dest="batches_command", metavar="ACTION", required=True)
+    p = add(
+        batches_sub,
+        "rerun",
+        cmd_batches_rerun,
+        "queue the batch's failed, cancelled and skipped runs, in dependency order, as a "
+        "new batch; exit 1 if it is still running or has none",
+    )
+    p.add_argument("batch_id", metavar="BATCH_ID")
 
     runs_p = sub.add_parser("runs", help="show a job run, its logs, follow it live")
     runs_sub = runs_p.add_subparsers(dest="runs_command", metavar="ACTION", required=True)

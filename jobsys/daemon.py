@@ -234,6 +234,7 @@ class Daemon:
                 len(found.runs),
             )
             self._more_queued = True
+            self.queue.stale = True  # their retries were queued
 
     # -- one step ----------------------------------------------------------------------
     def tick(self) -> float:
@@ -281,6 +282,8 @@ class Daemon:
                     entry.child.cancel("by an admin")
                     entry.cancel_sent = True
 
+        if self.queue.next_due is not None and self.queue.next_due <= now:
+            self._more_queued = True  # a retry's back-off is over
         free = self.settings.concurrency - len(self.running)
         if not self._stop and free > 0 and (self._more_queued or stats.finished):
             stats.claimed = self._claim_and_start(free, now)
@@ -351,6 +354,8 @@ class Daemon:
             waits.append(self._next_renew - mono)
         if self._due_at is not None:
             waits.append((self._due_at - now).total_seconds())
+        if self.queue.next_due is not None:
+            waits.append((self.queue.next_due - now).total_seconds())
         for entry in self.running.values():
             deadline = entry.child.next_deadline()
             if deadline is not None:
@@ -545,6 +550,9 @@ class Daemon:
             if any(row.depends_on for row in self.queue.rows):
                 # Dependents may now run or be skipped: the snapshot's statuses are old.
                 self.queue.stale = True
+            if any(f.status == RunStatus.FAILED for f in ended):
+                # A failed attempt may have queued its retry.
+                self.queue.stale = self._more_queued = True
         if failure is not None:
             raise failure
         return len(ended)

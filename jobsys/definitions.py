@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from jobsys.errors import CronError, DefinitionError
+from jobsys.retries import MAX_BACKOFF, MAX_RETRIES, RetryPolicy
 from jobsys.vocabulary import BatchMode, MissedPolicy, values
 
 PARAM_TYPES = ("string", "integer", "number", "boolean")
@@ -68,6 +69,8 @@ class JobDef:
     params: Mapping[str, Mapping[str, Any]] | None = None
     #: Bytes of resident memory the job's process may use (``memory_limit="2G"``).
     memory_limit: int | None = None
+    #: Automatic retries of a failed run (``retries=3, retry_delay="30s", ...``).
+    retry: RetryPolicy | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -80,6 +83,8 @@ class JobDef:
         }
         if self.memory_limit is not None:  # absent otherwise: older definitions unchanged
             out["memory_limit"] = format_bytes(self.memory_limit)
+        if self.retry is not None:  # likewise
+            out["retry"] = self.retry.to_dict()
         return out
 
 
@@ -320,6 +325,41 @@ def validate_params(job: JobDef, params: Any) -> dict[str, Any]:
     return result
 
 
+def _retry_policy(
+    job: str,
+    retries: Any,
+    delay: Any,
+    backoff: Any,
+    max_delay: Any,
+    jitter: Any,
+) -> RetryPolicy | None:
+    """Check a job's retry options; None when it does not retry (``retries=0``)."""
+    where = f"job {job!r}"
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:
+        raise DefinitionError(f"{where}: retries must be an int 0..{MAX_RETRIES}, got {retries!r}")
+    delay_s = parse_duration(delay, f"{where}: retry_delay")
+    max_delay_s = parse_duration(max_delay, f"{where}: retry_max_delay")
+    if (
+        isinstance(backoff, bool)
+        or not isinstance(backoff, int | float)
+        or not 1.0 <= backoff <= MAX_BACKOFF
+    ):
+        raise DefinitionError(
+            f"{where}: retry_backoff must be a number 1..{MAX_BACKOFF:g}, got {backoff!r}"
+        )
+    if not isinstance(jitter, bool):
+        raise DefinitionError(f"{where}: retry_jitter must be true or false, got {jitter!r}")
+    if delay_s is None or max_delay_s is None:
+        raise DefinitionError(f"{where}: retry_delay and retry_max_delay must be durations")
+    if max_delay_s < delay_s:
+        raise DefinitionError(
+            f"{where}: retry_max_delay {max_delay!r} is shorter than retry_delay {delay!r}"
+        )
+    if retries == 0:
+        return None
+    return RetryPolicy(retries, delay_s, float(backoff), max_delay_s, jitter)
+
+
 class App:
     """A registry of jobs and schedules (an object, never a module global)."""
 
@@ -339,11 +379,17 @@ class App:
         timeout: str | float | int | None = None,
         params: Mapping[str, Any] | None = None,
         memory_limit: str | int | None = None,
+        retries: int = 0,
+        retry_delay: str | float | int = "30s",
+        retry_backoff: float = 2.0,
+        retry_max_delay: str | float | int = "1h",
+        retry_jitter: bool = False,
     ) -> Callable[[JobFunc], JobFunc]:
         """Register the decorated function as a job (its name defaults to the function's).
 
         ``memory_limit`` (e.g. ``"512M"``, ``"2G"``): a run whose process's resident
-        memory passes it is killed and FAILED with the reason."""
+        memory passes it is killed and FAILED with the reason. ``retries`` (0..100): a
+        failed attempt is tried again after the back-off (see ``jobsys.retries``)."""
 
         def register(func: JobFunc) -> JobFunc:
             job_name: str = name or str(getattr(func, "__name__", ""))
@@ -366,6 +412,9 @@ class App:
                 timeout_s=parse_duration(timeout, f"job {job_name!r}: timeout"),
                 params=_normalize_params(job_name, params),
                 memory_limit=parse_size(memory_limit, f"job {job_name!r}: memory_limit"),
+                retry=_retry_policy(
+                    job_name, retries, retry_delay, retry_backoff, retry_max_delay, retry_jitter
+                ),
             )
             return func
 

@@ -40,6 +40,7 @@ def plan_batch(
             depends_on=deps,
             params=params if one_job and params is not None else default_params(app.jobs[name]),
             timeout_s=run_timeout(app.jobs[name].timeout_s),
+            retry=_retry_of(app, name),
         )
         for name, deps in steps
     )
@@ -51,6 +52,11 @@ def plan_batch(
         params=params if one_job else None,
         skip_dependencies=skip_dependencies,
     )
+
+
+def _retry_of(app: App, name: str) -> dict[str, Any] | None:
+    policy = app.jobs[name].retry
+    return None if policy is None else policy.to_dict()
 
 
 def run_timeout(timeout_s: float | None) -> int | None:

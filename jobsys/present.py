@@ -12,6 +12,7 @@ from typing import Any
 from jobsys.clock import iso_utc
 from jobsys.cron import describe
 from jobsys.store.rows import (
+    AttemptRow,
     AuditRow,
     BatchRow,
     BatchWithCounts,
@@ -47,6 +48,23 @@ def run_json(run: RunRow) -> dict[str, Any]:
         "cancel_requested": run.cancel_requested,
         "progress_done": run.progress_done,
         "progress_total": run.progress_total,
+        "attempt": run.attempt,
+        "retry_of": run.retry_of,
+        "not_before": iso_utc(run.not_before),
+        "next_attempt_id": run.next_attempt_id,
+    }
+
+
+def attempt_json(attempt: AttemptRow) -> dict[str, Any]:
+    return {
+        "id": attempt.id,
+        "batch_id": attempt.batch_id,
+        "attempt": attempt.attempt,
+        "status": attempt.status,
+        "not_before": iso_utc(attempt.not_before),
+        "started_at": iso_utc(attempt.started_at),
+        "finished_at": iso_utc(attempt.finished_at),
+        "error": attempt.error,
     }
 
 
@@ -104,6 +122,7 @@ def batch_json(batch: BatchRow) -> dict[str, Any]:
         "started_at": iso_utc(batch.started_at),
         "finished_at": iso_utc(batch.finished_at),
         "duration_ms": batch.duration_ms,
+        "rerun_of": batch.rerun_of,
     }
 
 

@@ -53,6 +53,10 @@ RUN_KEYS = [
     "cancel_requested",
     "progress_done",
     "progress_total",
+    "attempt",
+    "retry_of",
+    "not_before",
+    "next_attempt_id",
 ]
 BATCH_KEYS = [
     "id",
@@ -72,6 +76,7 @@ BATCH_KEYS = [
     "started_at",
     "finished_at",
     "duration_ms",
+    "rerun_of",
 ]
 
 
@@ -99,6 +104,10 @@ def run_row(**changes: Any) -> RunRow:
         cancel_requested=False,
         progress_done=3,
         progress_total=4,
+        attempt=1,
+        retry_of=None,
+        not_before=None,
+        next_attempt_id=None,
     )
     return replace(run, **changes)
 
@@ -122,6 +131,7 @@ def batch_row(**changes: Any) -> BatchRow:
         started_at=T0 + timedelta(seconds=1),
         finished_at=None,
         duration_ms=None,
+        rerun_of=None,
     )
     return replace(batch, **changes)
 
@@ -249,6 +259,7 @@ def test_a_batch_with_its_runs_counts_and_timeline() -> None:
         "run_id": 7,
         "job_name": "extract",
         "status": "SUCCESS",
+        "attempt": 1,
         "depends_on": ["seed"],
         "start_ms": 1123,
         "end_ms": 3005,

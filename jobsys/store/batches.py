@@ -111,6 +111,7 @@ def run_rows(
             "position": position,
             "queued_at": now,
             "timeout_s": run.timeout_s,
+            "retry_policy": run.retry,
             "cancel_requested": False,
             "updated_at": now,
         }

@@ -168,6 +168,8 @@ class JobBatch(SQLModel, table=True):
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     duration_ms: int | None = None
     updated_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    # "Re-run failed" (or Retry of one run): the batch this one re-runs
+    rerun_of: int | None = Field(default=None, sa_type=BigInteger)
 
 
 class JobRun(SQLModel, table=True):
@@ -213,6 +215,15 @@ class JobRun(SQLModel, table=True):
     progress_done: int | None = None
     progress_total: int | None = None
     updated_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    # Retries (jobsys.retries): attempt n of a chain whose first attempt is ``retry_of``
+    # (None on the first); not claimed before ``not_before``. A failed attempt that was
+    # retried in its batch names its successor in ``next_attempt_id``: only rows without
+    # one count for the batch's outcome and its dependents.
+    attempt: int = _count(1)
+    retry_of: int | None = Field(default=None, sa_type=BigInteger, index=True)
+    not_before: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    next_attempt_id: int | None = Field(default=None, sa_type=BigInteger)
+    retry_policy: dict[str, Any] | None = Field(default=None, sa_type=JSONText)
 
 
 class JobLog(SQLModel, table=True):

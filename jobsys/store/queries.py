@@ -27,6 +27,7 @@ from jobsys.store.models import (
     RunStatus,
 )
 from jobsys.store.rows import (
+    AttemptRow,
     AuditRow,
     BatchRow,
     BatchWithCounts,
@@ -89,6 +90,27 @@ def batch_row(row: Any) -> BatchRow:
     return BatchRow(**data)
 
 
+def run_attempts(engine: Engine, run: RunRow) -> list[AttemptRow]:
+    """Every attempt of the run's chain (automatic and manual retries), oldest first."""
+    first = run.retry_of or run.id
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                col(JobRun.id),
+                col(JobRun.batch_id),
+                col(JobRun.attempt),
+                col(JobRun.status),
+                col(JobRun.not_before),
+                col(JobRun.started_at),
+                col(JobRun.finished_at),
+                col(JobRun.error),
+            )
+            .where(or_(col(JobRun.id) == first, col(JobRun.retry_of) == first))
+            .order_by(col(JobRun.id))
+        ).all()
+    return [AttemptRow(**r._mapping) for r in rows]
+
+
 def get_batch(engine: Engine, batch_id: int) -> BatchWithRuns:
     """One batch with its runs in dependency order."""
     with engine.connect() as conn:
@@ -96,7 +118,9 @@ def get_batch(engine: Engine, batch_id: int) -> BatchWithRuns:
         if batch is None:
             raise NotFound(f"unknown batch {batch_id}")
         runs = conn.execute(
-            select(JobRun).where(col(JobRun.batch_id) == batch_id).order_by(col(JobRun.position))
+            select(JobRun)
+            .where(col(JobRun.batch_id) == batch_id)
+            .order_by(col(JobRun.position), col(JobRun.id))  # a job's attempts in order
         ).all()
     return BatchWithRuns(**vars(batch_row(batch)), runs=[run_row(r) for r in runs])
 

@@ -68,6 +68,24 @@ class RunRow(_ByKey):
     cancel_requested: bool
     progress_done: int | None
     progress_total: int | None
+    attempt: int
+    retry_of: int | None  # the chain's first attempt
+    not_before: datetime | None  # a retry waits until then
+    next_attempt_id: int | None  # set once this attempt failed and was retried
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    """One attempt of a run's retry chain."""
+
+    id: int
+    batch_id: int
+    attempt: int
+    status: str
+    not_before: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
 
 
 @dataclass(frozen=True)
@@ -104,7 +122,7 @@ class JobActivity:
 
 
 @dataclass(frozen=True)
-class BatchRow:
+class BatchRow(_ByKey):
     id: int
     schedule_id: str | None
     trigger: str
@@ -122,6 +140,7 @@ class BatchRow:
     started_at: datetime | None
     finished_at: datetime | None
     duration_ms: int | None
+    rerun_of: int | None  # the batch this one re-runs the failures of
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,12 @@ the work on SQLite and MySQL alike:
 - the run: ``status`` goes from QUEUED to RUNNING with ``worker_id`` = the claimer.
 A finished run's dependents that can no longer run become SKIPPED at once, and the
 daemon that finishes a batch's last run settles the batch and its schedule's counters.
+
+Retries: a FAILED attempt whose job retries (``job_run.retry_policy``) gets its next
+attempt inserted QUEUED, with ``not_before`` after the back-off, in the transaction
+that records the failure, and names it in ``next_attempt_id``. Rows with a next attempt
+no longer count: a batch and its dependents see each job's latest attempt only, so they
+wait for the final outcome.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import col
 
+from jobsys.retries import RetryPolicy, backoff_delay
 from jobsys.runspec import RunSpec
 from jobsys.store.db import database_errors, write_engine
 from jobsys.store.models import (
@@ -52,6 +59,7 @@ def queued_overview(conn: Connection) -> list[Any]:
                 col(JobRun.scheduled_for),
                 col(JobRun.timeout_s),
                 col(JobRun.cancel_requested),
+                col(JobRun.not_before),
             )
             .where(col(JobRun.status) == RunStatus.QUEUED)
             .order_by(col(JobRun.id))
@@ -76,7 +84,9 @@ def _batch_statuses(conn: Connection, queued: Sequence[Any]) -> dict[int, dict[s
     names = sorted(set().union(*wanted.values()))
     for batch_id, name, status in conn.execute(
         select(col(JobRun.batch_id), col(JobRun.job_name), col(JobRun.status)).where(
-            col(JobRun.batch_id).in_(sorted(wanted)), col(JobRun.job_name).in_(names)
+            col(JobRun.batch_id).in_(sorted(wanted)),
+            col(JobRun.job_name).in_(names),
+            col(JobRun.next_attempt_id).is_(None),  # each job's latest attempt
         )
     ):
         out[batch_id][name] = status
@@ -101,6 +111,9 @@ class RunQueue:
     stale: bool = True
     #: The last read filled the window: more queued runs may wait beyond it.
     truncated: bool = False
+    #: The earliest ``not_before`` still ahead among the rows (a retry's back-off): the
+    #: daemon claims again then.
+    next_due: datetime | None = None
 
     def refresh(self, conn: Connection) -> None:
         self.rows = queued_overview(conn)
@@ -205,6 +218,9 @@ def _claim_pass(
                     ):
                         settle.add(row.batch_id)
                     continue
+                if row.not_before is not None and row.not_before > now:
+                    keep.append(row)  # a retry waiting out its back-off
+                    continue
                 broken = [d for d in row.depends_on if batch.get(d) in BROKEN]
                 if broken:
                     why = f"dependency {broken[0]} {batch[broken[0]].lower()}"
@@ -242,6 +258,10 @@ def _claim_pass(
     done = {c.run_id for c in claimed}
     keep_ids = {row.id for row in keep} - done
     q.rows = [row for row in q.rows if row.id in keep_ids]
+    q.next_due = min(
+        (row.not_before for row in q.rows if row.not_before is not None and row.not_before > now),
+        default=None,
+    )
     return claimed
 
 
@@ -441,6 +461,9 @@ def finish_runs(
         with write_engine(engine).begin() as conn:
             # One row: a plain execute, whose rowcount is exact on every driver.
             recorded = conn.execute(_FINISH_RUN, params[0] if len(params) == 1 else params)
+            failed = [o.run_id for o in outcomes if o.status == RunStatus.FAILED]
+            if failed:
+                _queue_retries(conn, failed, worker_id)
             conn.execute(
                 _RELEASE_MUTEXES,
                 {
@@ -507,9 +530,63 @@ def fail_runs(
                 .where(col(JobDefinition.running_run_id) == run_id)
                 .values(running_run_id=None, running_worker_id=None)
             )
+        if failed:  # "daemon lost" is a failed attempt like any other
+            _queue_retries(conn, failed, worker_id)
     for batch_id in batches:
         settle_batch(engine, batch_id, now)
     return failed
+
+
+def _queue_retries(conn: Connection, run_ids: Sequence[int], worker_id: str) -> list[int]:
+    """Insert the next attempt of each of these FAILED runs (held by ``worker_id``) whose
+    job retries and has attempts left, due after the back-off from the failed attempt's
+    end; returns the new run ids. A run with a cancel request is not retried (cancel
+    stops further attempts), nor one that already has a next attempt."""
+    rows = conn.execute(
+        select(JobRun).where(
+            col(JobRun.id).in_(sorted(run_ids)),
+            col(JobRun.status) == RunStatus.FAILED,
+            col(JobRun.worker_id) == worker_id,
+            col(JobRun.next_attempt_id).is_(None),
+            col(JobRun.cancel_requested).is_(False),
+            col(JobRun.retry_policy).is_not(None),
+        )
+    ).all()
+    created: list[int] = []
+    for row in rows:
+        policy = RetryPolicy.from_dict(row.retry_policy)
+        first = row.retry_of or row.id
+        delay = None if policy is None else backoff_delay(policy, row.attempt, first_run_id=first)
+        if delay is None:
+            continue
+        ended = row.finished_at or row.updated_at
+        inserted = conn.execute(
+            insert(JobRun).values(
+                batch_id=row.batch_id,
+                job_name=row.job_name,
+                status=RunStatus.QUEUED,
+                trigger=row.trigger,
+                schedule_id=row.schedule_id,
+                scheduled_for=row.scheduled_for,
+                params=row.params,
+                triggered_by=row.triggered_by,
+                depends_on=row.depends_on,
+                position=row.position,
+                queued_at=ended,
+                timeout_s=row.timeout_s,
+                cancel_requested=False,
+                updated_at=ended,
+                attempt=row.attempt + 1,
+                retry_of=first,
+                not_before=ended + timedelta(seconds=delay),
+                retry_policy=row.retry_policy,
+            )
+        ).inserted_primary_key
+        assert inserted is not None
+        new_id = inserted[0]
+        conn.execute(update(JobRun).where(col(JobRun.id) == row.id).values(next_attempt_id=new_id))
+        created.append(int(new_id))
+    return created
 
 
 def settle_batch(
@@ -532,7 +609,10 @@ _ACTIVE_BATCHES = (
 )
 _BATCH_COUNTS = (
     select(col(JobRun.batch_id), col(JobRun.status), func.count())
-    .where(col(JobRun.batch_id).in_(bindparam("b_ids", expanding=True)))
+    .where(
+        col(JobRun.batch_id).in_(bindparam("b_ids", expanding=True)),
+        col(JobRun.next_attempt_id).is_(None),  # final attempts only
+    )
     .group_by(col(JobRun.batch_id), col(JobRun.status))
 )
 _BATCH_TIMES = select(
@@ -698,7 +778,7 @@ def _skip_blocked(conn: Connection, batch_id: int, now: datetime) -> None:
     dependency (in dependency order, so skips cascade in one pass)."""
     runs = conn.execute(
         select(col(JobRun.id), col(JobRun.job_name), col(JobRun.status), col(JobRun.depends_on))
-        .where(col(JobRun.batch_id) == batch_id)
+        .where(col(JobRun.batch_id) == batch_id, col(JobRun.next_attempt_id).is_(None))
         .order_by(col(JobRun.position))
     ).all()
     status = {r.job_name: r.status for r in runs}

@@ -101,6 +101,8 @@ class PlannedRun:
     depends_on: tuple[str, ...]  # jobs of the same batch this run waits for
     params: dict[str, Any] | None
     timeout_s: int | None
+    #: The job's retry policy (``RetryPolicy.to_dict``), copied onto the run; None: none.
+    retry: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,10 @@ from jobsys.store.queries import (
     list_audit,
     list_runs,
     log_page,
+    run_attempts,
     schedule_history,
 )
+from jobsys.store.reruns import rerun_failed, retry_run
 from jobsys.store.runs import request_cancel
 from jobsys.store.schedules import get_view, schedule_views, set_enabled
 from jobsys.web import auth, views
@@ -283,7 +285,27 @@ def get_job_run(ctx: WebContext, call: Call) -> Response:
     limit = query.integer("logs_limit", default=LOG_TAIL_LINES, low=1, high=MAX_LOG_LINES)
     run = get_run(ctx.engine, run_id, with_logs=False)
     page = log_page(ctx.engine, run_id, after_id=after, before_id=before, limit=limit)
-    return _json(views.run_detail(run, page))
+    detail = views.run_detail(run, page)
+    detail["attempts"] = [present.attempt_json(a) for a in run_attempts(ctx.engine, run)]
+    return _json(detail)
+
+
+def retry_job_run(ctx: WebContext, call: Call) -> Response:
+    """Retry: the next attempt of a failed or cancelled run, as a new batch (audited)."""
+    Body(call.body, ())
+    run_id = parse_id(call.path("id"), "job run")
+    created = retry_run(ctx.engine, run_id, now=ctx.clock.now(), actor=call.actor, ip=call.ip)
+    ctx.wake_daemons()
+    return _created(created)
+
+
+def rerun_batch(ctx: WebContext, call: Call) -> Response:
+    """Re-run failed: the batch's failed, cancelled and skipped runs as a new batch."""
+    Body(call.body, ())
+    batch_id = parse_id(call.path("id"), "batch")
+    created = rerun_failed(ctx.engine, batch_id, now=ctx.clock.now(), actor=call.actor, ip=call.ip)
+    ctx.wake_daemons()
+    return _created(created)
 
 
 def cancel_job_run(ctx: WebContext, call: Call) -> Response:
@@ -535,6 +557,13 @@ def api_routes() -> list[ApiRoute]:
                  query=_LOG_PAGING, errors=(400, 404)),
         ApiRoute("POST", f"{P}/job-runs/{{id}}/cancel", cancel_job_run, A,
                  "Cancel a queued or running run", "runs", response_schema="Run",
+                 errors=(404, 409)),
+        ApiRoute("POST", f"{P}/job-runs/{{id}}/retry", retry_job_run, A,
+                 "Retry a failed or cancelled run: its next attempt, as a new batch", "runs",
+                 status=202, response_schema="BatchCreated", errors=(404, 409)),
+        ApiRoute("POST", f"{P}/batches/{{id}}/rerun", rerun_batch, A,
+                 "Re-run failed: the batch's failed, cancelled and skipped runs as a new "
+                 "batch linked to it", "runs", status=202, response_schema="BatchCreated",
                  errors=(404, 409)),
         ApiRoute("GET", f"{P}/batches/{{id}}", get_batch_, R,
                  "One batch with its runs in dependency order and a timeline", "runs",

@@ -69,6 +69,10 @@ _RUN = {
     "cancel_requested": _BOOL,
     "progress_done": _OPT_INT,
     "progress_total": _OPT_INT,
+    "attempt": {**_INT, "description": "1 for the first attempt, 2 for its first retry, ..."},
+    "retry_of": {**_OPT_INT, "description": "the id of the chain's first attempt"},
+    "not_before": {**_TIME, "description": "a retry is not started before this instant"},
+    "next_attempt_id": {**_OPT_INT, "description": "the retry that superseded this attempt"},
 }
 _BATCH = {
     "id": _INT,
@@ -88,6 +92,7 @@ _BATCH = {
     "started_at": _TIME,
     "finished_at": _TIME,
     "duration_ms": _OPT_INT,
+    "rerun_of": {**_OPT_INT, "description": "the batch this one re-runs (Re-run failed, Retry)"},
 }
 _COUNTS = {"type": "object", "additionalProperties": _INT, "description": "runs per status"}
 _SCHEDULE = {
@@ -227,6 +232,22 @@ SCHEMAS: dict[str, Any] = {
             "log_count": {**_INT, "description": "log lines stored for the run"},
             "logs_earlier": {**_INT, "description": "lines before the page (`logs_before`)"},
             "logs_later": {**_INT, "description": "lines after the page (`logs_after`)"},
+            "attempts": {
+                "type": "array",
+                "description": "every attempt of the run's chain, oldest first",
+                "items": _obj(
+                    {
+                        "id": _INT,
+                        "batch_id": _INT,
+                        "attempt": _INT,
+                        "status": _STATUS,
+                        "not_before": _TIME,
+                        "started_at": _TIME,
+                        "finished_at": _TIME,
+                        "error": _OPT_STR,
+                    }
+                ),
+            },
         }
     ),
     "Batch": _obj(
@@ -241,6 +262,7 @@ SCHEMAS: dict[str, Any] = {
                         "run_id": _INT,
                         "job_name": _STR,
                         "status": _STATUS,
+                        "attempt": _INT,
                         "depends_on": {"type": "array", "items": _STR},
                         "start_ms": _OPT_INT,
                         "end_ms": _OPT_INT,

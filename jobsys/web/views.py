@@ -67,6 +67,7 @@ def batch_timeline(batch: BatchWithRuns) -> list[dict[str, Any]]:
                 "run_id": run.id,
                 "job_name": run.job_name,
                 "status": run.status,
+                "attempt": run.attempt,
                 "depends_on": run.depends_on,
                 "start_ms": offset(started),
                 "end_ms": offset(finished),

@@ -1,12 +1,13 @@
 // One batch: its runs in dependency order as a timeline.
 import * as api from "../api.js";
-import { h, fill, debounce } from "../dom.js";
+import { h, fill, debounce, toast } from "../dom.js";
 import { duration, parseTime, plural } from "../format.js";
 import {
-  dl, errorBox, link, runLink, scheduleLink, statusBadge, when,
+  actionButton, batchLink, dl, errorBox, link, runLink, scheduleLink, statusBadge, when,
 } from "../components.js";
 
 const ACTIVE = new Set(["QUEUED", "RUNNING"]);
+const RERUN = new Set(["FAILED", "CANCELLED", "SKIPPED"]);
 
 function niceStep(totalMs) {
   const steps = [100, 250, 500, 1000, 2000, 5000, 10000, 15000, 30000, 60000, 120000, 300000,
@@ -59,7 +60,8 @@ function timeline(batch, nowMs) {
     }
     return h(`li.tl-row.tl-${status.toLowerCase()}`, { dataset: { runId: String(b.run_id), job: b.job_name, status } },
       h("div.tl-label",
-        h("div.tl-job", runLink(b.run_id, b.job_name), " ", statusBadge(status)),
+        h("div.tl-job", runLink(b.run_id, b.job_name), " ", statusBadge(status),
+          b.attempt > 1 ? h("span.muted.small.tl-attempt", ` attempt ${b.attempt}`) : null),
         b.depends_on && b.depends_on.length ? h("div.muted.small", `after ${b.depends_on.join(", ")}`) : null),
       track,
       h("div.tl-dur", started ? label : h("span.muted", "—")));
@@ -81,9 +83,10 @@ export async function renderBatch(ctx) {
   const reasonEl = h("div");
   const timelineEl = h("div.timeline-wrap");
   const errorsEl = h("div");
+  const actions = h("div.actions");
   fill(ctx.el,
     h("p.crumbs", link("/admin/jobs", "← Jobs")),
-    h("div.page-head.run-head", heading, statusEl),
+    h("div.page-head.run-head", heading, statusEl, actions),
     reasonEl, metaEl, countsEl,
     h("section.section", { "aria-labelledby": "tl-title" },
       h("h2", { id: "tl-title" }, "Timeline"),
@@ -94,11 +97,24 @@ export async function renderBatch(ctx) {
     heading.textContent = `Batch #${batch.id}`;
     ctx.title(`Batch #${batch.id}`);
     fill(statusEl, statusBadge(batch.status, { id: "batch-status" }));
+    // Re-run failed: once the batch is final, its failed, cancelled and skipped runs.
+    const rerunnable = !ACTIVE.has(batch.status)
+      && batch.runs.some((r) => !r.next_attempt_id && RERUN.has(r.status));
+    fill(actions, rerunnable ? actionButton("Re-run failed", { id: "rerun-batch" }, async () => {
+      try {
+        const created = await api.post(`/batches/${batch.id}/rerun`, {});
+        toast(`Batch #${batch.id} re-run as batch #${created.batch_id}.`, "success");
+        if (ctx.current) ctx.navigate(`/admin/batches/${created.batch_id}`);
+      } catch (err) {
+        if (err.status !== 401) toast(`Could not re-run batch #${batch.id}: ${err.message}`, "error");
+      }
+    }) : null);
     const what = batch.mode === "GROUP" ? `group ${batch.job_group}` : batch.mode === "JOB"
       ? `job ${(batch.runs[0] || {}).job_name || ""}` : "all jobs";
     fill(metaEl, dl([
       ["Schedule", batch.schedule_id ? scheduleLink(batch.schedule_id) : h("span.muted", "— (manual)")],
       ["Trigger", `${batch.trigger}${batch.triggered_by ? ` by ${batch.triggered_by}` : ""}`],
+      batch.rerun_of ? ["Re-run of", batchLink(batch.rerun_of)] : null,
       ["Runs", `${what}${batch.skip_dependencies ? " (dependencies skipped)" : ""}`],
       batch.scheduled_for ? ["Slot", when(batch.scheduled_for, { absolute: true })] : null,
       batch.lateness_ms !== null && batch.lateness_ms !== undefined ? ["Fired late by", duration(batch.lateness_ms)] : null,

@@ -1,14 +1,15 @@
 // One run: status, times, error, params, progress and its logs (tailed while it runs).
 // The page opens on the end of the log (where the error is); "Load earlier lines" pages back.
 import * as api from "../api.js";
-import { h, fill, newId, announce } from "../dom.js";
+import { h, fill, newId, announce, toast } from "../dom.js";
 import { duration, elapsedEl, json, utcText, parseTime, zonedText, LOCAL_TZ } from "../format.js";
 import {
-  actionButton, batchLink, dl, errorBox, link, progressBar, scheduleLink, statusBadge, when,
+  actionButton, batchLink, dl, errorBox, link, progressBar, runLink, scheduleLink, statusBadge, when,
 } from "../components.js";
 import { cancelRun } from "./jobs.js";
 
 const ACTIVE = new Set(["QUEUED", "RUNNING"]);
+const RETRYABLE = new Set(["FAILED", "CANCELLED"]);
 const LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
 
 function logLine(line) {
@@ -28,6 +29,7 @@ export async function renderRun(ctx) {
   const actions = h("div.actions");
   const metaEl = h("div");
   const errorEl = h("div");
+  const attemptsEl = h("div");
   const progressEl = h("div.run-progress");
   const paramsEl = h("pre.code-block.params");
   const logList = h("ol.log", { "aria-label": "Log lines" });
@@ -47,7 +49,7 @@ export async function renderRun(ctx) {
   fill(ctx.el,
     h("p.crumbs", link("/admin/jobs", "← Jobs")),
     h("div.page-head.run-head", heading, statusEl, actions),
-    metaEl, errorEl, progressEl,
+    metaEl, errorEl, progressEl, attemptsEl,
     h("section.section", { "aria-labelledby": "params-title" },
       h("h2", { id: "params-title" }, "Parameters"), paramsEl),
     h("section.section", { "aria-labelledby": "logs-title" },
@@ -129,13 +131,37 @@ export async function renderRun(ctx) {
       ? actionButton("Cancel run", { class: "btn-danger" }, async () => {
         const updated = await cancelRun(run);
         if (updated && ctx.current) renderRunData(updated);
-      }) : null);
+      })
+      // Retry: the next attempt of a failed or cancelled run, as a new batch.
+      : RETRYABLE.has(run.status) && !run.next_attempt_id
+        ? actionButton("Retry", { id: "retry-run" }, async () => {
+          try {
+            const created = await api.post(`/job-runs/${run.id}/retry`, {});
+            const newId = created.job_run_ids[0];
+            toast(`Run #${run.id} retried as run #${newId}.`, "success");
+            if (ctx.current) ctx.navigate(`/admin/runs/${newId}`);
+          } catch (err) {
+            if (err.status !== 401) toast(`Could not retry run #${run.id}: ${err.message}`, "error");
+          }
+        }) : null);
+    fill(attemptsEl, run.attempts && run.attempts.length > 1
+      ? h("section.section", { id: "attempts", "aria-labelledby": "attempts-title" },
+        h("h2", { id: "attempts-title" }, "Attempts"),
+        h("ol.attempts", run.attempts.map((a) => h("li", { dataset: { runId: String(a.id) } },
+          a.id === run.id ? h("strong", `Attempt ${a.attempt} (this run)`) : runLink(a.id, `Attempt ${a.attempt}`),
+          " ", statusBadge(a.status),
+          a.status === "QUEUED" && a.not_before ? h("span.muted", " not before ", when(a.not_before, { absolute: true })) : null,
+          a.error ? h("span.muted", ` — ${a.error}`) : null))))
+      : null);
     liveNote.textContent = ACTIVE.has(run.status) ? "· updating live" : "";
     const took = run.status === "RUNNING" ? elapsedEl(run.started_at)
       : run.duration_ms !== null && run.duration_ms !== undefined ? duration(run.duration_ms) : "—";
     fill(metaEl, dl([
       ["Job", h("strong", run.job_name)],
       ["Status", statusBadge(run.status)],
+      run.attempt > 1 || run.next_attempt_id ? ["Attempt", h("span", { id: "run-attempt" }, String(run.attempt))] : null,
+      run.next_attempt_id ? ["Retried as", runLink(run.next_attempt_id)] : null,
+      run.status === "QUEUED" && run.not_before ? ["Not before", when(run.not_before, { absolute: true })] : null,
       ["Trigger", `${run.trigger}${run.triggered_by ? ` by ${run.triggered_by}` : ""}`],
       ["Schedule", scheduleLink(run.schedule_id)],
       ["Batch", batchLink(run.batch_id)],
