@@ -344,7 +344,11 @@ _RUN_FILTERS = (
         {"type": "string"},
         "one or more of QUEUED, RUNNING, SUCCESS, FAILED, CANCELLED, SKIPPED (comma-separated)",
     ),
-    Param("trigger", {"type": "string"}, "one or more of CRON, MANUAL, EVENT (comma-separated)"),
+    Param(
+        "trigger",
+        {"type": "string"},
+        "one or more of CRON, MANUAL, EVENT, BACKFILL (comma-separated)",
+    ),
     Param("schedule_id", {"type": "string"}),
     Param("batch_id", {"type": "integer", "minimum": 1}),
     *_PAGING,

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from jobsys import __version__
-from jobsys.vocabulary import BatchMode, MissedPolicy
+from jobsys.vocabulary import BatchMode, MissedPolicy, OverlapPolicy
 from jobsys.web.routing import Access, ApiRoute
 
 _STR: dict[str, Any] = {"type": "string"}
@@ -49,7 +49,7 @@ _RUN = {
     "id": _INT,
     "job_name": _STR,
     "status": _STATUS,
-    "trigger": {"type": "string", "enum": ["CRON", "MANUAL", "EVENT"]},
+    "trigger": {"type": "string", "enum": ["CRON", "MANUAL", "EVENT", "BACKFILL"]},
     "schedule_id": _OPT_STR,
     "batch_id": _INT,
     "scheduled_for": _TIME,
@@ -102,7 +102,7 @@ _SCHEDULE = {
     "missed_policy": {"type": "string", "enum": [m.value for m in MissedPolicy]},
     "missed_policy_description": _STR,
     "max_catch_up_s": _OPT_INT,
-    "allow_overlap": _BOOL,
+    "overlap_policy": {"type": "string", "enum": [m.value for m in OverlapPolicy]},
     "grace_s": _INT,
     "enabled": _BOOL,
     "in_code": _BOOL,

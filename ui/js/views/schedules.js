@@ -27,14 +27,22 @@ function catchUpText(seconds) {
   return plural(seconds, "second");
 }
 
+/** What a slot does while the previous batch still runs (the overlap policy). */
+const OVERLAP_TEXT = {
+  SKIP: "A slot that comes while the previous batch still runs is skipped (and recorded).",
+  BUFFER_ONE: "A slot that comes while the previous batch still runs fires once right after it ends; "
+    + "further slots meanwhile are skipped (and recorded).",
+  ALLOW: "Overlap is allowed: a slot fires even while the previous batch still runs "
+    + "(a job still never runs twice at once).",
+  CANCEL_OTHER: "A slot that comes while the previous batch still runs cancels that batch, then starts.",
+};
+
 /** The missed-run policy, explained in plain words. */
 export function policyExplanation(s) {
   const next = parseTime(s.next_run_at);
   const at = next ? zonedText(next, s.timezone).slice(11, 16) : fixedTime(s.cron);
   const example = at ? ` at ${at}${s.timezone !== "UTC" ? ` (${s.timezone})` : ""}` : " when a slot is due";
-  const overlap = s.allow_overlap
-    ? "Overlap is allowed: a slot fires even while the previous batch still runs."
-    : "A slot that comes while the previous batch still runs is skipped (and recorded).";
+  const overlap = OVERLAP_TEXT[s.overlap_policy] || OVERLAP_TEXT.SKIP;
   if (s.missed_policy === "RUN_ONCE") {
     return {
       title: "Missed runs are caught up once",
