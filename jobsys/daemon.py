@@ -568,8 +568,9 @@ class Daemon:
             except Exception:
                 self._unrecorded = ended  # the children are gone; their outcomes are not
                 raise
-            if any(row.depends_on for row in self.queue.rows):
-                # Dependents may now run or be skipped: the snapshot's statuses are old.
+            if self.queue.gated or any(row.depends_on for row in self.queue.rows):
+                # Dependents (or the next backfill slot) may now run or be skipped: the
+                # snapshot's statuses are old.
                 self.queue.stale = True
         if failure is not None:
             raise failure

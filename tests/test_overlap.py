@@ -20,6 +20,8 @@ from jobsys.clock import FakeClock
 from jobsys.daemon import Daemon
 from jobsys.definitions import App
 from jobsys.errors import DefinitionError
+from jobsys.planning import schedule_plans
+from jobsys.store.firing import fire_due
 from jobsys.store.models import JobBatch, RunStatus
 from jobsys.store.schedules import set_enabled
 from tests.daemon_helpers import (
@@ -165,9 +167,7 @@ def test_allow_runs_batches_concurrently_but_never_a_job_twice(
     assert second["hold"].started_at >= first["hold"].finished_at
 
 
-def test_cancel_other_cancels_the_running_batch_then_starts(
-    engine: Engine, tmp_path: Path
-) -> None:
+def test_cancel_other_cancels_the_running_batch_then_starts(engine: Engine, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     daemon, clock = start(engine, hold_app(gate, "CANCEL_OTHER", side=True))
     # side_job of the first batch may still be queued or done; hold is running
@@ -193,9 +193,6 @@ def test_cancel_other_ends_a_batch_that_has_not_started(engine: Engine, tmp_path
     clock = FakeClock(utc("2027-01-01T10:00:30"))
     daemon = make_daemon(engine, app, clock, concurrency=1)
     set_enabled(engine, app, "development", "s", True, now=clock.now(), actor="test")
-    from jobsys.store.firing import fire_due
-    from jobsys.planning import schedule_plans
-
     plans = schedule_plans(app)
     fire_due(engine, plans, worker_id="w", now=utc("2027-01-01T10:01:00"))
     fire_due(engine, plans, worker_id="w", now=utc("2027-01-01T10:02:00"))

@@ -167,6 +167,45 @@ SCHEMAS: dict[str, Any] = {
             "runs": {"type": "array", "items": {"type": "string", "format": "date-time"}},
         }
     ),
+    "BackfillRequest": _obj(
+        {
+            "from": {"type": "string", "format": "date-time", "description": "included"},
+            "to": {
+                "type": "string",
+                "format": "date-time",
+                "description": "excluded, not after now",
+            },
+            "dry_run": {"type": "boolean", "default": False},
+            "concurrency": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 100,
+                "default": 1,
+                "description": "backfill batches of the schedule running at once",
+            },
+        },
+        ["from", "to"],
+    ),
+    "Backfill": _obj(
+        {
+            "schedule_id": _STR,
+            "dry_run": _BOOL,
+            "created": _INT,
+            "existing": _INT,
+            "slots": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "slot": {"type": "string", "format": "date-time"},
+                        "existing": _BOOL,
+                        "batch_id": _OPT_INT,
+                        "status": _OPT_STR,
+                        "trigger": _OPT_STR,
+                    }
+                ),
+            },
+        }
+    ),
     "BatchCreated": _obj({"batch_id": _INT, "job_run_ids": {"type": "array", "items": _INT}}),
     "HistoryEntry": _obj({**_BATCH, "counts": _COUNTS}),
     "History": _obj(
