@@ -19,6 +19,7 @@ from jobsys.definitions import App
 from jobsys.errors import Conflict, DefinitionError, NotFound
 from jobsys.planning import plan_batch
 from jobsys.store.backfill import BackfillResult, existing_batches, write_backfill
+from jobsys.store.schedules import get_view
 
 #: At most this many slots per backfill: a typo in a range (a year of a per-minute
 #: schedule) fails with a clear error instead of queueing half a million batches.
@@ -69,7 +70,8 @@ def backfill(
     schedule in ``[start, end)`` that has no batch yet; slots that have one are left
     alone and listed. The new batches run in slot order, ``parallel`` at a time.
 
-    ``end`` may not be after ``now``: later slots are the daemon's to fire.
+    ``end`` may not be after ``now``, nor the range reach the schedule's ``next_run_at``
+    (a daemon that is behind): those slots are the daemon's to fire.
     """
     label = f"schedule {schedule_id!r}"
     sched = app.schedules.get(schedule_id)
@@ -85,6 +87,14 @@ def backfill(
             "only past slots can be backfilled"
         )
     slots = backfill_slots(sched.cron, sched.timezone, start, end, label=label)
+    pending = get_view(engine, app, env, schedule_id).next_run_at
+    if pending is not None and slots and slots[-1] >= pending:
+        # That slot (and later ones) are the daemon's: a batch made here would collide
+        # with the one (or the missed record) the daemon writes when it gets there.
+        raise DefinitionError(
+            f"{label}: backfill range reaches the schedule's next slot {iso_utc(pending)}, "
+            f"which the daemon has not fired yet; end the range at or before it"
+        )
     if dry_run:
         return BackfillResult(
             schedule_id, slots, [], existing_batches(engine, schedule_id, slots), dry_run=True

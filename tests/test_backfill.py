@@ -141,6 +141,8 @@ def test_backfill_leaves_slots_that_have_a_batch_alone(engine: Engine) -> None:
     clock.set(utc("2027-11-07T06:00:00"))  # 01:00 EST fires as CRON
     daemon.tick()
     settle(daemon)
+    # disabled: the daemon owns no slot of the range any more (its next one was 02:00)
+    set_enabled(engine, app, "development", "ny", False, now=clock.now(), actor="t")
     result = run_backfill(engine, app)
     assert [(e.slot, e.trigger) for e in result.existing] == [(FALL_BACK_SLOTS[2], "CRON")]
     assert [slot for slot, _ in result.created] == FALL_BACK_SLOTS[:2] + FALL_BACK_SLOTS[3:]
@@ -148,6 +150,27 @@ def test_backfill_leaves_slots_that_have_a_batch_alone(engine: Engine) -> None:
     assert [e["existing"] for e in entries] == [False, False, True, False, False]
     settle(daemon, limit_s=60)
     assert sorted(b.scheduled_for for b in batches(engine, "ny")) == FALL_BACK_SLOTS
+
+
+def test_backfill_stops_short_of_the_slots_the_daemon_has_not_fired(engine: Engine) -> None:
+    """A daemon that is behind (down since 02:00) still owns the slots from its
+    ``next_run_at``: a backfill batch there would collide with what it records."""
+    app = ny_app()
+    set_enabled(engine, app, "development", "ny", True, now=ny("2027-11-07T01:30"), actor="t")
+    with pytest.raises(DefinitionError) as err:
+        run_backfill(engine, app)
+    assert str(err.value) == (
+        "schedule 'ny': backfill range reaches the schedule's next slot 2027-11-07T06:00:00Z, "
+        "which the daemon has not fired yet; end the range at or before it"
+    )
+    assert batches(engine, "ny") == []
+    done = run_backfill(engine, app, end=utc("2027-11-07T06:00:00"))
+    assert [slot for slot, _ in done.created] == FALL_BACK_SLOTS[:2]
+    daemon = make_daemon(engine, app, FakeClock(NOW))  # fires the rest as missed
+    settle(daemon, limit_s=60)
+    got = [(b.scheduled_for, b.trigger) for b in batches(engine, "ny")]
+    assert got[:2] == [(slot, "BACKFILL") for slot in FALL_BACK_SLOTS[:2]]
+    assert (FALL_BACK_SLOTS[2], "CRON") in got
 
 
 def test_parallel_backfill_batches_wait_for_the_one_n_slots_back(engine: Engine) -> None:
