@@ -226,6 +226,53 @@ def cmd_schedules_trigger(ctx: Context) -> int:
     return 0
 
 
+def cmd_schedules_backfill(ctx: Context) -> int:
+    from jobsys.backfill import backfill
+    from jobsys.clock import SystemClock, parse_iso
+
+    args = ctx.args
+    bounds = []
+    for flag, text in (("--from", args.start), ("--to", args.end)):
+        try:
+            bounds.append(parse_iso(text))
+        except ValueError:
+            raise _usage(f"{flag} {text!r} is not an ISO-8601 instant") from None
+    parallel = _int_flag("--parallel", args.parallel, 1, 100)
+    result = backfill(
+        ctx.current_engine(),
+        ctx.app,
+        args.id,
+        start=bounds[0],
+        end=bounds[1],
+        now=SystemClock().now(),
+        actor="cli",
+        env=ctx.settings.env,
+        dry_run=args.dry_run,
+        parallel=parallel,
+    )
+    if not args.dry_run and result.created:
+        _wake_daemons(ctx)
+    if args.json:
+        _print_json(result.entries())
+        return 0
+    for entry in result.entries():
+        if entry["existing"]:
+            had = f"{entry['trigger']}, {entry['status']}"
+            note = f"  has batch {entry['batch_id']} ({had}): left alone"
+        elif args.dry_run:
+            note = "  would be backfilled"
+        else:
+            note = f"  batch {entry['batch_id']} queued"
+        print(f"{entry['slot']}{note}")
+    verb = "would create" if args.dry_run else "created"
+    print(
+        f"{len(result.slots)} slot(s): {verb} {len(result.slots) - len(result.existing)} "
+        f"batch(es), {len(result.existing)} slot(s) already had one",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _wake_daemons(ctx: Context) -> int:
     from jobsys.clock import SystemClock
     from jobsys.store.workers import live_window, notify_daemons
@@ -830,7 +877,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("expr")
     p.add_argument("--tz", default="UTC")
 
-    sched_p = sub.add_parser("schedules", help="list, enable, disable, trigger schedules")
+    sched_p = sub.add_parser(
+        "schedules", help="list, enable, disable, trigger and backfill schedules"
+    )
     sched_sub = sched_p.add_subparsers(dest="schedules_command", metavar="ACTION", required=True)
     p = add(
         sched_sub,
@@ -849,6 +898,20 @@ def build_parser() -> argparse.ArgumentParser:
         "run a schedule's jobs now (does not move its next run)",
     )
     p.add_argument("id")
+    p = add(
+        sched_sub,
+        "backfill",
+        cmd_schedules_backfill,
+        "one BACKFILL batch per past slot in [--from, --to) that has none, run in slot order",
+    )
+    p.add_argument("id")
+    p.add_argument("--from", dest="start", required=True, help="ISO-8601 instant (included)")
+    p.add_argument("--to", dest="end", required=True, help="ISO-8601 instant (excluded)")
+    p.add_argument("--dry-run", action="store_true", help="list the slots, create nothing")
+    p.add_argument("--json", action="store_true", help="print the slots as a JSON list")
+    p.add_argument(
+        "--parallel", default="1", help="backfill batches run at once, 1 to 100 (default 1)"
+    )
 
     p = add(sub, "web", cmd_web, "serve the admin UI and JSON API (never runs jobs)")
     p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")

@@ -40,7 +40,7 @@ from jobsys.errors import DatabaseError, DefinitionError
 from jobsys.executor import Child, Executor
 from jobsys.planning import schedule_plans
 from jobsys.runspec import RunSpec
-from jobsys.store import firing, runs, workers
+from jobsys.store import firing, overlap, runs, workers
 from jobsys.store.db import make_autocommit_engine
 from jobsys.store.migrate import ensure_current
 from jobsys.store.models import RunStatus, WorkerStatus
@@ -128,6 +128,7 @@ class Daemon:
         self._next_heartbeat = 0.0  # monotonic; 0 = at the first tick
         self._due_at: datetime | None = None
         self._more_queued = True
+        self._buffered = False  # some schedule has a BUFFER_ONE slot waiting
         self._listener: WakeListener | None = None
         self._selector: selectors.BaseSelector | None = None
         self._signal_r: socket.socket | None = None
@@ -254,6 +255,7 @@ class Daemon:
         if poll_due or woken:
             overview = firing.poll_overview(self.idle_engine, now - self.lock_timeout)
             self._due_at = overview.earliest_next_run
+            self._buffered = overview.has_buffered
             self._more_queued = self._more_queued or overview.has_queued
             self.queue.stale = True  # runs may have been queued elsewhere (Run Now, CLI)
             if overview.stale_workers:
@@ -266,6 +268,10 @@ class Daemon:
             )
             self._log_fired(fired, now)
             stats.fired = sum(1 for f in fired if f.batch_id)
+            self._buffered = self._buffered or any(f.buffered for f in fired)
+            # CANCEL_OTHER flagged running runs: stop this daemon's at once (others' on
+            # their next poll or wake-up).
+            woken = woken or any(f.cancelled_batch for f in fired)
             # A chunk fired and more are due: claim and start runs first, then fire the
             # next chunk on the next tick (at once). Else the next due instant is read
             # after the claim below, so that reading it does not delay the first job.
@@ -273,6 +279,9 @@ class Daemon:
             recompute_due = not (more and fired)
             self._more_queued = True
             self.queue.stale = True
+
+        if self._buffered and (stats.finished or poll_due or woken):
+            self._fire_buffered(now)
 
         if self.running and (poll_due or woken):
             for run_id in runs.cancel_requested(self.engine, self.worker_id):
@@ -406,6 +415,21 @@ class Daemon:
                 )
         if level == logging.DEBUG and batches:
             log.info("fired %d slot(s)", batches)
+
+    def _fire_buffered(self, now: datetime) -> None:
+        """BUFFER_ONE: fire the slots kept while their schedule's batch ran, once it ended."""
+        for one in overlap.fire_buffered(
+            self.engine, self.schedule_plans, worker_id=self.worker_id, now=now
+        ):
+            log.info(
+                "fired buffered slot %s after batch %s ended, %d run(s)",
+                one.slot.isoformat(),
+                one.after_batch_id,
+                len(one.run_ids),
+                extra={"schedule_id": one.schedule_id, "batch_id": one.batch_id},
+            )
+            self._more_queued = True
+            self.queue.stale = True
 
     # -- runs --------------------------------------------------------------------------
     def _claim_and_start(self, free: int, now: datetime) -> int:
@@ -547,8 +571,9 @@ class Daemon:
             except Exception:
                 self._unrecorded = ended  # the children are gone; their outcomes are not
                 raise
-            if any(row.depends_on for row in self.queue.rows):
-                # Dependents may now run or be skipped: the snapshot's statuses are old.
+            if self.queue.gated or any(row.depends_on for row in self.queue.rows):
+                # Dependents (or the next backfill slot) may now run or be skipped: the
+                # snapshot's statuses are old.
                 self.queue.stale = True
             if any(f.status == RunStatus.FAILED for f in ended):
                 # A failed attempt may have queued its retry.

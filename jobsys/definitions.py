@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from jobsys.errors import CronError, DefinitionError
 from jobsys.retries import MAX_BACKOFF, MAX_RETRIES, RetryPolicy
-from jobsys.vocabulary import BatchMode, MissedPolicy, values
+from jobsys.vocabulary import BatchMode, MissedPolicy, OverlapPolicy, values
 
 PARAM_TYPES = ("string", "integer", "number", "boolean")
 DEFAULT_GRACE_S = 60
@@ -100,11 +100,16 @@ class ScheduleDef:
     environments: tuple[str, ...] | None = None
     missed: str = MissedPolicy.SKIP.value
     max_catch_up_s: int | None = None
-    allow_overlap: bool = False
+    overlap: str = OverlapPolicy.SKIP.value
     grace_s: int = DEFAULT_GRACE_S
 
     def active_in(self, env: str) -> bool:
         return self.environments is None or env in self.environments
+
+    @property
+    def allow_overlap(self) -> bool:
+        """Deprecated: ``overlap == "ALLOW"``."""
+        return self.overlap == OverlapPolicy.ALLOW
 
 
 def parse_duration(value: str | float | int | None, what: str) -> float | None:
@@ -360,6 +365,23 @@ def _retry_policy(
     return RetryPolicy(retries, delay_s, float(backoff), max_delay_s, jitter)
 
 
+def _overlap_policy(label: str, overlap: Any, allow_overlap: Any) -> str:
+    """The schedule's overlap policy from ``overlap`` or the deprecated ``allow_overlap``."""
+    if allow_overlap is not None:
+        if overlap is not None:
+            raise DefinitionError(f"{label}: give overlap or allow_overlap (deprecated), not both")
+        if not isinstance(allow_overlap, bool):
+            raise DefinitionError(f"{label}: allow_overlap {allow_overlap!r} is not true or false")
+        return (OverlapPolicy.ALLOW if allow_overlap else OverlapPolicy.SKIP).value
+    if overlap is None:
+        return OverlapPolicy.SKIP.value
+    if overlap not in values(OverlapPolicy):
+        raise DefinitionError(
+            f"{label}: overlap {overlap!r} is not one of {', '.join(values(OverlapPolicy))}"
+        )
+    return OverlapPolicy(overlap).value
+
+
 class App:
     """A registry of jobs and schedules (an object, never a module global)."""
 
@@ -433,10 +455,14 @@ class App:
         environments: Iterable[str] | None = None,
         missed: str = MissedPolicy.SKIP,
         max_catch_up: str | float | int | None = None,
-        allow_overlap: bool = False,
+        overlap: str | None = None,
         grace: str | float | int | None = None,
+        allow_overlap: bool | None = None,
     ) -> ScheduleDef:
-        """Register a schedule; new schedules start disabled in the database."""
+        """Register a schedule; new schedules start disabled in the database.
+
+        ``overlap`` (default ``SKIP``) says what a slot does while the previous batch
+        still runs; ``allow_overlap=True`` is the deprecated spelling of ``"ALLOW"``."""
         from jobsys.cron import validate as validate_cron  # lazy: cron pulls croniter
 
         self._check_name("schedule", id)
@@ -469,6 +495,7 @@ class App:
         grace_s = parse_duration(grace, f"{label}: grace")
         if missed == MissedPolicy.SKIP and max_catch_up is not None:
             raise DefinitionError(f"{label}: max_catch_up only applies with missed='RUN_ONCE'")
+        overlap = _overlap_policy(label, overlap, allow_overlap)
         sched = ScheduleDef(
             id=id,
             cron=cron.strip(),
@@ -484,7 +511,7 @@ class App:
                 if catch_up is not None
                 else (DEFAULT_MAX_CATCH_UP_S if missed == MissedPolicy.RUN_ONCE else None)
             ),
-            allow_overlap=bool(allow_overlap),
+            overlap=overlap,
             grace_s=int(grace_s) if grace_s is not None else DEFAULT_GRACE_S,
         )
         self.schedules[id] = sched

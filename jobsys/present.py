@@ -162,7 +162,7 @@ def schedule_json(view: ScheduleView) -> dict[str, Any]:
         "environments": view.environments,
         "missed_policy": view.missed_policy,
         "max_catch_up_s": view.max_catch_up_s,
-        "allow_overlap": view.allow_overlap,
+        "overlap_policy": view.overlap_policy,
         "grace_s": view.grace_s,
         "enabled": view.enabled,
         "in_code": view.in_code,

@@ -1,4 +1,5 @@
-"""The words definitions and the store share: batch modes and missed-slot policies.
+"""The words definitions and the store share: batch modes, missed-slot and overlap
+policies.
 
 One definition of each, as enums: ``jobsys.definitions`` validates against them and
 ``jobsys.store`` writes their values. This module imports nothing heavy (the CLI loads
@@ -26,6 +27,15 @@ class BatchMode(StrEnum):
 class MissedPolicy(StrEnum):
     SKIP = "SKIP"
     RUN_ONCE = "RUN_ONCE"
+
+
+class OverlapPolicy(StrEnum):
+    """What a slot does when the schedule's previous batch is still running (design 6.4)."""
+
+    SKIP = "SKIP"  # the slot is skipped and recorded
+    BUFFER_ONE = "BUFFER_ONE"  # runs once right after the running batch ends; more are skipped
+    ALLOW = "ALLOW"  # runs concurrently (a job still never runs twice at once)
+    CANCEL_OTHER = "CANCEL_OTHER"  # the running batch is cancelled, then the slot starts
 
 
 def values(enum: type[StrEnum]) -> tuple[str, ...]:

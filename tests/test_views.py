@@ -148,7 +148,7 @@ def schedule_view(**changes: Any) -> ScheduleView:
         environments=None,
         missed_policy="SKIP",
         max_catch_up_s=None,
-        allow_overlap=False,
+        overlap_policy="SKIP",
         grace_s=60,
         enabled=True,
         in_code=True,

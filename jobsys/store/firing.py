@@ -7,8 +7,10 @@ For each enabled schedule whose ``next_run_at`` has come, one transaction:
 3. insert the fired slot's batch and runs — ``uq_job_batch_slot`` (schedule id + slot
    instant) makes a second firing of the same slot impossible even if (1) were bypassed
    (e.g. a schedule disabled and re-enabled onto the same slot);
-4. or, if the previous batch is still running and overlap is not allowed, record the
-   slot as SKIPPED ("overlap").
+4. or, if the previous batch is still running, apply the schedule's overlap policy
+   (``jobsys.store.overlap``): SKIP records the slot as SKIPPED ("overlap"), BUFFER_ONE
+   keeps it for when that batch ends, CANCEL_OTHER cancels that batch and fires, ALLOW
+   fires.
 """
 
 from __future__ import annotations
@@ -24,12 +26,15 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
+from jobsys.clock import iso_utc
 from jobsys.scheduler import DuePlan, ScheduleTiming, plan_due
 from jobsys.store.batches import insert_batch, run_rows
 from jobsys.store.db import database_errors, session, write_engine
 from jobsys.store.models import JobBatch, JobRun, JobSchedule, RunStatus, Trigger
+from jobsys.store.overlap import cancel_batch_in
 from jobsys.store.schedules import timing_of
 from jobsys.store.types import BatchPlan
+from jobsys.vocabulary import OverlapPolicy
 
 #: What fires, by schedule id: the plan of each schedule in this daemon's code
 #: (``jobsys.planning.schedule_plans``); a schedule not in it never fires here.
@@ -48,6 +53,10 @@ class Fired:
     run_ids: list[int]
     skipped: int
     overlap: bool = False
+    #: BUFFER_ONE kept this slot (``slot``) to fire when the running batch ends.
+    buffered: bool = False
+    #: CANCEL_OTHER cancelled this (previous, still running) batch before firing.
+    cancelled_batch: int | None = None
     #: The slots recorded as missed/skipped, each with its SKIPPED batch, oldest first.
     missed: tuple[tuple[datetime, int | None], ...] = ()
 
@@ -117,7 +126,7 @@ def _due_statement(limit: int) -> Any:  # a Select of the due rows
             col(JobSchedule.missed_policy),
             col(JobSchedule.max_catch_up_s),
             col(JobSchedule.grace_s),
-            col(JobSchedule.allow_overlap),
+            col(JobSchedule.overlap_policy),
             col(JobSchedule.last_batch_id),
         )
         .where(*runnable_filter(), col(JobSchedule.next_run_at) <= bindparam("b_now"))
@@ -186,7 +195,7 @@ def _fire_many(
     running: an overlap)."""
     fired: list[Fired] = []
     deferred: list[str] = []
-    previous = [r.last_batch_id for r, _, _ in due if not r.allow_overlap and r.last_batch_id]
+    previous = [r.last_batch_id for r, _, _ in due if _checks_overlap(r) and r.last_batch_id]
     running: set[int] = set()
     if previous:
         running = {
@@ -201,7 +210,7 @@ def _fire_many(
         }
     won: list[tuple[Any, DuePlan, BatchPlan]] = []
     for row, plan, batch in due:
-        if row.last_batch_id in running and not row.allow_overlap:
+        if row.last_batch_id in running and _checks_overlap(row):
             deferred.append(row.id)
             continue
         claimed = conn.execute(
@@ -228,6 +237,11 @@ def _fire_many(
         bid = batch_ids[row.id]
         fired.append(Fired(row.id, plan.fire, bid, run_ids.get(bid, []), 0))
     return fired, deferred
+
+
+def _checks_overlap(row: Any) -> bool:
+    """Whether a due slot of ``row`` must look at its previous batch (all but ALLOW)."""
+    return bool(row.overlap_policy != OverlapPolicy.ALLOW)
 
 
 def _insert_batches(
@@ -351,10 +365,38 @@ def fire_schedule(
                 for one in plan.skipped
             ]
             fired: Fired
+            policy = row.overlap_policy
+            running = (
+                plan.fire is not None and _checks_overlap(row) and _previous_still_running(s, row)
+            )
+            cancelled: int | None = None
+            if running and policy == OverlapPolicy.CANCEL_OTHER and row.last_batch_id:
+                cancelled = row.last_batch_id
+                why = f"cancelled: slot {iso_utc(plan.fire)} came (overlap CANCEL_OTHER)"
+                cancel_batch_in(s.connection(), cancelled, why, now)
+                running = False
             if plan.fire is None:
                 fired = Fired(schedule_id, None, None, [], len(missed), missed=tuple(missed))
-            elif not row.allow_overlap and _previous_still_running(s, row):
+            elif running and policy == OverlapPolicy.BUFFER_ONE and row.buffered_slot is None:
+                # fired by fire_buffered when that batch ends
+                s.execute(
+                    update(JobSchedule)
+                    .where(col(JobSchedule.id) == schedule_id)
+                    .values(buffered_slot=plan.fire)
+                )
+                fired = Fired(
+                    schedule_id,
+                    plan.fire,
+                    None,
+                    [],
+                    len(missed),
+                    buffered=True,
+                    missed=tuple(missed),
+                )
+            elif running:
                 reason = f"overlap: batch #{row.last_batch_id} of this schedule is still running"
+                if policy == OverlapPolicy.BUFFER_ONE:
+                    reason += f" and slot {iso_utc(row.buffered_slot)} is already buffered"
                 missed.append(
                     (plan.fire, _record_skipped(s, schedule_id, plan.fire, reason, worker_id, now))
                 )
@@ -397,6 +439,7 @@ def fire_schedule(
                     created.batch_id,
                     created.run_ids,
                     len(missed),
+                    cancelled_batch=cancelled,
                     missed=tuple(missed),
                 )
             s.commit()
@@ -443,6 +486,7 @@ class Overview:
     earliest_next_run: datetime | None
     has_queued: bool
     stale_workers: int
+    has_buffered: bool = False  # a BUFFER_ONE slot waits for its schedule's batch to end
 
 
 def poll_overview(engine: Engine, stale_before: datetime) -> Overview:
@@ -460,7 +504,8 @@ def poll_overview(engine: Engine, stale_before: datetime) -> Overview:
             col(WorkerInstance.last_heartbeat_at) < stale_before,
         )
         .scalar_subquery(),
+        select(func.min(col(JobSchedule.buffered_slot))).scalar_subquery(),
     )
     with engine.connect() as conn:
-        earliest, first_queued, stale = conn.execute(query).one()
-    return Overview(earliest, first_queued is not None, int(stale or 0))
+        earliest, first_queued, stale, buffered = conn.execute(query).one()
+    return Overview(earliest, first_queued is not None, int(stale or 0), buffered is not None)

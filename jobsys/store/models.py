@@ -22,7 +22,7 @@ from sqlmodel import Field, SQLModel
 
 from jobsys.store.types import JSONText, UTCDateTime, long_text
 from jobsys.vocabulary import BatchMode as BatchMode  # re-exported: the store's callers use it
-from jobsys.vocabulary import MissedPolicy
+from jobsys.vocabulary import MissedPolicy, OverlapPolicy
 
 
 class RunStatus(StrEnum):
@@ -44,6 +44,7 @@ class Trigger(StrEnum):
     CRON = "CRON"
     MANUAL = "MANUAL"
     EVENT = "EVENT"
+    BACKFILL = "BACKFILL"  # one past slot, asked for by an admin (``schedules backfill``)
 
 
 class WorkerStatus(StrEnum):
@@ -103,7 +104,11 @@ class JobSchedule(SQLModel, table=True):
         default=MissedPolicy.SKIP.value, max_length=16, sa_column_kwargs={"server_default": "SKIP"}
     )
     max_catch_up_s: int | None = None
-    allow_overlap: bool = _flag(False)
+    overlap_policy: str = Field(
+        default=OverlapPolicy.SKIP.value, max_length=16, sa_column_kwargs={"server_default": "SKIP"}
+    )
+    #: BUFFER_ONE: the slot that came while the previous batch ran, to fire when it ends.
+    buffered_slot: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
     grace_s: int = _count(60)
     enabled: bool = _flag(False)
     in_code: bool = _flag(True)
@@ -167,6 +172,9 @@ class JobBatch(SQLModel, table=True):
     started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     duration_ms: int | None = None
+    #: A backfill batch's runs wait while this batch (an earlier slot's) is still active,
+    #: so a backfill runs its slots in order, one (or N) at a time.
+    after_batch_id: int | None = Field(default=None, sa_type=BigInteger)
     updated_at: datetime = Field(sa_type=UTCDateTime, index=True)
     # "Re-run failed" (or Retry of one run): the batch this one re-runs
     rerun_of: int | None = Field(default=None, sa_type=BigInteger)

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, case, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import aliased
 from sqlmodel import col
 
 from jobsys.retries import RetryPolicy, backoff_delay
@@ -37,6 +38,7 @@ from jobsys.store.models import (
     JobRun,
     JobSchedule,
     RunStatus,
+    Trigger,
 )
 
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
@@ -93,6 +95,25 @@ def _batch_statuses(conn: Connection, queued: Sequence[Any]) -> dict[int, dict[s
     return out
 
 
+def _gated_batches(conn: Connection, queued: Sequence[Any]) -> set[int]:
+    """Backfill batches among the queued runs' whose ``after_batch_id`` is still active:
+    their runs wait (a backfill runs its slots in order). Read only when backfill runs
+    are queued, so other claims cost no extra query."""
+    backfill = sorted({row.batch_id for row in queued if row.trigger == Trigger.BACKFILL})
+    if not backfill:
+        return set()
+    earlier = aliased(JobBatch)
+    return {
+        bid
+        for (bid,) in conn.execute(
+            select(col(JobBatch.id))
+            .join(earlier, col(earlier.id) == col(JobBatch.after_batch_id))
+            .where(col(JobBatch.id).in_(backfill), col(earlier.status).in_(ACTIVE))
+        )
+        if bid is not None
+    }
+
+
 @dataclass
 class RunQueue:
     """The daemon's snapshot of queued runs (oldest first) and their dependencies' statuses.
@@ -114,10 +135,13 @@ class RunQueue:
     #: The earliest ``not_before`` still ahead among the rows (a retry's back-off): the
     #: daemon claims again then.
     next_due: datetime | None = None
+    #: Backfill batches waiting for an earlier slot's batch (``_gated_batches``).
+    gated: set[int] = field(default_factory=set)
 
     def refresh(self, conn: Connection) -> None:
         self.rows = queued_overview(conn)
         self.statuses = _batch_statuses(conn, self.rows)
+        self.gated = _gated_batches(conn, self.rows)
         self.stale = False
         self.truncated = len(self.rows) >= CLAIM_WINDOW
 
@@ -212,6 +236,9 @@ def _claim_pass(
                     rest = rows[i:]
                     break
                 batch = q.statuses.setdefault(row.batch_id, {})
+                if row.batch_id in q.gated and not row.cancel_requested:
+                    keep.append(row)  # a backfill slot waiting for the one before it
+                    continue
                 if row.cancel_requested:
                     if _end_queued_in(
                         conn, row.id, RunStatus.CANCELLED, "cancelled before it started", now

@@ -48,7 +48,7 @@ _DEFINITION_KEYS = (
     "environments",
     "missed_policy",
     "max_catch_up_s",
-    "allow_overlap",
+    "overlap_policy",
     "grace_s",
 )
 
@@ -64,7 +64,7 @@ def _definition_fields(sched: ScheduleSpec, env: str) -> dict[str, Any]:
         "environments": list(sched.environments) if sched.environments is not None else None,
         "missed_policy": sched.missed,
         "max_catch_up_s": sched.max_catch_up_s,
-        "allow_overlap": sched.allow_overlap,
+        "overlap_policy": sched.overlap,
         "grace_s": sched.grace_s,
         "in_code": True,
         "env_active": sched.active_in(env),
@@ -186,7 +186,7 @@ class ScheduleView:
     environments: list[str] | None
     missed_policy: str
     max_catch_up_s: int | None
-    allow_overlap: bool
+    overlap_policy: str
     grace_s: int
     enabled: bool
     in_code: bool
@@ -321,6 +321,7 @@ def _write_enabled(
         before = {"enabled": row.enabled, "next_run_at": iso_utc(row.next_run_at)}
         row.enabled = enabled
         row.next_run_at = next_run_after(timing_of(row), now) if enabled else None
+        row.buffered_slot = None  # a slot buffered (BUFFER_ONE) before a toggle never fires
         row.updated_at = now
         audit.record(
             s,

@@ -11,6 +11,7 @@ from typing import Any
 from starlette.responses import JSONResponse, Response
 
 from jobsys import cron, health, present
+from jobsys.backfill import MAX_PARALLEL, backfill
 from jobsys.clock import iso_utc
 from jobsys.errors import ConfigError, CronError
 from jobsys.manual import create_manual_batch
@@ -144,6 +145,33 @@ def trigger_schedule(ctx: WebContext, call: Call) -> Response:
     )
     ctx.wake_daemons()
     return _created(created)
+
+
+def backfill_schedule(ctx: WebContext, call: Call) -> Response:
+    body = Body(call.body, {"from", "to", "dry_run", "concurrency"})
+    start, end = body.instant("from"), body.instant("to")
+    if start is None or end is None:
+        raise invalid("fields 'from' and 'to' are required")
+    dry_run = body.boolean("dry_run", default=False)
+    concurrency = body.integer("concurrency", default=1, low=1, high=MAX_PARALLEL)
+    schedule_id = call.path("id")
+    _check_runnable(ctx, schedule_id, "backfilled")
+    result = backfill(
+        ctx.engine,
+        ctx.app,
+        schedule_id,
+        start=start,
+        end=end,
+        now=ctx.clock.now(),
+        actor=call.actor,
+        env=ctx.settings.env,
+        dry_run=dry_run,
+        parallel=concurrency,
+        ip=call.ip,
+    )
+    if result.created:
+        ctx.wake_daemons()
+    return _json(result.to_dict())
 
 
 def schedule_history_(ctx: WebContext, call: Call) -> Response:
@@ -462,7 +490,11 @@ _RUN_FILTERS = (
         {"type": "string"},
         "one or more of QUEUED, RUNNING, SUCCESS, FAILED, CANCELLED, SKIPPED (comma-separated)",
     ),
-    Param("trigger", {"type": "string"}, "one or more of CRON, MANUAL, EVENT (comma-separated)"),
+    Param(
+        "trigger",
+        {"type": "string"},
+        "one or more of CRON, MANUAL, EVENT, BACKFILL (comma-separated)",
+    ),
     Param("schedule_id", {"type": "string"}),
     Param("batch_id", {"type": "integer", "minimum": 1}),
     *_PAGING,
@@ -534,6 +566,11 @@ def api_routes() -> list[ApiRoute]:
         ApiRoute("POST", f"{P}/schedules/{{id}}/trigger", trigger_schedule, A,
                  "Run Now: queue the schedule's jobs (next_run_at does not move)", "schedules",
                  status=202, response_schema="BatchCreated", errors=(404, 409)),
+        ApiRoute("POST", f"{P}/schedules/{{id}}/backfill", backfill_schedule, A,
+                 "Backfill: one BACKFILL batch per past slot in [from, to) that has none, "
+                 "run in slot order (dry_run lists the slots and creates nothing)", "schedules",
+                 request_schema="BackfillRequest", response_schema="Backfill",
+                 errors=(404, 409, 422)),
         ApiRoute("GET", f"{P}/schedules/{{id}}/history", schedule_history_, R,
                  "The schedule's batches, newest first, with run counts per status",
                  "schedules", response_schema="History", query=_PAGING, errors=(404,)),

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from jobsys import __version__
-from jobsys.vocabulary import BatchMode, MissedPolicy
+from jobsys.vocabulary import BatchMode, MissedPolicy, OverlapPolicy
 from jobsys.web.routing import Access, ApiRoute
 
 _STR: dict[str, Any] = {"type": "string"}
@@ -50,7 +50,7 @@ _RUN = {
     "id": _INT,
     "job_name": _STR,
     "status": _STATUS,
-    "trigger": {"type": "string", "enum": ["CRON", "MANUAL", "EVENT"]},
+    "trigger": {"type": "string", "enum": ["CRON", "MANUAL", "EVENT", "BACKFILL"]},
     "schedule_id": _OPT_STR,
     "batch_id": _INT,
     "scheduled_for": _TIME,
@@ -108,7 +108,7 @@ _SCHEDULE = {
     "missed_policy": {"type": "string", "enum": [m.value for m in MissedPolicy]},
     "missed_policy_description": _STR,
     "max_catch_up_s": _OPT_INT,
-    "allow_overlap": _BOOL,
+    "overlap_policy": {"type": "string", "enum": [m.value for m in OverlapPolicy]},
     "grace_s": _INT,
     "enabled": _BOOL,
     "in_code": _BOOL,
@@ -171,6 +171,45 @@ SCHEMAS: dict[str, Any] = {
             "timezone": _STR,
             "description": _STR,
             "runs": {"type": "array", "items": {"type": "string", "format": "date-time"}},
+        }
+    ),
+    "BackfillRequest": _obj(
+        {
+            "from": {"type": "string", "format": "date-time", "description": "included"},
+            "to": {
+                "type": "string",
+                "format": "date-time",
+                "description": "excluded, not after now",
+            },
+            "dry_run": {"type": "boolean", "default": False},
+            "concurrency": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 100,
+                "default": 1,
+                "description": "backfill batches of the schedule running at once",
+            },
+        },
+        ["from", "to"],
+    ),
+    "Backfill": _obj(
+        {
+            "schedule_id": _STR,
+            "dry_run": _BOOL,
+            "created": _INT,
+            "existing": _INT,
+            "slots": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "slot": {"type": "string", "format": "date-time"},
+                        "existing": _BOOL,
+                        "batch_id": _OPT_INT,
+                        "status": _OPT_STR,
+                        "trigger": _OPT_STR,
+                    }
+                ),
+            },
         }
     ),
     "BatchCreated": _obj({"batch_id": _INT, "job_run_ids": {"type": "array", "items": _INT}}),

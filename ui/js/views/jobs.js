@@ -10,7 +10,7 @@ import { openRunDialog } from "../paramform.js";
 
 const ACTIVE = new Set(["QUEUED", "RUNNING"]);
 const STATUSES = ["QUEUED", "RUNNING", "SUCCESS", "FAILED", "CANCELLED", "SKIPPED"];
-const TRIGGERS = ["CRON", "MANUAL", "EVENT"];
+const TRIGGERS = ["CRON", "MANUAL", "EVENT", "BACKFILL"];
 
 export async function cancelRun(run) {
   const ok = await confirmDialog({

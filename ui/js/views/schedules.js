@@ -3,7 +3,7 @@ import * as api from "../api.js";
 import { h, fill, toast, announce, debounce } from "../dom.js";
 import { duration, parseTime, plural, zonedText } from "../format.js";
 import {
-  actionButton, batchLink, confirmDialog, daemonBanner, errorBox, link, pager, pill,
+  actionButton, batchLink, confirmDialog, daemonBanner, errorBox, link, openDialog, pager, pill,
   setSwitch, statusBadge, table, toggleSwitch, when,
 } from "../components.js";
 
@@ -27,14 +27,22 @@ function catchUpText(seconds) {
   return plural(seconds, "second");
 }
 
+/** What a slot does while the previous batch still runs (the overlap policy). */
+const OVERLAP_TEXT = {
+  SKIP: "A slot that comes while the previous batch still runs is skipped (and recorded).",
+  BUFFER_ONE: "A slot that comes while the previous batch still runs fires once right after it ends; "
+    + "further slots meanwhile are skipped (and recorded).",
+  ALLOW: "Overlap is allowed: a slot fires even while the previous batch still runs "
+    + "(a job still never runs twice at once).",
+  CANCEL_OTHER: "A slot that comes while the previous batch still runs cancels that batch, then starts.",
+};
+
 /** The missed-run policy, explained in plain words. */
 export function policyExplanation(s) {
   const next = parseTime(s.next_run_at);
   const at = next ? zonedText(next, s.timezone).slice(11, 16) : fixedTime(s.cron);
   const example = at ? ` at ${at}${s.timezone !== "UTC" ? ` (${s.timezone})` : ""}` : " when a slot is due";
-  const overlap = s.allow_overlap
-    ? "Overlap is allowed: a slot fires even while the previous batch still runs."
-    : "A slot that comes while the previous batch still runs is skipped (and recorded).";
+  const overlap = OVERLAP_TEXT[s.overlap_policy] || OVERLAP_TEXT.SKIP;
   if (s.missed_policy === "RUN_ONCE") {
     return {
       title: "Missed runs are caught up once",
@@ -52,6 +60,82 @@ export function policyExplanation(s) {
     overlap,
     detail: s.missed_policy_description,
   };
+}
+
+/**
+ * Backfill: from/to (UTC instants, "to" excluded), a dry-run preview listing every slot
+ * (and those that already have a batch), then confirm to queue one batch per new slot.
+ */
+export function openBackfillDialog(s) {
+  const path = `/schedules/${encodeURIComponent(s.id)}/backfill`;
+  const from = h("input", { id: "backfill-from", type: "text", placeholder: "2027-11-06T00:00:00Z", autocomplete: "off" });
+  const to = h("input", { id: "backfill-to", type: "text", placeholder: "2027-11-08T00:00:00Z", autocomplete: "off" });
+  const error = h("p.backfill-error.field-error", { role: "alert", hidden: true });
+  const list = h("ol.backfill-slots", { "aria-label": "Slots to backfill" });
+  const summary = h("p.backfill-summary", { "aria-live": "polite" });
+  let previewed = null; // the range the preview showed: confirm runs exactly that
+  const preview = h("button.btn.btn-secondary.btn-backfill-preview", { type: "button" }, "Preview slots");
+  const confirm = h("button.btn.btn-primary.btn-backfill-confirm", { type: "button", disabled: true }, "Backfill");
+  const range = () => ({ from: from.value.trim(), to: to.value.trim() });
+  const fail = (err) => {
+    error.textContent = err.message;
+    error.hidden = false;
+  };
+  const reset = () => { previewed = null; confirm.disabled = true; };
+  from.addEventListener("input", reset);
+  to.addEventListener("input", reset);
+  preview.addEventListener("click", async () => {
+    error.hidden = true;
+    reset();
+    fill(list);
+    summary.textContent = "";
+    try {
+      const got = await api.post(path, { ...range(), dry_run: true });
+      fill(list, got.slots.map((e) => h("li.backfill-slot", { dataset: { existing: String(e.existing) } },
+        h("code", e.slot),
+        e.existing ? h("span.muted", ` already has batch #${e.batch_id} (${e.trigger}, ${e.status}): left alone`) : null)));
+      const fresh = got.slots.length - got.existing;
+      summary.textContent = `${plural(got.slots.length, "slot")} in the range; ${plural(fresh, "new batch", "new batches")} `
+        + `would be queued, ${got.existing} already had one. They run in slot order, one at a time.`;
+      previewed = range();
+      confirm.disabled = fresh === 0;
+      confirm.textContent = `Backfill ${plural(fresh, "slot")}`;
+    } catch (err) {
+      if (err.status !== 401) fail(err);
+    }
+  });
+  return openDialog({
+    title: `Backfill ${s.name}`,
+    wide: true,
+    body: [
+      h("p", `One batch of ${scopeText(s)} per past slot of ${s.cron} (${s.timezone}) in the range; `
+        + "slots that already have a batch are left alone."),
+      h("div.field", h("label", { for: "backfill-from" }, "From (ISO-8601, included)"), from),
+      h("div.field", h("label", { for: "backfill-to" }, "To (ISO-8601, excluded)"), to),
+      error, summary, list,
+    ],
+    actions: [
+      (close) => h("button.btn.btn-secondary", { type: "button", onclick: () => close(false) }, "Cancel"),
+      preview,
+      (close) => {
+        confirm.addEventListener("click", async () => {
+          if (!previewed) return;
+          confirm.disabled = true;
+          try {
+            const got = await api.post(path, { ...previewed, dry_run: false });
+            toast(`${s.name}: queued ${plural(got.created, "backfill batch", "backfill batches")}`
+              + (got.existing ? `; ${got.existing} slot(s) already had one.` : "."), "success");
+            close(true);
+          } catch (err) {
+            if (err.status !== 401) fail(err);
+            confirm.disabled = false;
+          }
+        });
+        return confirm;
+      },
+    ],
+    onOpen: () => from.focus(),
+  });
 }
 
 function jobsCount(batch) {
@@ -91,7 +175,13 @@ class ScheduleRow {
       () => this.trigger());
     const history = detail ? null : link(`/admin/schedules/${encodeURIComponent(s.id)}`, "History",
       { class: "btn btn-secondary", "aria-label": `History of ${s.name}` });
-    fill(this.cells.actions, h("div.actions", this.runNow, history));
+    // Viewers do not see Backfill at all (it creates many batches at once).
+    const backfill = api.isAdmin()
+      ? h("button.btn.btn-secondary.btn-backfill", {
+        type: "button", "aria-label": `Backfill: ${s.name}`, onclick: () => openBackfillDialog(this.s),
+      }, "Backfill")
+      : null;
+    fill(this.cells.actions, h("div.actions", this.runNow, backfill, history));
     this.policyCell = h("td.cell-policy", { colspan: "6" });
     this.stripList = h("ul.strip-runs");
     this.stripTitle = h("span.strip-title");
@@ -135,6 +225,11 @@ class ScheduleRow {
       : h("span.muted.next-none", s.enabled ? "not scheduled" : "— (disabled)"));
     this.runNow.disabled = !api.isAdmin() || !s.runnable;
     if (api.isAdmin() && !s.runnable) this.runNow.title = `Cannot run: ${s.note}`;
+    const backfill = this.cells.actions.querySelector(".btn-backfill");
+    if (backfill) {
+      backfill.disabled = !s.runnable;
+      backfill.title = s.runnable ? "" : `Cannot backfill: ${s.note}`;
+    }
     const policy = policyExplanation(s);
     fill(this.policyCell, h(`div.policy.policy-${s.missed_policy.toLowerCase()}`,
       h("span.policy-badge", { title: policy.detail }, `Missed runs: ${s.missed_policy}`),
