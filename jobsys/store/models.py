@@ -118,6 +118,15 @@ class JobSchedule(SQLModel, table=True):
     locked_by: str | None = Field(default=None, max_length=100)
     created_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    # issue 10 (migration 0006): a mode JOB schedule's job and params; pause on failure;
+    # jitter; who paused the schedule, when and why (cleared when it is enabled again)
+    job_name: str | None = Field(default=None, max_length=100)
+    job_params: dict[str, Any] | None = Field(default=None, sa_type=JSONText)
+    pause_on_failure: int | None = None
+    jitter_s: int = _count()
+    paused_note: str | None = Field(default=None, sa_type=long_text())
+    paused_by: str | None = Field(default=None, max_length=255)
+    paused_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class JobDefinition(SQLModel, table=True):
@@ -168,6 +177,7 @@ class JobBatch(SQLModel, table=True):
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     duration_ms: int | None = None
     updated_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    jitter_ms: int | None = None  # the delay a jittered slot got (migration 0006)
 
 
 class JobRun(SQLModel, table=True):
