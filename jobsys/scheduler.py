@@ -9,6 +9,7 @@ missed within ``max_catch_up``.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -29,6 +30,22 @@ class ScheduleTiming:
     missed: str = MissedPolicy.SKIP.value
     max_catch_up_s: int | None = None
     grace_s: int = 60
+    #: Each slot starts up to this many seconds late, by ``jitter_offset(jitter_key, slot)``.
+    jitter_s: int = 0
+    jitter_key: str = ""  # the schedule id: schedules sharing a cron spread apart
+
+    def offset(self, slot: datetime) -> timedelta:
+        return jitter_offset(self.jitter_key, slot, self.jitter_s)
+
+
+def jitter_offset(key: str, slot: datetime, jitter_s: int) -> timedelta:
+    """A delay in [0, ``jitter_s``] s (whole ms) fixed by the schedule and the slot: every
+    daemon computes the same one, and a restart does not move it."""
+    if jitter_s <= 0:
+        return timedelta(0)
+    digest = hashlib.sha256(f"{key}|{slot.isoformat()}".encode()).digest()
+    ms = int.from_bytes(digest[:8], "big") % (jitter_s * 1000 + 1)
+    return timedelta(milliseconds=ms)
 
 
 @dataclass(frozen=True)
@@ -58,6 +75,8 @@ def plan_due(timing: ScheduleTiming, next_run_at: datetime, now: datetime) -> Du
 
     ``next_run_at`` is the stored (first unhandled) slot; callers only call this when it
     is ``<= now``. The latest slot within grace fires; every other slot is missed.
+    With jitter, a slot is due at ``slot + offset`` and its grace counts from then; a
+    slot not yet due is left as the next run.
     """
     cron = CronSchedule(timing.cron, timing.timezone)
     grace = timedelta(seconds=timing.grace_s)
@@ -66,8 +85,8 @@ def plan_due(timing: ScheduleTiming, next_run_at: datetime, now: datetime) -> Du
     due: list[datetime] = []
     missed_total = 0
     slot = next_run_at if _is_slot(cron, next_run_at) else cron.next_after(next_run_at)
-    while slot <= now:
-        if now - slot > grace:
+    while slot + timing.offset(slot) <= now:
+        if now - slot - timing.offset(slot) > grace:
             missed_total += 1
         due.append(slot)
         if len(due) > MAX_RECORDED_MISSED + 1:
@@ -75,8 +94,8 @@ def plan_due(timing: ScheduleTiming, next_run_at: datetime, now: datetime) -> Du
         slot = cron.next_after(slot)
     next_slot = slot
 
-    on_time = [s for s in due if now - s <= grace]
-    late = [s for s in due if now - s > grace]
+    on_time = [s for s in due if now - s - timing.offset(s) <= grace]
+    late = [s for s in due if now - s - timing.offset(s) > grace]
     fire: datetime | None = None
     fire_reason: str | None = None
     skipped = [SkippedSlot(s, "superseded: a later slot is due now") for s in on_time[:-1]]

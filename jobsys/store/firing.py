@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from jobsys.scheduler import DuePlan, ScheduleTiming, plan_due
+from jobsys.scheduler import DuePlan, ScheduleTiming, jitter_offset, plan_due
 from jobsys.store.batches import insert_batch, run_rows
 from jobsys.store.db import database_errors, session, write_engine
 from jobsys.store.models import JobBatch, JobRun, JobSchedule, RunStatus, Trigger
@@ -119,6 +119,7 @@ def _due_statement(limit: int) -> Any:  # a Select of the due rows
             col(JobSchedule.grace_s),
             col(JobSchedule.allow_overlap),
             col(JobSchedule.last_batch_id),
+            col(JobSchedule.jitter_s),
         )
         .where(*runnable_filter(), col(JobSchedule.next_run_at) <= bindparam("b_now"))
         .order_by(col(JobSchedule.next_run_at), col(JobSchedule.id))
@@ -142,8 +143,12 @@ def _split(
             missed=row.missed_policy,
             max_catch_up_s=row.max_catch_up_s,
             grace_s=row.grace_s,
+            jitter_s=row.jitter_s,
+            jitter_key=row.id,
         )
         plan = plan_due(timing, row.next_run_at, now)
+        if plan.fire is None and not plan.skipped:
+            continue  # its slot waits for its jitter: nothing to do yet
         if plan.fire is None or plan.skipped or not batch.runs:
             slow.append(row.id)
         else:
@@ -252,7 +257,7 @@ def _insert_batches(
                 "job_group": batch.group,
                 "skip_dependencies": False,
                 "fired_by": worker_id,
-                "lateness_ms": int((now - plan.fire).total_seconds() * 1000),
+                **_jitter_and_lateness(row.id, row.jitter_s, plan.fire, now),
                 "total_runs": len(batch.runs),
                 "created_at": now,
                 "updated_at": now,
@@ -335,6 +340,8 @@ def fire_schedule(
         ):
             return None
         plan = plan_due(timing_of(row), row.next_run_at, now)
+        if plan.fire is None and not plan.skipped:
+            return None  # its slot waits for its jitter
         claimed = s.connection().execute(
             update(JobSchedule)
             .where(
@@ -368,7 +375,6 @@ def fire_schedule(
                     missed=tuple(missed),
                 )
             else:
-                lateness = int((now - plan.fire).total_seconds() * 1000)
                 created = insert_batch(
                     s,
                     batch,
@@ -377,8 +383,8 @@ def fire_schedule(
                     scheduled_for=plan.fire,
                     fired_by=worker_id,
                     reason=plan.fire_reason,
-                    lateness_ms=lateness,
                     now=now,
+                    **_jitter_and_lateness(schedule_id, row.jitter_s, plan.fire, now),
                 )
                 s.execute(
                     update(JobSchedule)
@@ -404,6 +410,18 @@ def fire_schedule(
             s.rollback()  # the slot already has a batch: it fired (or was recorded) before
             return None
     return fired
+
+
+def _jitter_and_lateness(
+    schedule_id: str, jitter_s: int, slot: datetime, now: datetime
+) -> dict[str, int | None]:
+    """A fired slot's jitter (None without) and lateness, counted from its jittered
+    start: the delay jitter asked for is not the daemon being late."""
+    offset = jitter_offset(schedule_id, slot, jitter_s)
+    return {
+        "jitter_ms": int(offset.total_seconds() * 1000) if jitter_s else None,
+        "lateness_ms": int((now - slot - offset).total_seconds() * 1000),
+    }
 
 
 def _previous_still_running(s: Session, row: JobSchedule) -> bool:
