@@ -124,6 +124,29 @@ def plan_due(timing: ScheduleTiming, next_run_at: datetime, now: datetime) -> Du
     )
 
 
+def next_run_problem(
+    timing: ScheduleTiming, next_run_at: datetime | None, now: datetime
+) -> str | None:
+    """Why an enabled schedule's stored ``next_run_at`` is wrong, or None when it is fine.
+
+    It must be a slot of the cron and no later than the first slot after ``now`` (a
+    past slot is fine: it is due, and firing deals with it). Anything else would never
+    fire, or fire off its cron: the daemon repairs it (``next_run_after(now)``, no
+    back-fill) and ``health`` warns until then.
+    """
+    if next_run_at is None:
+        return "next_run_at is empty"
+    cron = CronSchedule(timing.cron, timing.timezone)
+    if not _is_slot(cron, next_run_at):
+        return f"next_run_at {next_run_at.isoformat()} is not a slot of its cron"
+    upcoming = cron.next_after(now)
+    if next_run_at > upcoming:
+        return (
+            f"next_run_at {next_run_at.isoformat()} is after its next slot {upcoming.isoformat()}"
+        )
+    return None
+
+
 def _missed_reason(timing: ScheduleTiming) -> str:
     if timing.missed == MissedPolicy.RUN_ONCE:
         return "missed: not fired within its grace and older than max_catch_up"

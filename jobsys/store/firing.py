@@ -17,7 +17,7 @@ import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, Connection, bindparam, func, insert, select, update
 from sqlalchemy.engine import Engine
@@ -257,7 +257,7 @@ def _insert_batches(
                 "job_group": batch.group,
                 "skip_dependencies": False,
                 "fired_by": worker_id,
-                **_jitter_and_lateness(row.id, row.jitter_s, plan.fire, now),
+                **_jitter_and_lateness(row.id, row.jitter_s, plan.fire, now)._asdict(),
                 "total_runs": len(batch.runs),
                 "created_at": now,
                 "updated_at": now,
@@ -375,6 +375,7 @@ def fire_schedule(
                     missed=tuple(missed),
                 )
             else:
+                delay = _jitter_and_lateness(schedule_id, row.jitter_s, plan.fire, now)
                 created = insert_batch(
                     s,
                     batch,
@@ -383,8 +384,9 @@ def fire_schedule(
                     scheduled_for=plan.fire,
                     fired_by=worker_id,
                     reason=plan.fire_reason,
+                    lateness_ms=delay.lateness_ms,
+                    jitter_ms=delay.jitter_ms,
                     now=now,
-                    **_jitter_and_lateness(schedule_id, row.jitter_s, plan.fire, now),
                 )
                 s.execute(
                     update(JobSchedule)
@@ -412,16 +414,19 @@ def fire_schedule(
     return fired
 
 
-def _jitter_and_lateness(
-    schedule_id: str, jitter_s: int, slot: datetime, now: datetime
-) -> dict[str, int | None]:
+class _Delay(NamedTuple):
+    jitter_ms: int | None
+    lateness_ms: int
+
+
+def _jitter_and_lateness(schedule_id: str, jitter_s: int, slot: datetime, now: datetime) -> _Delay:
     """A fired slot's jitter (None without) and lateness, counted from its jittered
     start: the delay jitter asked for is not the daemon being late."""
     offset = jitter_offset(schedule_id, slot, jitter_s)
-    return {
-        "jitter_ms": int(offset.total_seconds() * 1000) if jitter_s else None,
-        "lateness_ms": int((now - slot - offset).total_seconds() * 1000),
-    }
+    return _Delay(
+        jitter_ms=int(offset.total_seconds() * 1000) if jitter_s else None,
+        lateness_ms=int((now - slot - offset).total_seconds() * 1000),
+    )
 
 
 def _previous_still_running(s: Session, row: JobSchedule) -> bool:

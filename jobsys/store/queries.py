@@ -93,6 +93,7 @@ def batch_to_dict(batch: Any) -> dict[str, Any]:
         "triggered_by": batch.triggered_by,
         "fired_by": batch.fired_by,
         "lateness_ms": batch.lateness_ms,
+        "jitter_ms": batch.jitter_ms,
         "total_runs": batch.total_runs,
         "created_at": iso_utc(batch.created_at),
         "started_at": iso_utc(batch.started_at),

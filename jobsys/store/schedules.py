@@ -27,6 +27,9 @@ from jobsys.store.db import database_errors, session
 from jobsys.store.models import JobDefinition, JobSchedule
 from jobsys.store.types import Definitions, ScheduleSpec
 
+#: Longest note a disable may carry (the web and the CLI refuse longer ones).
+MAX_NOTE_LENGTH = 1000
+
 
 def timing_of(row: JobSchedule) -> ScheduleTiming:
     return ScheduleTiming(
