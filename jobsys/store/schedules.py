@@ -419,6 +419,10 @@ def _write_enabled(
         row.paused_note, row.paused_by, row.paused_at = (
             (None, None, None) if enabled else (note, actor, now)
         )
+        if enabled and row.pause_on_failure and row.consecutive_failures >= row.pause_on_failure:
+            # A fresh start: else the daemon would pause it again at once.
+            before["consecutive_failures"] = row.consecutive_failures
+            row.consecutive_failures = 0
         after: dict[str, Any] = {"enabled": enabled, "next_run_at": iso_utc(row.next_run_at)}
         if note is not None and not enabled:
             after["note"] = note
