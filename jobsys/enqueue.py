@@ -19,10 +19,11 @@ if TYPE_CHECKING:
 
     from jobsys.definitions import App
 
-#: A wake-up is sent this long after the caller's commit (and once more at the end):
 #: SQLAlchemy announces a commit just before it happens, and a daemon woken before the
-#: row is visible would find nothing and wait for its poll.
-WAKE_AFTER_COMMIT_S = (0.05, 1.0)
+#: row is visible would find nothing and wait for its poll: so a wake-up goes out at
+#: once and again this long after (from a thread the interpreter waits for at exit, so
+#: a script that commits and exits still wakes the daemons).
+WAKE_AGAIN_AFTER_S = 0.05
 
 _engines: dict[str, Engine] = {}
 _apps: dict[str, App] = {}
@@ -107,8 +108,9 @@ def _wake_after_commit(connection: Connection, addresses: list[tuple[str, int]])
     from jobsys.store.enqueue import on_commit
 
     def woken() -> None:
-        # Called just before the commit happens: wake from a thread, shortly after.
-        threading.Thread(target=_send_later, args=(addresses,), daemon=True).start()
+        # Called just before the commit happens: wake now and from a thread, shortly after.
+        _send(addresses)
+        threading.Thread(target=_send_later, args=(addresses,)).start()
 
     on_commit(connection, woken)
 
@@ -116,11 +118,8 @@ def _wake_after_commit(connection: Connection, addresses: list[tuple[str, int]])
 def _send_later(addresses: list[tuple[str, int]]) -> None:
     import time
 
-    waited = 0.0
-    for delay in WAKE_AFTER_COMMIT_S:
-        time.sleep(delay - waited)
-        waited = delay
-        _send(addresses)
+    time.sleep(WAKE_AGAIN_AFTER_S)
+    _send(addresses)
 
 
 def _send(addresses: list[tuple[str, int]]) -> None:
