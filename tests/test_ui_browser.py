@@ -160,6 +160,7 @@ def test_toggle_schedule_shows_next_run(system: Jobsys, page: Page) -> None:
     assert schedule_enabled(system, "nightly-etl")
 
     switch.click()
+    page.locator("#dialog [data-confirm]").click()  # disabling asks for an optional note
     expect(switch).to_have_attribute("aria-checked", "false")
     expect(row.locator(".cell-next time")).to_have_count(0)
     expect(row.locator(".cell-next")).to_contain_text("disabled")
