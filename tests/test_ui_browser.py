@@ -372,5 +372,10 @@ def test_layout_and_keyboard(system: Jobsys, page: Page) -> None:
     expect(switch).to_have_attribute("aria-checked", "true")
     expect(page.locator("#schedule-hourly-compact .cell-next time")).to_have_count(1)
     page.keyboard.press("Enter")
+    # Disabling asks for an optional note: the note field has focus; Tab, Tab, Enter disables.
+    expect(page.locator("#pause-note")).to_be_focused()
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
     expect(switch).to_have_attribute("aria-checked", "false")
     expect(switch).to_be_focused()
