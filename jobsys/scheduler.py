@@ -137,12 +137,17 @@ def next_run_problem(
     if next_run_at is None:
         return "next_run_at is empty"
     cron = CronSchedule(timing.cron, timing.timezone)
+    if next_run_at > now:
+        # One cron step in the common case: the next slot after now is the stored one.
+        upcoming = cron.next_after(now)
+        if upcoming == next_run_at:
+            return None
     if not _is_slot(cron, next_run_at):
         return f"next_run_at {next_run_at.isoformat()} is not a slot of its cron"
-    upcoming = cron.next_after(now)
-    if next_run_at > upcoming:
+    if next_run_at > now:
         return (
-            f"next_run_at {next_run_at.isoformat()} is after its next slot {upcoming.isoformat()}"
+            f"next_run_at {next_run_at.isoformat()} is after its next slot "
+            f"{upcoming.isoformat()}"
         )
     return None
 

@@ -284,3 +284,22 @@ def test_a_correct_next_run_is_left_alone(engine: Engine) -> None:
         step(daemon, clock, utc(f"2027-01-01T10:0{minute}:00"))
     assert [a.action for a in audit_rows(engine, "r")] == ["schedule.enable"]
     assert len(batches(engine, "r")) == 1
+
+
+@pytest.mark.parametrize(
+    ("stored", "problem"),
+    [
+        ("2027-01-01T10:05:00", None),  # the next slot
+        ("2027-01-01T09:55:00", None),  # a past slot: due, firing deals with it
+        ("2027-01-01T09:57:00", "is not a slot of its cron"),
+        ("2027-01-01T10:10:00", "is after its next slot 2027-01-01T10:05:00+00:00"),
+        ("2027-01-01T10:07:00", "is not a slot of its cron"),
+    ],
+)
+def test_next_run_problem(stored: str, problem: str | None) -> None:
+    from jobsys.scheduler import ScheduleTiming, next_run_problem
+
+    why = next_run_problem(
+        ScheduleTiming("*/5 * * * *", "UTC"), utc(stored), utc("2027-01-01T10:01:00")
+    )
+    assert why is None if problem is None else (why is not None and problem in why)
