@@ -146,8 +146,7 @@ def next_run_problem(
         return f"next_run_at {next_run_at.isoformat()} is not a slot of its cron"
     if next_run_at > now:
         return (
-            f"next_run_at {next_run_at.isoformat()} is after its next slot "
-            f"{upcoming.isoformat()}"
+            f"next_run_at {next_run_at.isoformat()} is after its next slot {upcoming.isoformat()}"
         )
     return None
 
