@@ -10,6 +10,10 @@ Kinds (``kind``, ``subject``):
     the schedule's last ``JOBSYS_ALERT_FAILURES`` (3) batches failed
     (``job_schedule.consecutive_failures``); resolved by a batch that succeeds, or when
     the schedule is disabled or leaves the code.
+``schedule_paused`` (schedule id)
+    the daemon disabled the schedule because its last ``pause_on_failure`` batches
+    failed (``jobsys.store.upkeep``); resolved when someone enables it again (or it
+    leaves the code).
 ``slot_missed`` (schedule id)
     a slot was recorded as missed (a SKIPPED batch whose reason is "missed": the
     daemons were down or stuck past the slot's grace); resolved when a later slot of the
@@ -70,6 +74,7 @@ from jobsys.store.alerts import (
 )
 from jobsys.store.models import WorkerStatus
 from jobsys.store.retention import skip_reason
+from jobsys.store.upkeep import AUTO_PAUSED_BY
 
 log = logging.getLogger("jobsys.alerts")
 
@@ -77,7 +82,8 @@ SCHEDULE_FAILING = "schedule_failing"
 SLOT_MISSED = "slot_missed"
 RUN_TOO_LONG = "run_too_long"
 DAEMON_SILENT = "daemon_silent"
-KINDS = (SCHEDULE_FAILING, SLOT_MISSED, RUN_TOO_LONG, DAEMON_SILENT)
+SCHEDULE_PAUSED = "schedule_paused"
+KINDS = (SCHEDULE_FAILING, SLOT_MISSED, RUN_TOO_LONG, DAEMON_SILENT, SCHEDULE_PAUSED)
 
 OPEN = "open"  # dedupe_key of an open incident of a state kind
 TIMEOUT_S = 3.0
@@ -173,6 +179,7 @@ class Alerter:
             schedules = reads.schedules()
             wanted: dict[tuple[str, str], _Condition] = {}
             wanted.update(self._failing(schedules))
+            wanted.update(_auto_paused(schedules))
             wanted.update(self._long_runs(reads.running_runs(), now))
             wanted.update(self._silent(reads, now))
             open_state = {(r.kind, r.subject): r for r in open_rows if r.kind != SLOT_MISSED}
@@ -286,6 +293,8 @@ class Alerter:
             if s is None or not s.runnable:
                 return f"schedule {row.subject} is disabled or no longer runnable"
             return f"schedule {row.subject} succeeded again"
+        if row.kind == SCHEDULE_PAUSED:
+            return f"schedule {row.subject} was enabled again (or left the code)"
         if row.kind == RUN_TOO_LONG:
             status = reads.run_status(int(row.subject))
             return f"run {row.subject} ended: {status or 'deleted'}"
@@ -434,6 +443,23 @@ class Alerter:
         store.finish_delivery(
             self.engine, incident_id, pending=pending, now=now, delivered=delivered
         )
+
+
+def _auto_paused(schedules: Sequence[ScheduleState]) -> dict[tuple[str, str], _Condition]:
+    """Schedules the daemon disabled for failing (``pause_on_failure``), still disabled."""
+    return {
+        (SCHEDULE_PAUSED, s.id): _Condition(
+            f"schedule {s.id} was disabled: {s.paused_note}",
+            {
+                "schedule_id": s.id,
+                "consecutive_failures": s.consecutive_failures,
+                "last_batch_id": s.last_batch_id,
+                "paused_at": iso_utc(s.paused_at),
+            },
+        )
+        for s in schedules
+        if not s.enabled and s.in_code and s.paused_by == AUTO_PAUSED_BY
+    }
 
 
 def _missed_condition(schedule_id: str, batches: list[SkippedSlot]) -> _Condition:

@@ -163,11 +163,11 @@ def cmd_schedules_list(ctx: Context) -> int:
             v.id,
             v.cron,
             v.timezone,
-            v.execution_mode + (f":{v.job_group}" if v.job_group else ""),
+            ":".join(filter(None, [v.execution_mode, v.job_group or v.job_name])),
             "yes" if v.enabled else "no",
             present.next_run_text(v),
             present.last_run_text(v),
-            present.schedule_note(v),
+            "; ".join(filter(None, [present.schedule_note(v), _paused_text(v)])),
         ]
         for v in views
     ]
@@ -175,11 +175,24 @@ def cmd_schedules_list(ctx: Context) -> int:
     return 0
 
 
+def _paused_text(view: Any) -> str:
+    """Who disabled a schedule, when and why (empty while enabled or never recorded)."""
+    if view.enabled or view.paused_at is None:
+        return ""
+    from jobsys.clock import iso_utc
+
+    why = f": {view.paused_note}" if view.paused_note else ""
+    return f"disabled by {view.paused_by or '?'} at {iso_utc(view.paused_at)}{why}"
+
+
 def _cmd_schedules_set(ctx: Context, enabled: bool) -> int:
     from jobsys import present
     from jobsys.clock import SystemClock
     from jobsys.store import schedules
 
+    note = (getattr(ctx.args, "note", None) or "").strip() or None  # disable only
+    if note is not None and len(note) > schedules.MAX_NOTE_LENGTH:
+        raise UsageError(f"--note is longer than {schedules.MAX_NOTE_LENGTH} characters")
     app = ctx.app
     view = schedules.set_enabled(
         ctx.current_engine(),
@@ -189,10 +202,12 @@ def _cmd_schedules_set(ctx: Context, enabled: bool) -> int:
         enabled,
         now=SystemClock().now(),
         actor="cli",
+        note=note,
     )
     state = "enabled" if view.enabled else "disabled"
     nxt = f"; next run {present.next_run_text(view)}" if view.enabled else ""
-    print(f"schedule {view.id!r} {state}{nxt}")
+    why = f" ({view.paused_note})" if not view.enabled and view.paused_note else ""
+    print(f"schedule {view.id!r} {state}{nxt}{why}")
     return 0
 
 
@@ -891,6 +906,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, handler in (("enable", cmd_schedules_enable), ("disable", cmd_schedules_disable)):
         p = add(sched_sub, name, handler, f"{name} a schedule")
         p.add_argument("id")
+    p.add_argument("--note", help="why it is disabled (shown in the UI, list and API)")
     p = add(
         sched_sub,
         "trigger",

@@ -40,7 +40,7 @@ from jobsys.errors import DatabaseError, DefinitionError
 from jobsys.executor import Child, Executor
 from jobsys.planning import schedule_plans
 from jobsys.runspec import RunSpec
-from jobsys.store import firing, overlap, runs, workers
+from jobsys.store import firing, overlap, runs, upkeep, workers
 from jobsys.store.db import make_autocommit_engine
 from jobsys.store.migrate import ensure_current
 from jobsys.store.models import RunStatus, WorkerStatus
@@ -157,6 +157,10 @@ class Daemon:
         if not self.pruner.enabled:
             self.pruner = None
         self._next_prune = 0.0  # monotonic; 0 = at the first tick
+        # Schedule upkeep (jobsys.store.upkeep): rows whose next_run_at was found right,
+        # and whether any schedule of this code can be paused on failure.
+        self._checked_next_runs: upkeep.Checked = {}
+        self._pausable = any(s.pause_on_failure for s in self.app.schedules.values())
 
     # -- settings ----------------------------------------------------------------------
     @property
@@ -252,6 +256,9 @@ class Daemon:
             self._renew_lease(now, mono)
         if poll_due:
             self._next_heartbeat = mono + self.poll_s
+            self._repair_next_runs(now)
+        if self._pausable and (poll_due or stats.finished):
+            self._pause_failing(now)  # before firing: a paused schedule fires no more
         if poll_due or woken:
             overview = firing.poll_overview(self.idle_engine, now - self.lock_timeout)
             self._due_at = overview.earliest_next_run
@@ -310,6 +317,25 @@ class Daemon:
         if self.on_tick is not None:
             self.on_tick(stats)
         return self._sleep_seconds(now, mono)
+
+    def _repair_next_runs(self, now: datetime) -> None:
+        for fixed in upkeep.repair_next_runs(self.engine, now=now, checked=self._checked_next_runs):
+            log.warning(
+                "schedule %s: %s; repaired: next run %s",
+                fixed.schedule_id,
+                fixed.problem,
+                fixed.next_run_at.isoformat(),
+                extra={"schedule_id": fixed.schedule_id},
+            )
+
+    def _pause_failing(self, now: datetime) -> None:
+        for paused in upkeep.pause_failing(self.engine, now=now, worker_id=self.worker_id):
+            log.warning(
+                "schedule %s disabled: %s",
+                paused.schedule_id,
+                paused.note,
+                extra={"schedule_id": paused.schedule_id},
+            )
 
     def _renew_lease(self, now: datetime, mono: float) -> None:
         """Heartbeat; on success tell the job children the daemon is alive (see

@@ -102,6 +102,11 @@ class ScheduleDef:
     max_catch_up_s: int | None = None
     overlap: str = OverlapPolicy.SKIP.value
     grace_s: int = DEFAULT_GRACE_S
+    # issue 10 items 4, 5, 7: see App.schedule
+    job: str | None = None
+    params: dict[str, Any] | None = field(default=None, hash=False)
+    pause_on_failure: int | None = None
+    jitter_s: int = 0
 
     def active_in(self, env: str) -> bool:
         return self.environments is None or env in self.environments
@@ -382,6 +387,57 @@ def _overlap_policy(label: str, overlap: Any, allow_overlap: Any) -> str:
     return OverlapPolicy(overlap).value
 
 
+def _schedule_job(
+    label: str, mode: str, group: str | None, job: str | None, params: Any
+) -> dict[str, Any] | None:
+    """Check ``job``/``params`` against the mode (the params against the job's
+    declarations later, in ``App.validate``: the job may be defined after the schedule)."""
+    if mode != BatchMode.JOB:
+        if job is not None:
+            raise DefinitionError(f"{label}: job {job!r} given but mode is {mode} (use mode='JOB')")
+        if params is not None:
+            raise DefinitionError(f"{label}: params are only accepted with mode='JOB'")
+        return None
+    if not job or not isinstance(job, str):
+        raise DefinitionError(f"{label}: mode JOB needs a job")
+    if group:
+        raise DefinitionError(f"{label}: group {group!r} given but mode is JOB")
+    if params is None:
+        return None
+    if not isinstance(params, Mapping) or not all(isinstance(k, str) for k in params):
+        raise DefinitionError(f"{label}: params must be a mapping of param name to value")
+    return dict(params)
+
+
+def _pause_on_failure(label: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise DefinitionError(f"{label}: pause_on_failure {value!r} must be a whole number >= 1")
+    return value
+
+
+def _jitter_seconds(label: str, value: str | float | int | None) -> int:
+    seconds = parse_duration(value, f"{label}: jitter")
+    if seconds is None:
+        return 0
+    if seconds < 1 or seconds != int(seconds):
+        raise DefinitionError(f"{label}: jitter {value!r} must be whole seconds (e.g. 30s, 5m)")
+    return int(seconds)
+
+
+def schedule_params(app: App, sched: ScheduleDef) -> dict[str, Any]:
+    """The params a mode JOB schedule's runs get (its params checked against the job's
+    declared params, defaults applied); ``DefinitionError`` names the schedule."""
+    job = app.jobs.get(sched.job or "")
+    if job is None:
+        raise DefinitionError(f"schedule {sched.id!r}: unknown job {sched.job!r}")
+    try:
+        return validate_params(job, sched.params)
+    except DefinitionError as exc:
+        raise DefinitionError(f"schedule {sched.id!r}: {exc}") from None
+
+
 class App:
     """A registry of jobs and schedules (an object, never a module global)."""
 
@@ -458,11 +514,20 @@ class App:
         overlap: str | None = None,
         grace: str | float | int | None = None,
         allow_overlap: bool | None = None,
+        job: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        pause_on_failure: int | None = None,
+        jitter: str | float | int | None = None,
     ) -> ScheduleDef:
         """Register a schedule; new schedules start disabled in the database.
 
         ``overlap`` (default ``SKIP``) says what a slot does while the previous batch
-        still runs; ``allow_overlap=True`` is the deprecated spelling of ``"ALLOW"``."""
+        still runs; ``allow_overlap=True`` is the deprecated spelling of ``"ALLOW"``.
+        ``mode="JOB", job=..., params={...}``: each slot runs that one job with those
+        params (checked against the job's declared params by ``validate``).
+        ``pause_on_failure=N``: the daemon disables the schedule after N failed batches
+        in a row. ``jitter="30s"``: each slot starts up to that much later, by an offset
+        fixed per slot."""
         from jobsys.cron import validate as validate_cron  # lazy: cron pulls croniter
 
         self._check_name("schedule", id)
@@ -482,6 +547,9 @@ class App:
             raise DefinitionError(
                 f"{label}: group {group!r} given but mode is ALL_JOBS (use mode='GROUP')"
             )
+        job_params = _schedule_job(label, mode, group, job, params)
+        pause_after = _pause_on_failure(label, pause_on_failure)
+        jitter_s = _jitter_seconds(label, jitter)
         if missed not in values(MissedPolicy):
             raise DefinitionError(
                 f"{label}: missed {missed!r} is not one of {', '.join(values(MissedPolicy))}"
@@ -513,6 +581,10 @@ class App:
             ),
             overlap=overlap,
             grace_s=int(grace_s) if grace_s is not None else DEFAULT_GRACE_S,
+            job=job,
+            params=job_params,
+            pause_on_failure=pause_after,
+            jitter_s=jitter_s,
         )
         self.schedules[id] = sched
         return sched
@@ -545,6 +617,8 @@ class App:
                 raise DefinitionError(
                     f"schedule {sched.id!r}: unknown group {sched.group!r} (known groups: {known})"
                 )
+            if sched.mode == BatchMode.JOB:
+                schedule_params(self, sched)  # raises naming the schedule
         return self
 
     def _find_cycle(self) -> list[str] | None:

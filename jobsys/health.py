@@ -4,7 +4,9 @@ CRITICAL: no daemon heartbeat within ``max_age`` (default 5 min), or no daemon r
 (the message says when the last one stopped, and whether cleanly).
 WARNING: the newest heartbeat is older than ``warn_age`` (2 min), an enabled schedule is
 overdue beyond its grace, or a schedule failed its last ``failures`` batches (3; batches
-of a schedule only, cron or Run Now: a manual run of one job belongs to no schedule).
+of a schedule only, cron or Run Now: a manual run of one job belongs to no schedule), or
+an enabled schedule's next run is lost (``next_run_at`` NULL, off its cron or past its
+next slot: it would never fire; a daemon repairs it on its next poll).
 OK otherwise. UNKNOWN: the database cannot be reached (or is not migrated), or the
 configuration is bad (the CLI reports that).
 Exit codes follow the monitoring-plugin convention: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
@@ -22,7 +24,7 @@ from jobsys.clock import iso_utc
 from jobsys.store.workers import live_window
 
 if TYPE_CHECKING:
-    from jobsys.store.health import StoppedWorker
+    from jobsys.store.health import RunnableSchedule, StoppedWorker
 
 OK, WARNING, CRITICAL, UNKNOWN = "OK", "WARNING", "CRITICAL", "UNKNOWN"
 EXIT_CODES = {OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3}
@@ -45,6 +47,7 @@ class HealthReport:
     workers: list[dict[str, Any]] = field(default_factory=list)
     overdue: list[str] = field(default_factory=list)
     failing: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)  # schedules whose next run is lost
 
     @property
     def exit_code(self) -> int:
@@ -67,6 +70,7 @@ class HealthReport:
             "newest_heartbeat_at": iso_utc(self.newest_heartbeat_at),
             "overdue_schedules": self.overdue,
             "failing_schedules": self.failing,
+            "lost_next_run_schedules": self.lost,
             "workers": self.workers,
         }
 
@@ -108,8 +112,15 @@ def evaluate(engine: Engine, now: datetime, thresholds: Thresholds | None = None
         if s.next_run_at is not None and now - s.next_run_at > timedelta(seconds=s.grace_s)
     ]
     failing = [s.id for s in schedules if s.consecutive_failures >= t.failures]
+    lost = _lost_next_runs(schedules, now)
     report = HealthReport(
-        OK, "", newest_heartbeat_at=newest, workers=workers, overdue=overdue, failing=failing
+        OK,
+        "",
+        newest_heartbeat_at=newest,
+        workers=workers,
+        overdue=overdue,
+        failing=failing,
+        lost=[sid for sid, _ in lost],
     )
 
     if newest is None:
@@ -134,7 +145,12 @@ def evaluate(engine: Engine, now: datetime, thresholds: Thresholds | None = None
             f"{len(failing)} schedule(s) failed their last {t.failures} runs: "
             f"{', '.join(failing[:5])}"
         )
-    if (overdue or failing) and report.status == OK:
+    if lost:
+        report.problems.append(
+            f"{len(lost)} schedule(s) will not fire (a daemon repairs this on its next poll): "
+            + "; ".join(f"{sid}: {why}" for sid, why in lost[:5])
+        )
+    if (overdue or failing or lost) and report.status == OK:
         report.status = WARNING
     alive = sum(1 for w in workers if w["alive"])
     report.message = (
@@ -148,6 +164,22 @@ def evaluate(engine: Engine, now: datetime, thresholds: Thresholds | None = None
         )
     )
     return report
+
+
+def _lost_next_runs(schedules: list[RunnableSchedule], now: datetime) -> list[tuple[str, str]]:
+    """Enabled schedules whose ``next_run_at`` is lost, each with what is wrong."""
+    from jobsys.errors import CronError
+    from jobsys.scheduler import ScheduleTiming, next_run_problem
+
+    lost: list[tuple[str, str]] = []
+    for s in schedules:
+        try:
+            why = next_run_problem(ScheduleTiming(s.cron, s.timezone), s.next_run_at, now)
+        except CronError as exc:
+            why = str(exc)
+        if why:
+            lost.append((s.id, why))
+    return lost
 
 
 def _none_running(last: StoppedWorker | None) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobsys.definitions import App, default_params, validate_params
+from jobsys.definitions import App, default_params, schedule_params, validate_params
 from jobsys.errors import DefinitionError, NotFound
 from jobsys.store.types import BatchPlan, PlannedRun
 from jobsys.vocabulary import BatchMode
@@ -65,11 +65,17 @@ def run_timeout(timeout_s: float | None) -> int | None:
 
 
 def schedule_plans(app: App) -> dict[str, BatchPlan]:
-    """What a slot of each schedule runs (all jobs or its group, with default params),
-    by schedule id; schedules of one mode and group share one plan."""
+    """What a slot of each schedule runs (all jobs or its group, with default params;
+    or its one job with its params), by schedule id; schedules of one mode and group
+    share one plan."""
     shared: dict[tuple[str, str | None], BatchPlan] = {}
     plans: dict[str, BatchPlan] = {}
     for sched in app.schedules.values():
+        if sched.mode == BatchMode.JOB:
+            plans[sched.id] = plan_batch(
+                app, mode=sched.mode, job=sched.job, params=schedule_params(app, sched)
+            )
+            continue
         key = (sched.mode, sched.group)
         if key not in shared:
             shared[key] = plan_batch(app, mode=sched.mode, group=sched.group)
@@ -109,6 +115,8 @@ def plan_manual(
         if env is not None and not sched.active_in(env):
             raise NotFound(f"schedule {schedule_id!r} is not active in environment {env!r}")
         mode, group = sched.mode, sched.group
+        if mode == BatchMode.JOB:  # Run Now of a single-job schedule: its job and params
+            job, params = sched.job, schedule_params(app, sched)
     return plan_batch(
         app,
         mode=mode,

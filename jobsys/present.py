@@ -117,6 +117,7 @@ def batch_json(batch: BatchRow) -> dict[str, Any]:
         "triggered_by": batch.triggered_by,
         "fired_by": batch.fired_by,
         "lateness_ms": batch.lateness_ms,
+        "jitter_ms": batch.jitter_ms,
         "total_runs": batch.total_runs,
         "created_at": iso_utc(batch.created_at),
         "started_at": iso_utc(batch.started_at),
@@ -176,6 +177,13 @@ def schedule_json(view: ScheduleView) -> dict[str, Any]:
         "failure_count": view.failure_count,
         "consecutive_failures": view.consecutive_failures,
         "locked_by": view.locked_by,
+        "job_name": view.job_name,
+        "job_params": view.job_params,
+        "pause_on_failure": view.pause_on_failure,
+        "jitter_s": view.jitter_s,
+        "paused_note": view.paused_note,
+        "paused_by": view.paused_by,
+        "paused_at": iso_utc(view.paused_at),
     }
 
 

@@ -9,6 +9,7 @@ missed within ``max_catch_up``.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -29,6 +30,22 @@ class ScheduleTiming:
     missed: str = MissedPolicy.SKIP.value
     max_catch_up_s: int | None = None
     grace_s: int = 60
+    #: Each slot starts up to this many seconds late, by ``jitter_offset(jitter_key, slot)``.
+    jitter_s: int = 0
+    jitter_key: str = ""  # the schedule id: schedules sharing a cron spread apart
+
+    def offset(self, slot: datetime) -> timedelta:
+        return jitter_offset(self.jitter_key, slot, self.jitter_s)
+
+
+def jitter_offset(key: str, slot: datetime, jitter_s: int) -> timedelta:
+    """A delay in [0, ``jitter_s``] s (whole ms) fixed by the schedule and the slot: every
+    daemon computes the same one, and a restart does not move it."""
+    if jitter_s <= 0:
+        return timedelta(0)
+    digest = hashlib.sha256(f"{key}|{slot.isoformat()}".encode()).digest()
+    ms = int.from_bytes(digest[:8], "big") % (jitter_s * 1000 + 1)
+    return timedelta(milliseconds=ms)
 
 
 @dataclass(frozen=True)
@@ -58,6 +75,8 @@ def plan_due(timing: ScheduleTiming, next_run_at: datetime, now: datetime) -> Du
 
     ``next_run_at`` is the stored (first unhandled) slot; callers only call this when it
     is ``<= now``. The latest slot within grace fires; every other slot is missed.
+    With jitter, a slot is due at ``slot + offset`` and its grace counts from then; a
+    slot not yet due is left as the next run.
     """
     cron = CronSchedule(timing.cron, timing.timezone)
     grace = timedelta(seconds=timing.grace_s)
@@ -66,8 +85,8 @@ def plan_due(timing: ScheduleTiming, next_run_at: datetime, now: datetime) -> Du
     due: list[datetime] = []
     missed_total = 0
     slot = next_run_at if _is_slot(cron, next_run_at) else cron.next_after(next_run_at)
-    while slot <= now:
-        if now - slot > grace:
+    while slot + timing.offset(slot) <= now:
+        if now - slot - timing.offset(slot) > grace:
             missed_total += 1
         due.append(slot)
         if len(due) > MAX_RECORDED_MISSED + 1:
@@ -75,8 +94,8 @@ def plan_due(timing: ScheduleTiming, next_run_at: datetime, now: datetime) -> Du
         slot = cron.next_after(slot)
     next_slot = slot
 
-    on_time = [s for s in due if now - s <= grace]
-    late = [s for s in due if now - s > grace]
+    on_time = [s for s in due if now - s - timing.offset(s) <= grace]
+    late = [s for s in due if now - s - timing.offset(s) > grace]
     fire: datetime | None = None
     fire_reason: str | None = None
     skipped = [SkippedSlot(s, "superseded: a later slot is due now") for s in on_time[:-1]]
@@ -103,6 +122,33 @@ def plan_due(timing: ScheduleTiming, next_run_at: datetime, now: datetime) -> Du
         next_run_at=next_slot,
         missed_count=missed_total,
     )
+
+
+def next_run_problem(
+    timing: ScheduleTiming, next_run_at: datetime | None, now: datetime
+) -> str | None:
+    """Why an enabled schedule's stored ``next_run_at`` is wrong, or None when it is fine.
+
+    It must be a slot of the cron and no later than the first slot after ``now`` (a
+    past slot is fine: it is due, and firing deals with it). Anything else would never
+    fire, or fire off its cron: the daemon repairs it (``next_run_after(now)``, no
+    back-fill) and ``health`` warns until then.
+    """
+    if next_run_at is None:
+        return "next_run_at is empty"
+    cron = CronSchedule(timing.cron, timing.timezone)
+    if next_run_at > now:
+        # One cron step in the common case: the next slot after now is the stored one.
+        upcoming = cron.next_after(now)
+        if upcoming == next_run_at:
+            return None
+    if not _is_slot(cron, next_run_at):
+        return f"next_run_at {next_run_at.isoformat()} is not a slot of its cron"
+    if next_run_at > now:
+        return (
+            f"next_run_at {next_run_at.isoformat()} is after its next slot {upcoming.isoformat()}"
+        )
+    return None
 
 
 def _missed_reason(timing: ScheduleTiming) -> str:

@@ -12,7 +12,7 @@ from enum import StrEnum
 
 
 class BatchMode(StrEnum):
-    """What a batch runs; a schedule's ``execution_mode`` is ALL_JOBS or GROUP."""
+    """What a batch runs: every job, a group, or one job (a schedule may use any)."""
 
     ALL_JOBS = "ALL_JOBS"
     GROUP = "GROUP"
@@ -20,8 +20,8 @@ class BatchMode(StrEnum):
 
     @property
     def schedulable(self) -> bool:
-        """Whether a schedule may use this mode (JOB is for manual runs only)."""
-        return self is not BatchMode.JOB
+        """Whether a schedule may use this mode (all may: JOB since issue 10 item 5)."""
+        return True
 
 
 class MissedPolicy(StrEnum):

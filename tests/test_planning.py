@@ -153,8 +153,8 @@ def test_schedule_plans_cover_every_schedule_and_share_equal_ones() -> None:
 
 def test_vocabulary_is_the_enums() -> None:
     app = App()
-    with pytest.raises(DefinitionError, match=r"mode 'JOB' is not one of ALL_JOBS, GROUP$"):
-        app.schedule("a", cron="* * * * *", mode="JOB")
+    with pytest.raises(DefinitionError, match=r"mode 'ONE' is not one of ALL_JOBS, GROUP, JOB$"):
+        app.schedule("a", cron="* * * * *", mode="ONE")
     with pytest.raises(DefinitionError, match=r"missed 'LATER' is not one of SKIP, RUN_ONCE$"):
         app.schedule("b", cron="* * * * *", missed="LATER")
     sched = app.schedule("c", cron="* * * * *", missed=MissedPolicy.RUN_ONCE)

@@ -160,6 +160,7 @@ def test_toggle_schedule_shows_next_run(system: Jobsys, page: Page) -> None:
     assert schedule_enabled(system, "nightly-etl")
 
     switch.click()
+    page.locator("#dialog [data-confirm]").click()  # disabling asks for an optional note
     expect(switch).to_have_attribute("aria-checked", "false")
     expect(row.locator(".cell-next time")).to_have_count(0)
     expect(row.locator(".cell-next")).to_contain_text("disabled")
@@ -370,6 +371,11 @@ def test_layout_and_keyboard(system: Jobsys, page: Page) -> None:
     page.keyboard.press("Space")
     expect(switch).to_have_attribute("aria-checked", "true")
     expect(page.locator("#schedule-hourly-compact .cell-next time")).to_have_count(1)
+    page.keyboard.press("Enter")
+    # Disabling asks for an optional note: the note field has focus; Tab, Tab, Enter disables.
+    expect(page.locator("#pause-note")).to_be_focused()
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
     page.keyboard.press("Enter")
     expect(switch).to_have_attribute("aria-checked", "false")
     expect(switch).to_be_focused()

@@ -63,6 +63,10 @@ class ScheduleState:
     consecutive_failures: int
     last_batch_id: int | None
     last_run_status: str | None
+    # who disabled it and why (the daemon, for pause_on_failure: jobsys.store.upkeep)
+    paused_by: str | None = None
+    paused_note: str | None = None
+    paused_at: datetime | None = None
 
     @property
     def runnable(self) -> bool:
@@ -145,10 +149,13 @@ class AlertReads:
             col(JobSchedule.consecutive_failures),
             col(JobSchedule.last_batch_id),
             col(JobSchedule.last_run_status),
+            col(JobSchedule.paused_by),
+            col(JobSchedule.paused_note),
+            col(JobSchedule.paused_at),
         )
         if schedule_id is not None:
             query = query.where(col(JobSchedule.id) == schedule_id)
-        return [ScheduleState(*r) for r in self.conn.execute(query)]
+        return [ScheduleState(**r._mapping) for r in self.conn.execute(query)]
 
     def running_runs(self) -> list[RunningRun]:
         rows = self.conn.execute(

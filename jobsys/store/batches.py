@@ -39,6 +39,7 @@ def insert_batch(
     fired_by: str | None = None,
     reason: str | None = None,
     lateness_ms: int | None = None,
+    jitter_ms: int | None = None,
     now: datetime,
 ) -> CreatedBatch:
     """Insert a batch and its runs in ``s`` (the caller commits)."""
@@ -54,6 +55,7 @@ def insert_batch(
         triggered_by=triggered_by,
         fired_by=fired_by,
         lateness_ms=lateness_ms,
+        jitter_ms=jitter_ms,
         total_runs=len(plan.runs),
         created_at=now,
         updated_at=now,

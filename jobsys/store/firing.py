@@ -19,7 +19,7 @@ import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, Connection, bindparam, func, insert, select, update
 from sqlalchemy.engine import Engine
@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from jobsys.clock import iso_utc
-from jobsys.scheduler import DuePlan, ScheduleTiming, plan_due
+from jobsys.scheduler import DuePlan, ScheduleTiming, jitter_offset, plan_due
 from jobsys.store.batches import insert_batch, run_rows
 from jobsys.store.db import database_errors, session, write_engine
 from jobsys.store.models import JobBatch, JobRun, JobSchedule, RunStatus, Trigger
@@ -128,6 +128,7 @@ def _due_statement(limit: int) -> Any:  # a Select of the due rows
             col(JobSchedule.grace_s),
             col(JobSchedule.overlap_policy),
             col(JobSchedule.last_batch_id),
+            col(JobSchedule.jitter_s),
         )
         .where(*runnable_filter(), col(JobSchedule.next_run_at) <= bindparam("b_now"))
         .order_by(col(JobSchedule.next_run_at), col(JobSchedule.id))
@@ -151,8 +152,12 @@ def _split(
             missed=row.missed_policy,
             max_catch_up_s=row.max_catch_up_s,
             grace_s=row.grace_s,
+            jitter_s=row.jitter_s,
+            jitter_key=row.id,
         )
         plan = plan_due(timing, row.next_run_at, now)
+        if plan.fire is None and not plan.skipped:
+            continue  # its slot waits for its jitter: nothing to do yet
         if plan.fire is None or plan.skipped or not batch.runs:
             slow.append(row.id)
         else:
@@ -266,7 +271,7 @@ def _insert_batches(
                 "job_group": batch.group,
                 "skip_dependencies": False,
                 "fired_by": worker_id,
-                "lateness_ms": int((now - plan.fire).total_seconds() * 1000),
+                **_jitter_and_lateness(row.id, row.jitter_s, plan.fire, now)._asdict(),
                 "total_runs": len(batch.runs),
                 "created_at": now,
                 "updated_at": now,
@@ -349,6 +354,8 @@ def fire_schedule(
         ):
             return None
         plan = plan_due(timing_of(row), row.next_run_at, now)
+        if plan.fire is None and not plan.skipped:
+            return None  # its slot waits for its jitter
         claimed = s.connection().execute(
             update(JobSchedule)
             .where(
@@ -410,7 +417,7 @@ def fire_schedule(
                     missed=tuple(missed),
                 )
             else:
-                lateness = int((now - plan.fire).total_seconds() * 1000)
+                delay = _jitter_and_lateness(schedule_id, row.jitter_s, plan.fire, now)
                 created = insert_batch(
                     s,
                     batch,
@@ -419,7 +426,8 @@ def fire_schedule(
                     scheduled_for=plan.fire,
                     fired_by=worker_id,
                     reason=plan.fire_reason,
-                    lateness_ms=lateness,
+                    lateness_ms=delay.lateness_ms,
+                    jitter_ms=delay.jitter_ms,
                     now=now,
                 )
                 s.execute(
@@ -447,6 +455,21 @@ def fire_schedule(
             s.rollback()  # the slot already has a batch: it fired (or was recorded) before
             return None
     return fired
+
+
+class _Delay(NamedTuple):
+    jitter_ms: int | None
+    lateness_ms: int
+
+
+def _jitter_and_lateness(schedule_id: str, jitter_s: int, slot: datetime, now: datetime) -> _Delay:
+    """A fired slot's jitter (None without) and lateness, counted from its jittered
+    start: the delay jitter asked for is not the daemon being late."""
+    offset = jitter_offset(schedule_id, slot, jitter_s)
+    return _Delay(
+        jitter_ms=int(offset.total_seconds() * 1000) if jitter_s else None,
+        lateness_ms=int((now - slot - offset).total_seconds() * 1000),
+    )
 
 
 def _previous_still_running(s: Session, row: JobSchedule) -> bool:

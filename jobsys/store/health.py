@@ -33,6 +33,8 @@ class RunnableSchedule:
     next_run_at: datetime | None
     grace_s: int
     consecutive_failures: int
+    cron: str = ""
+    timezone: str = "UTC"
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,8 @@ def read_health(engine: Engine) -> HealthFigures:
                 col(JobSchedule.next_run_at),
                 col(JobSchedule.grace_s),
                 col(JobSchedule.consecutive_failures),
+                col(JobSchedule.cron),
+                col(JobSchedule.timezone),
             ).where(
                 col(JobSchedule.enabled).is_(True),
                 col(JobSchedule.in_code).is_(True),

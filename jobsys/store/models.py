@@ -123,6 +123,15 @@ class JobSchedule(SQLModel, table=True):
     locked_by: str | None = Field(default=None, max_length=100)
     created_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    # issue 10 (migration 0008): a mode JOB schedule's job and params; pause on failure;
+    # jitter; who paused the schedule, when and why (cleared when it is enabled again)
+    job_name: str | None = Field(default=None, max_length=100)
+    job_params: dict[str, Any] | None = Field(default=None, sa_type=JSONText)
+    pause_on_failure: int | None = None
+    jitter_s: int = _count()
+    paused_note: str | None = Field(default=None, sa_type=long_text())
+    paused_by: str | None = Field(default=None, max_length=255)
+    paused_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class JobDefinition(SQLModel, table=True):
@@ -178,6 +187,7 @@ class JobBatch(SQLModel, table=True):
     updated_at: datetime = Field(sa_type=UTCDateTime, index=True)
     # "Re-run failed" (or Retry of one run): the batch this one re-runs
     rerun_of: int | None = Field(default=None, sa_type=BigInteger)
+    jitter_ms: int | None = None  # the delay a jittered slot got (migration 0008)
 
 
 class JobRun(SQLModel, table=True):

@@ -135,6 +135,7 @@ class BatchRow(_ByKey):
     triggered_by: str | None
     fired_by: str | None
     lateness_ms: int | None
+    jitter_ms: int | None  # the delay a jittered slot got
     total_runs: int
     created_at: datetime
     started_at: datetime | None

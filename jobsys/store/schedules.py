@@ -27,6 +27,9 @@ from jobsys.store.db import database_errors, session
 from jobsys.store.models import JobDefinition, JobSchedule
 from jobsys.store.types import Definitions, ScheduleSpec
 
+#: Longest note a disable may carry (the web and the CLI refuse longer ones).
+MAX_NOTE_LENGTH = 1000
+
 
 def timing_of(row: JobSchedule) -> ScheduleTiming:
     return ScheduleTiming(
@@ -35,6 +38,8 @@ def timing_of(row: JobSchedule) -> ScheduleTiming:
         missed=row.missed_policy,
         max_catch_up_s=row.max_catch_up_s,
         grace_s=row.grace_s,
+        jitter_s=row.jitter_s,
+        jitter_key=row.id,
     )
 
 
@@ -50,6 +55,10 @@ _DEFINITION_KEYS = (
     "max_catch_up_s",
     "overlap_policy",
     "grace_s",
+    "job_name",
+    "job_params",
+    "pause_on_failure",
+    "jitter_s",
 )
 
 
@@ -66,6 +75,10 @@ def _definition_fields(sched: ScheduleSpec, env: str) -> dict[str, Any]:
         "max_catch_up_s": sched.max_catch_up_s,
         "overlap_policy": sched.overlap,
         "grace_s": sched.grace_s,
+        "job_name": sched.job,
+        "job_params": dict(sched.params) if sched.params is not None else None,
+        "pause_on_failure": sched.pause_on_failure,
+        "jitter_s": sched.jitter_s,
         "in_code": True,
         "env_active": sched.active_in(env),
     }
@@ -200,6 +213,14 @@ class ScheduleView:
     failure_count: int
     consecutive_failures: int
     locked_by: str | None
+    job_name: str | None = None
+    job_params: dict[str, Any] | None = None
+    pause_on_failure: int | None = None
+    jitter_s: int = 0
+    # who disabled the schedule, when and why (None while enabled)
+    paused_note: str | None = None
+    paused_by: str | None = None
+    paused_at: datetime | None = None
 
     @property
     def runnable(self) -> bool:
@@ -227,8 +248,16 @@ def _view(row: JobSchedule | None, sched: ScheduleSpec | None, env: str) -> Sche
         failure_count=row.failure_count if row else 0,
         consecutive_failures=row.consecutive_failures if row else 0,
         locked_by=row.locked_by if row else None,
+        **_paused(row),
         **defined,
     )
+
+
+def _paused(row: JobSchedule | None) -> dict[str, Any]:
+    """Who disabled the schedule, when and why; nothing while it is enabled."""
+    if row is None or row.enabled:
+        return {}
+    return {"paused_note": row.paused_note, "paused_by": row.paused_by, "paused_at": row.paused_at}
 
 
 def schedule_views(
@@ -274,11 +303,14 @@ def set_enabled(
     now: datetime,
     actor: str | None,
     ip: str | None = None,
+    note: str | None = None,
 ) -> ScheduleView:
     """Enable (``next_run_at`` from now, no back-fill) or disable (clears it) a schedule.
 
-    Only schedules in code and active in this environment can be enabled. The change and
-    an audit row are one transaction.
+    Disabling records who (``actor``), when and why (``note``, optional); disabling a
+    disabled schedule with a note replaces its note. Enabling clears them. Only
+    schedules in code and active in this environment can be enabled. The change and an
+    audit row are one transaction.
     """
     sched = app.schedules.get(schedule_id)
     if sched is None:
@@ -297,7 +329,9 @@ def set_enabled(
             row = s.get(JobSchedule, schedule_id)
             lagging = sched is not None and (row is None or _lags(row, sched, env))
             if not (lagging and attempt == 0):
-                return _write_enabled(s, row, sched, env, schedule_id, enabled, now, actor, ip)
+                return _write_enabled(
+                    s, row, sched, env, schedule_id, enabled, now, actor, ip, note
+                )
         # Outside the transaction above: the sync takes the write lock itself.
         sync_definitions(engine, app, env, now, mark_removed=False)
     raise AssertionError("unreachable: the second attempt returns or raises")
@@ -313,16 +347,29 @@ def _write_enabled(
     now: datetime,
     actor: str | None,
     ip: str | None,
+    note: str | None = None,
 ) -> ScheduleView:
     """The change and its audit row, in the write transaction ``s``."""
     if row is None:
         raise NotFound(f"unknown schedule {schedule_id!r}")
-    if row.enabled != enabled:
-        before = {"enabled": row.enabled, "next_run_at": iso_utc(row.next_run_at)}
+    if row.enabled != enabled or (not enabled and note is not None):
+        before: dict[str, Any] = {"enabled": row.enabled, "next_run_at": iso_utc(row.next_run_at)}
+        if not row.enabled and row.paused_note is not None:
+            before["note"] = row.paused_note
         row.enabled = enabled
         row.next_run_at = next_run_after(timing_of(row), now) if enabled else None
         row.buffered_slot = None  # a slot buffered (BUFFER_ONE) before a toggle never fires
         row.updated_at = now
+        row.paused_note, row.paused_by, row.paused_at = (
+            (None, None, None) if enabled else (note, actor, now)
+        )
+        if enabled and row.pause_on_failure and row.consecutive_failures >= row.pause_on_failure:
+            # A fresh start: else the daemon would pause it again at once.
+            before["consecutive_failures"] = row.consecutive_failures
+            row.consecutive_failures = 0
+        after: dict[str, Any] = {"enabled": enabled, "next_run_at": iso_utc(row.next_run_at)}
+        if note is not None and not enabled:
+            after["note"] = note
         audit.record(
             s,
             at=now,
@@ -331,7 +378,7 @@ def _write_enabled(
             target_type="schedule",
             target_id=schedule_id,
             before=before,
-            after={"enabled": enabled, "next_run_at": iso_utc(row.next_run_at)},
+            after=after,
             ip=ip,
         )
     s.commit()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import col
 
 from jobsys.store.db import database_errors, session, write_engine
@@ -107,13 +107,20 @@ def live_wake_addresses(
 ) -> list[tuple[str, int]]:
     """Where to send wake-ups: running daemons that heartbeated recently."""
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(col(WorkerInstance.wake_host), col(WorkerInstance.wake_port)).where(
-                col(WorkerInstance.status) == WorkerStatus.RUNNING,
-                col(WorkerInstance.last_heartbeat_at) >= now - stale_after,
-                col(WorkerInstance.wake_port).is_not(None),
-            )
-        ).all()
+        return wake_addresses_on(conn, now, stale_after)
+
+
+def wake_addresses_on(
+    conn: Connection, now: datetime, stale_after: timedelta
+) -> list[tuple[str, int]]:
+    """``live_wake_addresses`` read on ``conn`` (e.g. in a caller's transaction)."""
+    rows = conn.execute(
+        select(col(WorkerInstance.wake_host), col(WorkerInstance.wake_port)).where(
+            col(WorkerInstance.status) == WorkerStatus.RUNNING,
+            col(WorkerInstance.last_heartbeat_at) >= now - stale_after,
+            col(WorkerInstance.wake_port).is_not(None),
+        )
+    ).all()
     return [(host, int(port)) for host, port in rows if host and port]
 
 

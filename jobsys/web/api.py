@@ -32,7 +32,7 @@ from jobsys.store.queries import (
 )
 from jobsys.store.reruns import rerun_failed, retry_run
 from jobsys.store.runs import request_cancel
-from jobsys.store.schedules import get_view, schedule_views, set_enabled
+from jobsys.store.schedules import MAX_NOTE_LENGTH, get_view, schedule_views, set_enabled
 from jobsys.web import auth, views
 from jobsys.web.context import WebContext
 from jobsys.web.errors import bad_request, conflict, invalid, not_found
@@ -95,7 +95,15 @@ def _check_runnable(ctx: WebContext, schedule_id: str, doing: str) -> None:
         )
 
 
-def _toggle(ctx: WebContext, call: Call, enabled: bool) -> Response:
+def _note(body: Body) -> str | None:
+    """The optional ``note`` of a disable: why (blank means none)."""
+    note = body.string("note", max_length=MAX_NOTE_LENGTH, required=False)
+    if note is None or not note.strip():
+        return None
+    return note.strip()
+
+
+def _toggle(ctx: WebContext, call: Call, enabled: bool, note: str | None = None) -> Response:
     schedule_id = call.path("id")
     if enabled:
         _check_runnable(ctx, schedule_id, "enabled")
@@ -108,6 +116,7 @@ def _toggle(ctx: WebContext, call: Call, enabled: bool) -> Response:
         now=ctx.clock.now(),
         actor=call.actor,
         ip=call.ip,
+        note=note,
     )
     if enabled:
         ctx.wake_daemons()
@@ -115,8 +124,12 @@ def _toggle(ctx: WebContext, call: Call, enabled: bool) -> Response:
 
 
 def put_schedule(ctx: WebContext, call: Call) -> Response:
-    enabled = Body(call.body, {"enabled"}).boolean("enabled")
-    return _toggle(ctx, call, enabled)
+    body = Body(call.body, {"enabled", "note"})
+    enabled = body.boolean("enabled")
+    note = _note(body)
+    if enabled and note is not None:
+        raise invalid("field 'note' is only accepted with enabled: false")
+    return _toggle(ctx, call, enabled, note)
 
 
 def enable_schedule(ctx: WebContext, call: Call) -> Response:
@@ -125,8 +138,7 @@ def enable_schedule(ctx: WebContext, call: Call) -> Response:
 
 
 def disable_schedule(ctx: WebContext, call: Call) -> Response:
-    Body(call.body, ())
-    return _toggle(ctx, call, False)
+    return _toggle(ctx, call, False, _note(Body(call.body, {"note"})))
 
 
 def trigger_schedule(ctx: WebContext, call: Call) -> Response:
@@ -561,8 +573,9 @@ def api_routes() -> list[ApiRoute]:
                  "Enable a schedule (next run computed from now)", "schedules",
                  response_schema="Schedule", errors=(404, 409)),
         ApiRoute("POST", f"{P}/schedules/{{id}}/disable", disable_schedule, A,
-                 "Disable a schedule (a running batch goes on)", "schedules",
-                 response_schema="Schedule", errors=(404,)),
+                 "Disable a schedule, with an optional note saying why (a running batch "
+                 "goes on)", "schedules", request_schema="ScheduleDisable",
+                 response_schema="Schedule", errors=(404, 422)),
         ApiRoute("POST", f"{P}/schedules/{{id}}/trigger", trigger_schedule, A,
                  "Run Now: queue the schedule's jobs (next_run_at does not move)", "schedules",
                  status=202, response_schema="BatchCreated", errors=(404, 409)),

@@ -87,6 +87,7 @@ _BATCH = {
     "triggered_by": _OPT_STR,
     "fired_by": _OPT_STR,
     "lateness_ms": _OPT_INT,
+    "jitter_ms": {**_OPT_INT, "description": "the delay jitter gave this slot"},
     "total_runs": _INT,
     "created_at": _TIME,
     "started_at": _TIME,
@@ -123,6 +124,13 @@ _SCHEDULE = {
     "failure_count": _INT,
     "consecutive_failures": _INT,
     "locked_by": _OPT_STR,
+    "job_name": {**_OPT_STR, "description": "the job of a mode JOB schedule"},
+    "job_params": {"type": ["object", "null"], "description": "its params"},
+    "pause_on_failure": _OPT_INT,
+    "jitter_s": _INT,
+    "paused_note": {**_OPT_STR, "description": "why it was disabled (null while enabled)"},
+    "paused_by": {**_OPT_STR, "description": "who disabled it"},
+    "paused_at": _TIME,
 }
 _WORKER = {
     "id": _STR,
@@ -151,7 +159,11 @@ SCHEMAS: dict[str, Any] = {
     "SessionsRevoked": _obj({"sessions_revoked": _INT}),
     "Schedule": _obj(_SCHEDULE),
     "ScheduleList": _list_of("schedules", "Schedule"),
-    "ScheduleToggle": _obj({"enabled": _BOOL}),
+    "ScheduleToggle": _obj(
+        {"enabled": _BOOL, "note": {**_STR, "maxLength": 1000, "description": "with false"}},
+        ["enabled"],
+    ),
+    "ScheduleDisable": _obj({"note": {**_STR, "maxLength": 1000, "description": "why"}}, []),
     "CronCheck": _obj({"cron": _STR, "timezone": {**_STR, "default": "UTC"}}, ["cron"]),
     "CronValidation": _obj(
         {"valid": _BOOL, "error": _STR, "description": _STR, "timezone": _STR}, ["valid"]
@@ -322,6 +334,11 @@ SCHEMAS: dict[str, Any] = {
             "newest_heartbeat_at": _TIME,
             "overdue_schedules": {"type": "array", "items": _STR},
             "failing_schedules": {"type": "array", "items": _STR},
+            "lost_next_run_schedules": {
+                "type": "array",
+                "items": _STR,
+                "description": "enabled schedules whose next run is lost (a daemon repairs it)",
+            },
             "workers": {"type": "array", "items": _obj(_WORKER)},
         }
     ),

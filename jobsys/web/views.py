@@ -102,6 +102,7 @@ def daemon_status(report: HealthReport) -> dict[str, Any]:
         "newest_heartbeat_at": data["newest_heartbeat_at"],
         "overdue_schedules": report.overdue,
         "failing_schedules": report.failing,
+        "lost_next_run_schedules": report.lost,
         "workers": report.workers,
     }
 
@@ -119,6 +120,7 @@ def daemon_fingerprint(status: Mapping[str, Any]) -> str:
             workers,
             status.get("overdue_schedules"),
             status.get("failing_schedules"),
+            status.get("lost_next_run_schedules"),
         ],
         default=str,
     )

@@ -11,7 +11,44 @@ const ACTIVE = new Set(["QUEUED", "RUNNING"]);
 const rank = (status) => (status === "QUEUED" ? 0 : status === "RUNNING" ? 1 : 2);
 
 function scopeText(s) {
+  if (s.execution_mode === "JOB") return `job ${s.job_name} with its schedule's params`;
   return s.execution_mode === "GROUP" ? `the jobs of group ${s.job_group}` : "all jobs, in dependency order";
+}
+
+function scopeLine(s) {
+  if (s.execution_mode === "JOB") {
+    const params = s.job_params && Object.keys(s.job_params).length ? JSON.stringify(s.job_params) : null;
+    return [pill("JOB", "info", "Runs one job with the schedule's params"), " ", h("strong", s.job_name),
+      params ? [" ", h("code.job-params", params)] : null];
+  }
+  return s.execution_mode === "GROUP"
+    ? [pill("GROUP", "info", "Runs one group's jobs, in dependency order"), " ", h("strong", s.job_group)]
+    : [pill("ALL_JOBS", "info", "Runs every job, in dependency order"), " ", h("span", "every job")];
+}
+
+/** Who disabled the schedule, when and why (nothing while it is enabled). */
+function pausedInfo(s) {
+  if (s.enabled || !s.paused_at) return null;
+  return h("div.sched-paused", { "data-paused": "" },
+    h("span.paused-who", `Disabled by ${s.paused_by || "unknown"}`), " ", when(s.paused_at),
+    s.paused_note ? [": ", h("q.paused-note", s.paused_note)] : null);
+}
+
+/** Ask for the optional reason of a disable; resolves null when cancelled. */
+function askPauseNote(s) {
+  const input = h("textarea", { id: "pause-note", name: "note", rows: "3", maxlength: "1000",
+    placeholder: "e.g. upstream API down until Monday" });
+  return openDialog({
+    title: `Disable ${s.name}?`,
+    body: [h("p", "It will not fire until enabled again; a running batch goes on."),
+      h("label", { for: "pause-note" }, "Note (optional): why"), input],
+    actions: [
+      (close) => h("button.btn.btn-secondary", { type: "button", onclick: () => close(null) }, "Cancel"),
+      (close) => h("button.btn.btn-danger", { type: "button", dataset: { confirm: "" },
+        onclick: () => close({ note: input.value.trim() }) }, "Disable"),
+    ],
+    onOpen: () => input.focus(),
+  }).then((v) => v || null);
 }
 
 /** "02:00" for crons with a fixed minute and hour, else null. */
@@ -206,13 +243,12 @@ class ScheduleRow {
       s.description ? h("div.sched-desc", s.description) : null,
       h("div.sched-id", h("code", s.id)),
       s.note ? h("div.sched-note", pill(s.note, "warn")) : null,
+      pausedInfo(s),
       s.environments ? h("div.sched-env.muted", `environments: ${s.environments.join(", ")}`) : null);
     fill(this.cells.when,
       h("div.cron-desc", s.cron_description),
       h("div.cron-line", h("code.cron", s.cron), " ", h("span.tz", s.timezone)),
-      h("div.scope", s.execution_mode === "GROUP"
-        ? [pill("GROUP", "info", "Runs one group's jobs, in dependency order"), " ", h("strong", s.job_group)]
-        : [pill("ALL_JOBS", "info", "Runs every job, in dependency order"), " ", h("span", "every job")]));
+      h("div.scope", scopeLine(s)));
     const canEnable = s.runnable || s.enabled;
     let reason = "";
     if (!api.isAdmin()) reason = "Needs the admin role (you are a viewer)";
@@ -267,8 +303,14 @@ class ScheduleRow {
 
   async toggle(next) {
     const s = this.s;
+    const body = { enabled: next };
+    if (!next) {
+      const answer = await askPauseNote(s);
+      if (!answer) return;  // cancelled: the switch stays on
+      if (answer.note) body.note = answer.note;
+    }
     try {
-      const updated = await api.put(`/schedules/${encodeURIComponent(s.id)}`, { enabled: next });
+      const updated = await api.put(`/schedules/${encodeURIComponent(s.id)}`, body);
       this.update(updated);
       this.settle();
       announce(`${s.name} ${updated.enabled ? "enabled" : "disabled"}`);
