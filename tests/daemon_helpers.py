@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from sqlmodel import col
 
 from jobsys.clock import FakeClock
 from jobsys.config import Settings
@@ -18,7 +19,7 @@ from jobsys.store.db import session
 from jobsys.store.models import JobBatch, JobRun, JobSchedule
 
 
-def make_app(build: Callable[[App], None] | None = None) -> App:
+def make_app(build: Callable[[App], object] | None = None) -> App:
     app = App("test")
 
     @app.job(group="g", description="does nothing")
@@ -101,8 +102,8 @@ def settle(daemon: Daemon, *, limit_s: float = 20.0) -> None:
 def active_runs(engine: Engine) -> list[tuple[int, str, str]]:
     with session(engine) as s:
         rows = s.execute(
-            select(JobRun.id, JobRun.job_name, JobRun.status).where(
-                JobRun.status.in_(("QUEUED", "RUNNING"))  # type: ignore[attr-defined]
+            select(col(JobRun.id), col(JobRun.job_name), col(JobRun.status)).where(
+                col(JobRun.status).in_(("QUEUED", "RUNNING"))
             )
         ).all()
     return [(r[0], r[1], r[2]) for r in rows]
@@ -112,14 +113,16 @@ def batches(engine: Engine, schedule_id: str) -> list[JobBatch]:
     with session(engine) as s:
         return list(
             s.execute(
-                select(JobBatch).where(JobBatch.schedule_id == schedule_id).order_by(JobBatch.id)  # type: ignore[arg-type]
+                select(JobBatch)
+                .where(col(JobBatch.schedule_id) == schedule_id)
+                .order_by(col(JobBatch.id))
             ).scalars()
         )
 
 
 def runs_of(engine: Engine, batch_id: int) -> dict[str, JobRun]:
     with session(engine) as s:
-        rows = s.execute(select(JobRun).where(JobRun.batch_id == batch_id)).scalars()  # type: ignore[arg-type]
+        rows = s.execute(select(JobRun).where(col(JobRun.batch_id) == batch_id)).scalars()
         return {r.job_name: r for r in rows}
 
 

@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,12 @@ APP = str(ROOT / "tests" / "apps" / "isolation_app.py")
 
 
 def cli(
-    args: list[str], cwd: Path | None = None, timeout: float = 60, **env: str
+    args: list[str],
+    cwd: Path | None = None,
+    timeout: float = 60,
+    *,
+    extra_env: Mapping[str, str] | None = None,
+    **env: str,
 ) -> subprocess.CompletedProcess[str]:
     full_env = {
         k: v
@@ -33,6 +39,7 @@ def cli(
     }
     full_env["PYTHONPATH"] = str(ROOT)
     full_env.update(env)
+    full_env.update(extra_env or {})
     return subprocess.run(
         [sys.executable, "-m", "jobsys", *args],
         capture_output=True,
@@ -91,7 +98,7 @@ def test_ranges_are_documented() -> None:
     ],
 )
 def test_bad_setting_exits_2_with_one_line(name: str, raw: str) -> None:
-    out = cli(["jobs", "list"], **{name: raw})
+    out = cli(["jobs", "list"], extra_env={name: raw})
     assert out.returncode == 2
     low, high = RANGES[name]
     assert one_error_line(out) == (

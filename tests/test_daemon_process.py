@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from jobsys.loader import load_app
 from jobsys.manual import create_manual_batch
 from jobsys.store.queries import get_run
+from jobsys.store.rows import RunWithLogs
 from jobsys.store.runs import request_cancel
 from jobsys.store.workers import notify_daemons
 from tests.process_helpers import ROOT, daemon_process, run_cli, wait_for, worker_rows
@@ -36,12 +37,12 @@ def queue(engine: Engine, job: str, **params: object) -> int:
     return created.run_ids[0]
 
 
-def finished(engine: Engine, run_id: int, timeout: float = 20) -> dict[str, object]:
-    def done() -> dict[str, object] | None:
+def finished(engine: Engine, run_id: int, timeout: float = 20) -> RunWithLogs:
+    def done() -> RunWithLogs | None:
         run = get_run(engine, run_id)
         return run if run["status"] not in ("QUEUED", "RUNNING") else None
 
-    result: dict[str, object] = wait_for(done, timeout)
+    result: RunWithLogs = wait_for(done, timeout)
     return result
 
 
@@ -59,7 +60,7 @@ def test_isolation_each_failure_is_contained(db_url: str, engine: Engine, tmp_pa
         assert "timed out after 1s" in str(results["hangs"]["error"])
         raised_logs = " ".join(
             str(line["message"]) for line in get_run(engine, ids["raises"])["logs"]
-        )  # type: ignore[attr-defined]
+        )
         assert "Traceback" in raised_logs
         # the daemon is unharmed and keeps working
         assert daemon.proc.poll() is None

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from jobsys.clock import SystemClock
 from jobsys.loader import load_app
 from jobsys.store.queries import LOG_TAIL_LINES, get_run, log_page
+from jobsys.store.rows import LogLineRow
 from jobsys.store.runs import append_logs, claim_runnable, finish_run
 from jobsys.store.schedules import sync_definitions
 from tests.process_helpers import ROOT, jobsys_env, wait_for
@@ -59,7 +60,7 @@ def act_as_daemon(engine: Engine, job: str, now: datetime, lines: int = LINES) -
     return claimed.run_id
 
 
-def messages(lines: list[dict[str, object]]) -> list[object]:
+def messages(lines: list[dict[str, object]] | list[LogLineRow]) -> list[object]:
     return [line["message"] for line in lines]
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -21,6 +21,9 @@ from sqlalchemy.engine import Engine
 from jobsys.alerts import Alerter, AlertSettings
 from tests.daemon_helpers import close_daemons, make_daemon, settle
 from tests.web_helpers import Web, web_harness
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
 
 #: (family, type, HELP, [(sample name, label names)]) in the order served.
 Declared = list[tuple[str, str, str, list[tuple[str, tuple[str, ...]]]]]
@@ -209,16 +212,22 @@ def test_declared_reads_names_labels_and_escapes() -> None:
     ]
 
 
-def test_openmetrics_when_the_scraper_asks_for_it(web: Web) -> None:
-    """prometheus_client's negotiation: Prometheus asks for OpenMetrics first."""
+def openmetrics_families(text: str) -> Iterator[Metric]:
+    """prometheus_client's OpenMetrics parser (untyped, unlike its text format parser)."""
     from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
+    families: Iterator[Metric] = text_string_to_metric_families(text)  # type: ignore[no-untyped-call]
+    return families
+
+
+def test_openmetrics_when_the_scraper_asks_for_it(web: Web) -> None:
+    """prometheus_client's negotiation: Prometheus asks for OpenMetrics first."""
     accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
     response = web.client.get("/metrics", headers={**web.viewer, "Accept": accept})
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/openmetrics-text;")
     assert response.text.endswith("# EOF\n")
-    names = {f.name for f in text_string_to_metric_families(response.text)}
+    names = {f.name for f in openmetrics_families(response.text)}
     # OpenMetrics names a counter family without its _total (samples keep it)
     assert {"jobsys_job_runs", "jobsys_health_status", "jobsys_firing_lateness_seconds"} <= names
     plain = web.client.get("/metrics", headers=web.viewer)

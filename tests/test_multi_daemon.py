@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlmodel import col
 
 from jobsys.cron import CronSchedule
 from jobsys.loader import load_app
@@ -57,16 +58,18 @@ def test_three_daemons_fire_every_slot_exactly_once(
                 def long_runner() -> str | None:
                     with engine.connect() as conn:
                         return conn.execute(
-                            select(JobRun.worker_id).where(
-                                JobRun.job_name == "long_job", JobRun.status == "RUNNING"
-                            )  # type: ignore[arg-type]
+                            select(col(JobRun.worker_id)).where(
+                                col(JobRun.job_name) == "long_job", col(JobRun.status) == "RUNNING"
+                            )
                         ).scalar()
 
                 killed_worker = wait_for(long_runner, timeout=90, interval=0.2)
                 with engine.connect() as conn:
                     pid = conn.execute(
-                        select(WorkerInstance.pid).where(WorkerInstance.id == killed_worker)
-                    ).scalar_one()  # type: ignore[arg-type]
+                        select(col(WorkerInstance.pid)).where(
+                            col(WorkerInstance.id) == killed_worker
+                        )
+                    ).scalar_one()
                 victim = next(d for d in daemons if d.pid == pid)
                 os.kill(victim.pid, signal.SIGKILL)
                 victim.wait(10)
@@ -83,22 +86,22 @@ def test_three_daemons_fire_every_slot_exactly_once(
         with engine.connect() as conn:
             batches = conn.execute(
                 select(
-                    JobBatch.schedule_id,
-                    JobBatch.scheduled_for,
-                    JobBatch.status,
-                    JobBatch.lateness_ms,
+                    col(JobBatch.schedule_id),
+                    col(JobBatch.scheduled_for),
+                    col(JobBatch.status),
+                    col(JobBatch.lateness_ms),
                 )
-            ).all()  # type: ignore[call-overload]
+            ).all()
             runs = conn.execute(
                 select(
-                    JobRun.job_name,
-                    JobRun.status,
-                    JobRun.started_at,
-                    JobRun.finished_at,
-                    JobRun.error,
-                    JobRun.worker_id,
+                    col(JobRun.job_name),
+                    col(JobRun.status),
+                    col(JobRun.started_at),
+                    col(JobRun.finished_at),
+                    col(JobRun.error),
+                    col(JobRun.worker_id),
                 )
-            ).all()  # type: ignore[call-overload]
+            ).all()
 
         # 1. every slot that came due fired (or was recorded) exactly once
         by_schedule: dict[str, list[datetime]] = defaultdict(list)
@@ -151,5 +154,7 @@ def _active(engine: object) -> bool:
     assert isinstance(engine, Engine)
     with engine.connect() as conn:
         return bool(
-            conn.execute(select(JobRun.id).where(JobRun.status.in_(("QUEUED", "RUNNING")))).first()
-        )  # type: ignore[call-overload, attr-defined]
+            conn.execute(
+                select(col(JobRun.id)).where(col(JobRun.status).in_(("QUEUED", "RUNNING")))
+            ).first()
+        )

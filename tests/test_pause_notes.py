@@ -40,7 +40,10 @@ def test_disable_with_a_note_records_who_when_and_why(web: Web) -> None:
     again = web.put("/schedules/nightly", {"enabled": False, "note": "moved to Friday"})
     assert again.status_code == 200 and again.json()["paused_note"] == "moved to Friday"
     rows = [r for r in audit_rows(web.engine) if r.action == "schedule.disable"]
-    assert [r.after.get("note") for r in rows] == ["waiting for the new DB", "moved to Friday"]
+    assert [(r.after or {}).get("note") for r in rows] == [
+        "waiting for the new DB",
+        "moved to Friday",
+    ]
     assert rows[1].before is not None and rows[1].before["note"] == "waiting for the new DB"
     # enabling clears it
     enabled = web.put("/schedules/nightly", {"enabled": True}).json()

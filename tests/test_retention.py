@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import CursorResult, Engine
 from sqlmodel import col
 
 from jobsys import metrics
@@ -44,6 +44,14 @@ def app_with_schedules() -> Any:
     return make_app(build)
 
 
+def new_id(result: CursorResult[Any]) -> int:
+    """The primary key an ``INSERT`` of one row created."""
+    key = result.inserted_primary_key
+    assert key is not None
+    created: int = key[0]
+    return created
+
+
 def add_batch(
     engine: Engine,
     at: datetime,
@@ -59,41 +67,45 @@ def add_batch(
     done = at + timedelta(minutes=1)
     active = any(s in ("QUEUED", "RUNNING") for _, s in runs)
     with engine.begin() as conn:
-        batch_id = conn.execute(
-            insert(JobBatch).values(
-                schedule_id=schedule_id,
-                trigger=trigger,
-                scheduled_for=at if trigger == "CRON" else None,
-                status=status or ("RUNNING" if active else "SUCCESS"),
-                reason=reason,
-                mode="GROUP",
-                total_runs=len(runs),
-                lateness_ms=5,
-                created_at=at,
-                finished_at=None if active else done,
-                updated_at=done,
+        batch_id = new_id(
+            conn.execute(
+                insert(JobBatch).values(
+                    schedule_id=schedule_id,
+                    trigger=trigger,
+                    scheduled_for=at if trigger == "CRON" else None,
+                    status=status or ("RUNNING" if active else "SUCCESS"),
+                    reason=reason,
+                    mode="GROUP",
+                    total_runs=len(runs),
+                    lateness_ms=5,
+                    created_at=at,
+                    finished_at=None if active else done,
+                    updated_at=done,
+                )
             )
-        ).inserted_primary_key[0]
+        )
         run_ids = []
         for position, (job, state) in enumerate(runs):
             finished = state not in ("QUEUED", "RUNNING")
-            run_id = conn.execute(
-                insert(JobRun).values(
-                    batch_id=batch_id,
-                    job_name=job,
-                    status=state,
-                    trigger=trigger,
-                    schedule_id=schedule_id,
-                    depends_on=[],
-                    position=position,
-                    queued_at=at,
-                    started_at=at,
-                    finished_at=done if finished else None,
-                    duration_ms=60_000 if finished else None,
-                    cancel_requested=False,
-                    updated_at=done,
+            run_id = new_id(
+                conn.execute(
+                    insert(JobRun).values(
+                        batch_id=batch_id,
+                        job_name=job,
+                        status=state,
+                        trigger=trigger,
+                        schedule_id=schedule_id,
+                        depends_on=[],
+                        position=position,
+                        queued_at=at,
+                        started_at=at,
+                        finished_at=done if finished else None,
+                        duration_ms=60_000 if finished else None,
+                        cancel_requested=False,
+                        updated_at=done,
+                    )
                 )
-            ).inserted_primary_key[0]
+            )
             run_ids.append(run_id)
             if logs:
                 conn.execute(
@@ -114,7 +126,7 @@ def add_batch(
 
 def count(engine: Engine, model: Any, *where: Any) -> int:
     with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(model).where(*where)).scalar())
+        return int(conn.execute(select(func.count()).select_from(model).where(*where)).scalar_one())
 
 
 def ids(engine: Engine, column: Any) -> set[Any]:
@@ -363,6 +375,7 @@ def _bulk_history(engine: Engine, at: datetime) -> None:
     batches = BIG_RUNS // RUNS_PER_BATCH
     with engine.begin() as conn:
         first = conn.execute(select(func.coalesce(func.max(col(JobBatch.id)), 0))).scalar_one()
+    assert first is not None
     step = 2000
     for start in range(0, batches, step):
         chunk = range(start, min(batches, start + step))
@@ -381,7 +394,7 @@ def _bulk_history(engine: Engine, at: datetime) -> None:
             }
             for i in chunk
         ]
-        run_rows = [
+        run_rows: list[dict[str, Any]] = [
             {
                 "batch_id": first + 1 + i,
                 "job_name": f"old_job_{j}",
@@ -407,6 +420,7 @@ def _bulk_history(engine: Engine, at: datetime) -> None:
                     col(JobRun.batch_id).between(first + 1 + chunk[0], first + 1 + chunk[-1])
                 )
             ).one()
+            assert low is not None and high is not None
             conn.execute(
                 insert(JobLog),
                 [
@@ -475,6 +489,7 @@ def test_daemon_prunes_a_large_backlog_while_firing_on_time(mysql_url: str, tmp_
                         .order_by(col(JobBatch.id))
                     ).all()
                 for (late,) in fired[len(seen_during) :]:
+                    assert late is not None
                     seen_during.append((int(late), left))
                 manual = count(engine, JobBatch, col(JobBatch.trigger) == "MANUAL")
                 return left == 0 and manual == 0

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from sqlmodel import col
 
 from jobsys.clock import FakeClock
 from jobsys.definitions import App
@@ -155,7 +156,7 @@ def chain(engine: Engine, batch_id: int) -> list[JobRun]:
     with session(engine) as s:
         return list(
             s.execute(
-                select(JobRun).where(JobRun.batch_id == batch_id).order_by(JobRun.id)  # type: ignore[arg-type]
+                select(JobRun).where(col(JobRun.batch_id) == batch_id).order_by(col(JobRun.id))
             ).scalars()
         )
 
@@ -342,7 +343,7 @@ def _batch_ids(engine: Engine, schedule_id: str) -> list[int]:
         return [
             b
             for b in s.execute(
-                select(JobBatch.id).where(JobBatch.schedule_id == schedule_id)  # type: ignore[arg-type]
+                select(col(JobBatch.id)).where(col(JobBatch.schedule_id) == schedule_id)
             ).scalars()
             if b is not None
         ]

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from sqlmodel import col
 
 from jobsys.definitions import App
 from jobsys.errors import DefinitionError
@@ -149,7 +150,7 @@ def test_job_run_pid_is_the_process_running_the_job(
         run_id = queue(engine, "writer", path=str(path), seconds=1.0)
         wait_for(lambda: get_run(engine, run_id)["status"] == "SUCCESS", 20)
     with engine.connect() as conn:
-        pid = conn.execute(select(JobRun.pid).where(JobRun.id == run_id)).scalar_one()  # type: ignore[arg-type]
+        pid = conn.execute(select(col(JobRun.pid)).where(col(JobRun.id) == run_id)).scalar_one()
     written = {int(line.split()[2]) for line in path.read_text().splitlines()}
     assert pid is not None and written == {pid}
 
@@ -184,9 +185,9 @@ def test_a_stopped_daemons_run_never_overlaps_its_successor(mysql_url: str, tmp_
             wait_for(path.exists, 10)
             with engine.connect() as conn:
                 holder = conn.execute(
-                    select(WorkerInstance.pid)
-                    .join(JobRun, JobRun.worker_id == WorkerInstance.id)  # type: ignore[arg-type]
-                    .where(JobRun.id == first)  # type: ignore[arg-type]
+                    select(col(WorkerInstance.pid))
+                    .join(JobRun, col(JobRun.worker_id) == col(WorkerInstance.id))
+                    .where(col(JobRun.id) == first)
                 ).scalar_one()
             victim = next(d for d in daemons if d.pid == holder)
             time.sleep(0.5)

@@ -58,7 +58,7 @@ def step(daemon: Any, clock: FakeClock, instant: datetime) -> None:
 def audit_rows(engine: Engine, target: str) -> list[AuditLog]:
     with session(engine) as s:
         return list(
-            s.exec(
+            s.execute(
                 select(AuditLog).where(col(AuditLog.target_id) == target).order_by(col(AuditLog.id))
             ).scalars()
         )

@@ -78,7 +78,11 @@ def backfill_batches(system: Jobsys) -> list[tuple[str, str]]:
             .where(col(JobBatch.schedule_id) == "nightly-etl")
             .order_by(col(JobBatch.scheduled_for))
         ).all()
-    return [(r[0].strftime("%Y-%m-%dT%H:%M:%SZ"), r[1]) for r in rows]
+    slots = []
+    for scheduled_for, trigger in rows:
+        assert scheduled_for is not None
+        slots.append((scheduled_for.strftime("%Y-%m-%dT%H:%M:%SZ"), trigger))
+    return slots
 
 
 def open_and_preview(page: Page) -> None:

@@ -249,9 +249,10 @@ def test_admin_manages_accounts(browser: Browser, site: Site, width: int) -> Non
         no_overflow(page)
         screenshot(page, f"users-{width}-after-actions")
 
-    [token_id] = [
+    token_ids: list[int | None] = [
         t.id for u in users.list_users(site.engine, now=SystemClock().now()) for t in u.tokens
-    ] or [None]
+    ]
+    [token_id] = token_ids or [None]
     assert token_id is None  # every token of the viewer was revoked
     assert actions(site.engine) == [
         ("admin.create", ADMIN, "ops@example.com"),

@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
+from jobsys.store import users
 from jobsys.web.api import api_routes
 from jobsys.web.openapi import SCHEMAS
 from jobsys.web.routing import Access, ApiRoute
-from tests.web_helpers import API, Web, audit_rows, login, web_harness
+from tests.web_helpers import API, T0, Web, audit_rows, login, web_harness
 
 ROUTES = api_routes()
 ACTING = [r for r in ROUTES if r.access is Access.ACT]
@@ -32,19 +33,47 @@ def rid(route: ApiRoute) -> str:
     return f"{route.method} {route.path.removeprefix(API)}"
 
 
+#: Ids the fixture makes for the routes that act on finished work or on accounts, so
+#: that a valid request succeeds (a retry needs a run that ended, a re-run a finished
+#: batch) and acting on them never touches the admin and viewer the tests call with.
+RETRY_RUN, RERUN_BATCH = "6", "3"
+ACCOUNT, TOKEN_ACCOUNT = "3", "4"
+
+
 @pytest.fixture
 def web(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[Web]:
     with web_harness(engine, monkeypatch) as harness:
         created = harness.post("/jobs/run-all", {})
         assert created.status_code == 202  # batch 1, runs 1-5
+        for _ in range(2):  # batches 2 and 3 (runs 6 and 7), cancelled while queued
+            run_id = harness.post("/jobs/cleanup/run", {}).json()["job_run_ids"][0]
+            assert harness.post(f"/job-runs/{run_id}/cancel").status_code == 200
+        for email in ("third@example.com", "fourth@example.com"):  # accounts 3 and 4
+            users.create_user(engine, email, "a long password", "viewer", now=harness.clock.now())
+        token = users.create_token(engine, "fourth@example.com", now=harness.clock.now())
+        assert users.user_for_token(engine, token, now=harness.clock.now()) is not None
+        assert _token_id(engine, "fourth@example.com") == 3  # real_path's {token_id}
         yield harness
+
+
+def _token_id(engine: Engine, email: str) -> int:
+    [info] = [u for u in users.list_users(engine, now=T0) if u.email == email]
+    return info.tokens[0].id
 
 
 def real_path(route: ApiRoute, **override: str) -> str:
     """The route's path with ids that exist (or ``override``)."""
-    values = {"group": "maintenance", "name": "cleanup"}
+    values = {"group": "maintenance", "name": "cleanup", "token_id": "3"}
     if route.path.startswith(f"{API}/schedules/"):
         values["id"] = "nightly"
+    elif route.path.endswith("/retry"):
+        values["id"] = RETRY_RUN
+    elif route.path.endswith("/rerun"):
+        values["id"] = RERUN_BATCH
+    elif route.path.startswith(f"{API}/users/{{id}}/tokens/"):
+        values["id"] = TOKEN_ACCOUNT
+    elif route.path.startswith(f"{API}/users/"):
+        values["id"] = ACCOUNT
     else:
         values["id"] = "1"  # run 1 and batch 1
     values.update(override)
@@ -58,6 +87,15 @@ VALID_BODIES: dict[str, Any] = {
     "CronPreviewRequest": {"cron": "0 * * * *", "count": 2},
     "JobRunRequest": {"params": {}},
     "BulkRun": {"skip_dependencies": False},
+    "ScheduleDisable": {"note": "paused for the test"},
+    "BackfillRequest": {
+        "from": "2030-01-05T00:00:00Z",
+        "to": "2030-01-06T00:00:00Z",
+        "dry_run": True,
+    },
+    "UserCreate": {"email": "new@example.com", "role": "viewer", "password": "a long password"},
+    "UserUpdate": {"role": "admin"},
+    "PasswordReset": {"password": "another long password"},
 }
 
 
@@ -113,6 +151,16 @@ def test_the_route_table_is_what_the_design_lists() -> None:
         "POST /jobs/run-all",
         "POST /jobs/run-group/{group}",
         "POST /job-runs/{id}/cancel",
+        "POST /job-runs/{id}/retry",
+        "POST /batches/{id}/rerun",
+        "POST /schedules/{id}/backfill",
+        "GET /users",
+        "POST /users",
+        "GET /users/{id}",
+        "PATCH /users/{id}",
+        "POST /users/{id}/password",
+        "POST /users/{id}/revoke",
+        "DELETE /users/{id}/tokens/{token_id}",
     }
 
 
