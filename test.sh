@@ -2,8 +2,11 @@
 # The test command: installs what the tests need into .venv, then runs ruff, mypy and
 # pytest. MariaDB tests run when JOBSYS_TEST_MYSQL_URL is set (the summary says so).
 #
-#   ./test.sh                  # everything, on JOBSYS_TEST_WORKERS (default 4) pytest-xdist workers
-#   ./test.sh tests/test_cron.py -k dst    # arguments go to pytest (one process)
+#   ./test.sh                  # lint, types and every tier, on JOBSYS_TEST_WORKERS (default 4) workers
+#   ./test.sh unit             # one tier: unit (pure logic, no database, no process; < 1 min),
+#                              # integration (the store on SQLite and MariaDB, the web in process)
+#                              # or system (real daemons and web servers, the zipapp, the browser)
+#   ./test.sh tests/unit/test_cron.py -k dst    # arguments go to pytest (one process)
 set -euo pipefail
 cd "$(dirname "$0")"
 python="${PYTHON:-python3}"
@@ -29,6 +32,13 @@ if [[ $# -eq 0 ]]; then
     .venv/bin/ruff format --check "${lint_paths[@]}"
     .venv/bin/mypy
 fi
+case "${1:-}" in
+    unit | integration | system)
+        tier="$1"
+        shift
+        exec .venv/bin/python -m pytest -n "${JOBSYS_TEST_WORKERS:-4}" "tests/$tier" "$@"
+        ;;
+esac
 if [[ $# -eq 0 ]]; then
     # Most tests wait on child processes, sockets and databases rather than the CPU, so
     # more workers than cores pays; each worker has its own MariaDB database.

@@ -1,5 +1,5 @@
 """Real ``jobsys web`` + ``jobsys daemon`` processes and a headless Debian Chromium, for the
-browser tests (``tests/test_ui_browser.py``) and the Run-Now bench (``bench/ui_run_now.py``).
+browser tests (``tests/system/test_ui_browser.py``) and the Run-Now bench (``bench/ui_run_now.py``).
 
 Chromium is never downloaded (no ``playwright install``): Playwright drives the browser
 the system installed at ``/usr/bin/chromium``.

@@ -1,4 +1,4 @@
-"""The application of ``tests/test_enqueue.py``: one job with declared params, queued
+"""The application of ``tests/system/test_enqueue.py``: one job with declared params, queued
 from a separate process with ``jobsys.enqueue``."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Jobs for the lease-fencing, memory-limit and outage tests (tests/test_run_fencing.py)."""
+"""Jobs for the lease-fencing, memory-limit and outage tests (tests/system/test_run_fencing.py)."""
 
 import os
 import time

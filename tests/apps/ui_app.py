@@ -1,4 +1,4 @@
-"""The application the browser tests (``tests/test_ui_browser.py``) and the Run-Now bench
+"""The application the browser tests (``tests/system/test_ui_browser.py``) and the Run-Now bench
 (``bench/ui_run_now.py``) run: short jobs so QUEUED -> RUNNING -> SUCCESS is visible,
 one job with declared params, one that fails with a clear error, three schedules.
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "jobsys"
 EXEMPT = (PACKAGE / "store", PACKAGE / "demo")
 ALLOWED = ("sqlalchemy.engine", "sqlalchemy.exc")

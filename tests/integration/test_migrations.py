@@ -24,7 +24,7 @@ from jobsys.errors import DatabaseError, SchemaError
 from jobsys.store import migrate
 from jobsys.store.db import make_engine
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

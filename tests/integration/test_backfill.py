@@ -27,7 +27,7 @@ from jobsys.store.schedules import set_enabled
 from tests.daemon_helpers import batches, close_daemons, make_app, make_daemon, runs_of, settle
 from tests.web_helpers import Web, audit_rows, web_harness
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NY = ZoneInfo("America/New_York")
 
 

@@ -34,7 +34,7 @@ from jobsys import config
 from jobsys.cli import build_parser
 from jobsys.executor import Executor
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 DEPLOY = DOCS / "deploy"
 CONFIG_DOC = DOCS / "configuration.md"
@@ -309,7 +309,7 @@ def test_launcher_variables_are_read_where_the_doc_says() -> None:
     assert set(_doc_table(LAUNCHER_TABLE)) == set(LAUNCHER_VARIABLES)
     assert "${PYTHON" in (ROOT / "build.sh").read_text(encoding="utf-8")
     # That the built zipapp honours SHIV_ROOT is checked on a real build in
-    # tests/test_artifact.py.
+    # tests/system/test_artifact.py.
 
 
 # -- (c) commands in the docs -------------------------------------------------------

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from jobsys.store.queries import get_run
 from jobsys.store.runs import append_logs
 from tests.process_helpers import wait_for
-from tests.test_ui_browser import (  # noqa: F401  (fixtures)
+from tests.system.test_ui_browser import (  # noqa: F401  (fixtures)
     api_fetch,
     browser,
     page,

@@ -25,7 +25,7 @@ from jobsys.demo import app as demo_app
 from jobsys.demo import data
 
 GROUPS = {"matching", "feed", "search", "maintenance", "media", "quiz"}
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # -- a context implementing the JobContext protocol -------------------------------------

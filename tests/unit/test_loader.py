@@ -5,7 +5,7 @@ import pytest
 from jobsys.errors import DefinitionError
 from jobsys.loader import load_app
 
-APPS = Path(__file__).parent / "apps"
+APPS = Path(__file__).resolve().parents[1] / "apps"
 
 
 def test_loads_a_py_file_and_attr(tmp_path: Path) -> None:

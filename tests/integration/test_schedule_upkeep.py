@@ -23,7 +23,7 @@ from jobsys.store.models import AuditLog, JobSchedule, RunStatus
 from jobsys.store.schedules import get_view, set_enabled
 from jobsys.store.upkeep import AUTO_PAUSED_BY
 from tests.daemon_helpers import batches, close_daemons, make_app, make_daemon, runs_of, settle
-from tests.test_alerts import Receiver
+from tests.integration.test_alerts import Receiver
 
 
 @pytest.fixture(autouse=True)

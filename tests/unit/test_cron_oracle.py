@@ -51,7 +51,8 @@ from hypothesis import strategies as st
 from jobsys.cron import CronSchedule, _parse, _walls, validate
 from jobsys.errors import CronError
 
-# Raise for a longer local hunt: JOBSYS_CRON_ORACLE_EXAMPLES=20000 pytest tests/test_cron_oracle.py
+# A longer local hunt:
+# JOBSYS_CRON_ORACLE_EXAMPLES=20000 pytest tests/unit/test_cron_oracle.py
 EXAMPLES = int(os.environ.get("JOBSYS_CRON_ORACLE_EXAMPLES", "250"))
 SETTINGS = settings(
     max_examples=EXAMPLES,

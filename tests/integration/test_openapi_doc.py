@@ -1,5 +1,5 @@
 """The OpenAPI document against the answers it missed (issue 12, item 16), one by one;
-tests/test_openapi_schemathesis.py looks for more of them."""
+tests/integration/test_openapi_schemathesis.py looks for more of them."""
 
 from __future__ import annotations
 

@@ -734,7 +734,7 @@ def test_the_child_dies_with_the_daemon(server: bool) -> None:
         capture_output=True,
         text=True,
         timeout=30,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=Path(__file__).resolve().parents[2],
         check=True,
     )
     child_pid, server_pid = (int(x) for x in out.stdout.split())

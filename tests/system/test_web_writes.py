@@ -26,7 +26,7 @@ from jobsys.clock import SystemClock
 from jobsys.store import db, users
 from jobsys.store.models import JobSchedule
 from tests.process_helpers import ROOT, daemon_process
-from tests.test_web_process import web_process
+from tests.system.test_web_process import web_process
 
 APP = str(ROOT / "tests" / "apps" / "thousand_schedules_app.py")
 API = "/api/admin"

@@ -18,7 +18,7 @@ from jobsys.clock import SystemClock
 from jobsys.store import users
 from jobsys.web.context import EventTiming, WebContext
 from tests.event_load import open_stream, open_streams, rss_mb
-from tests.test_web_process import web_process
+from tests.system.test_web_process import web_process
 from tests.web_helpers import API, ThreadServer, Web, thread_server, web_harness
 
 TIMING = EventTiming(

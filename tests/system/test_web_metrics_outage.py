@@ -11,7 +11,7 @@ import httpx
 from jobsys.clock import SystemClock
 from jobsys.store import users
 from tests.db_proxy import db_proxy
-from tests.test_web_process import web_process
+from tests.system.test_web_process import web_process
 
 
 def _sample(text: str, name: str) -> str | None:

@@ -8,7 +8,7 @@ examples per operation (no time budget: with one, schemathesis fuzzes until it i
 spent), no stateful phase, health checks off (the database makes some operations slower
 than Hypothesis likes). Only the checks that compare answers with the document run, not
 the ones that judge validation policy (whether the API should have accepted a value the
-schema allows). The event stream never ends, so it is left out (tests/test_web_events.py
+schema allows). The event stream never ends, so it is left out (tests/integration/test_web_events.py
 covers it).
 """
 

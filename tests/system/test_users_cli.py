@@ -9,7 +9,7 @@ import json
 from jobsys.clock import SystemClock
 from jobsys.store import users
 from jobsys.store.db import make_engine
-from tests.test_web_process import run_admin
+from tests.system.test_web_process import run_admin
 from tests.web_helpers import audit_rows
 
 ALICE = "alice@example.com"

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 from jobsys.store import users
 from jobsys.web.auth import LOGIN_MAX_FAILURES, LOGIN_WINDOW
 from jobsys.web.errors import SESSION_COOKIE
-from tests.test_web_process import run_admin, web_process
+from tests.system.test_web_process import run_admin, web_process
 from tests.web_helpers import (
     ADMIN,
     API,
