@@ -8,12 +8,9 @@ from datetime import UTC, datetime
 from jobsys.store.queries import get_run
 from jobsys.store.runs import append_logs
 from tests.process_helpers import wait_for
-from tests.system.test_ui_browser import (  # noqa: F401  (fixtures)
+from tests.system.test_ui_browser import (  # noqa: F401  (pytestmark)
     api_fetch,
-    browser,
-    page,
     pytestmark,
-    system,
 )
 from tests.ui_helpers import CHROMIUM, Jobsys, login
 
@@ -22,8 +19,8 @@ if CHROMIUM.exists():
 
 
 def test_run_page_shows_the_end_of_a_long_log_and_loads_earlier_lines(
-    system: Jobsys,  # noqa: F811
-    page: Page,  # noqa: F811
+    system: Jobsys,
+    page: Page,
 ) -> None:
     login(page, system)
     created = api_fetch(page, "POST", "/jobs/purge/run", {})

@@ -4,10 +4,6 @@ a second backfill of the same range lists the slots as taken; viewers never see 
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from sqlalchemy import select
 from sqlmodel import col
@@ -17,9 +13,7 @@ from tests.ui_helpers import (
     CHROMIUM,
     VIEWER,
     Jobsys,
-    launch_chromium,
     login,
-    running_jobsys,
     screenshot,
 )
 
@@ -31,44 +25,12 @@ pytestmark = [
 ]
 
 if CHROMIUM.exists():
-    from playwright.sync_api import Browser, Page, expect, sync_playwright
+    from playwright.sync_api import Page, expect
 
     expect.set_options(timeout=10_000)
 
 ROW = "#schedule-nightly-etl"  # "0 2 * * *" in UTC
 SLOTS = ["2025-01-01T02:00:00Z", "2025-01-02T02:00:00Z", "2025-01-03T02:00:00Z"]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        chromium = launch_chromium(p)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-@pytest.fixture
-def system(sqlite_url: str, tmp_path: Path) -> Iterator[Jobsys]:
-    with running_jobsys(sqlite_url, tmp_path) as running:
-        yield running
-
-
-@pytest.fixture
-def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
-        yield page
-        assert not errors, f"JavaScript errors: {errors}"
-    finally:
-        name = re.sub(r"[^\w.-]+", "_", request.node.name)
-        if not page.is_closed():
-            screenshot(page, name)
-        context.close()
 
 
 def backfill_batches(system: Jobsys) -> list[tuple[str, str]]:

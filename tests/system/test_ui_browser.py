@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,9 +18,7 @@ from tests.ui_helpers import (
     CHROMIUM,
     VIEWER,
     Jobsys,
-    launch_chromium,
     login,
-    running_jobsys,
     screenshot,
 )
 
@@ -34,51 +30,11 @@ pytestmark = [
 ]
 
 if CHROMIUM.exists():
-    from playwright.sync_api import Browser, Page, expect, sync_playwright
+    from playwright.sync_api import Page, expect
 
     expect.set_options(timeout=10_000)
 
 SCHEDULE = "#schedule-nightly-etl"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        chromium = launch_chromium(p)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-@pytest.fixture
-def system(sqlite_url: str, tmp_path: Path) -> Iterator[Jobsys]:
-    with running_jobsys(sqlite_url, tmp_path) as running:
-        yield running
-
-
-@pytest.fixture
-def system_any_db(db_url: str, tmp_path: Path) -> Iterator[Jobsys]:
-    """The same on each backend (SQLite, and MariaDB when JOBSYS_TEST_MYSQL_URL is set)."""
-    with running_jobsys(db_url, tmp_path) as running:
-        yield running
-
-
-@pytest.fixture
-def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
-    """A fresh browser context (own cookies); fails the test on any uncaught JS error."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
-        yield page
-        assert not errors, f"JavaScript errors: {errors}"
-    finally:
-        name = re.sub(r"[^\w.-]+", "_", request.node.name)
-        if not page.is_closed():
-            screenshot(page, name)
-        context.close()
 
 
 def api_fetch(page: Page, method: str, path: str, body: Any = None) -> dict[str, Any]:

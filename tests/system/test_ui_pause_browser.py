@@ -3,7 +3,6 @@ asks for an optional note; the note, who and when show on the schedule's row."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,6 @@ from tests.ui_helpers import (
     CHROMIUM,
     VIEWER,
     Jobsys,
-    launch_chromium,
     login,
     running_jobsys,
     screenshot,
@@ -31,42 +29,17 @@ pytestmark = [
 ]
 
 if CHROMIUM.exists():
-    from playwright.sync_api import Browser, Page, expect, sync_playwright
+    from playwright.sync_api import Page, expect
 
     expect.set_options(timeout=10_000)
 
 SCHEDULE = "#schedule-nightly-etl"
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        chromium = launch_chromium(p)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
 @pytest.fixture
 def system(db_url: str, tmp_path: Path) -> Iterator[Jobsys]:
     with running_jobsys(db_url, tmp_path) as running:
         yield running
-
-
-@pytest.fixture
-def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
-        yield page
-        assert not errors, f"JavaScript errors: {errors}"
-    finally:
-        if not page.is_closed():
-            screenshot(page, re.sub(r"[^\w.-]+", "_", request.node.name))
-        context.close()
 
 
 def paused(system: Jobsys, schedule_id: str) -> tuple[bool, str | None, str | None]:

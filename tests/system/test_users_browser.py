@@ -29,7 +29,6 @@ from tests.ui_helpers import (
     VIEWER,
     WebProcess,
     create_account,
-    launch_chromium,
     screenshot,
     web_process,
 )
@@ -43,7 +42,7 @@ pytestmark = [
 ]
 
 if CHROMIUM.exists():
-    from playwright.sync_api import Browser, Page, expect, sync_playwright
+    from playwright.sync_api import Browser, Page, expect
 
     expect.set_options(timeout=10_000)
 
@@ -58,16 +57,6 @@ class Site:
 
     def page_url(self, path: str = "") -> str:
         return f"{self.url}/admin{path}"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        chromium = launch_chromium(p)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture
