@@ -15,16 +15,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from jobsys.clock import iso_utc
 from jobsys.errors import NotFound
 from jobsys.scheduler import ScheduleTiming, next_run_after
-from jobsys.store import audit
 from jobsys.store.db import database_errors, session
-from jobsys.store.models import JobDefinition, JobSchedule
+from jobsys.store.models import AuditLog, JobDefinition, JobSchedule
 from jobsys.store.types import Definitions, ScheduleSpec
 
 #: Longest note a disable may carry (the web and the CLI refuse longer ones).
@@ -337,6 +337,11 @@ def set_enabled(
     raise AssertionError("unreachable: the second attempt returns or raises")
 
 
+# Built once: under a burst of enables, the ORM's unit of work cost more than the SQL.
+_AUDIT_INSERT = insert(AuditLog)
+_SCHEDULE_UPDATE = update(JobSchedule).where(col(JobSchedule.id) == bindparam("_id"))
+
+
 def _write_enabled(
     s: Session,
     row: JobSchedule | None,
@@ -353,33 +358,44 @@ def _write_enabled(
     if row is None:
         raise NotFound(f"unknown schedule {schedule_id!r}")
     if row.enabled != enabled or (not enabled and note is not None):
+        # ``row`` leaves the session: the change is one UPDATE and the view is built from
+        # the detached object, with no flush.
+        s.expunge(row)
         before: dict[str, Any] = {"enabled": row.enabled, "next_run_at": iso_utc(row.next_run_at)}
         if not row.enabled and row.paused_note is not None:
             before["note"] = row.paused_note
-        row.enabled = enabled
-        row.next_run_at = next_run_after(timing_of(row), now) if enabled else None
-        row.buffered_slot = None  # a slot buffered (BUFFER_ONE) before a toggle never fires
-        row.updated_at = now
-        row.paused_note, row.paused_by, row.paused_at = (
-            (None, None, None) if enabled else (note, actor, now)
-        )
+        changes: dict[str, Any] = {
+            "enabled": enabled,
+            "next_run_at": next_run_after(timing_of(row), now) if enabled else None,
+            "buffered_slot": None,  # a slot buffered (BUFFER_ONE) before a toggle never fires
+            "updated_at": now,
+            "paused_note": None if enabled else note,
+            "paused_by": None if enabled else actor,
+            "paused_at": None if enabled else now,
+        }
         if enabled and row.pause_on_failure and row.consecutive_failures >= row.pause_on_failure:
             # A fresh start: else the daemon would pause it again at once.
             before["consecutive_failures"] = row.consecutive_failures
-            row.consecutive_failures = 0
+            changes["consecutive_failures"] = 0
+        s.execute(_SCHEDULE_UPDATE, {"_id": schedule_id, **changes})
+        for key, value in changes.items():
+            setattr(row, key, value)
         after: dict[str, Any] = {"enabled": enabled, "next_run_at": iso_utc(row.next_run_at)}
         if note is not None and not enabled:
             after["note"] = note
-        audit.record(
-            s,
-            at=now,
-            actor=actor,
-            action="schedule.enable" if enabled else "schedule.disable",
-            target_type="schedule",
-            target_id=schedule_id,
-            before=before,
-            after=after,
-            ip=ip,
+        s.execute(
+            _AUDIT_INSERT,
+            {
+                "at": now,
+                "actor": actor,
+                "action": "schedule.enable" if enabled else "schedule.disable",
+                "target_type": "schedule",
+                "target_id": schedule_id,
+                "before": before,
+                "after": after,
+                "ip": ip,
+                "detail": None,
+            },
         )
     s.commit()
     return _view(row, sched, env)

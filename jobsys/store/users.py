@@ -32,7 +32,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
@@ -300,29 +300,34 @@ def create_token(
     return token
 
 
+# Built once: a token is checked on every API request, and building this statement
+# cost more than running it (~0.3 ms of SQLAlchemy operator overloads per call).
+_TOKEN_LOOKUP = (
+    select(
+        col(AdminUser.id),
+        col(AdminUser.email),
+        col(AdminUser.role),
+        col(AdminUser.password_hash),
+        col(ApiToken.id).label("token_id"),
+        col(ApiToken.last_used_at),
+    )
+    .join(ApiToken, col(ApiToken.user_id) == col(AdminUser.id))
+    .where(
+        col(ApiToken.token_hash) == bindparam("digest"),
+        col(ApiToken.revoked).is_(False),
+        col(AdminUser.disabled).is_(False),
+        or_(col(ApiToken.expires_at).is_(None), col(ApiToken.expires_at) > bindparam("now")),
+    )
+)
+
+
 def user_for_token(engine: Engine, token: str, *, now: datetime) -> Account | None:
     """The enabled account a live (not revoked, not expired) token belongs to, or None."""
     if not _TOKEN_RE.match(token):
         return None
     digest = hash_token(token)
     with engine.connect() as conn:
-        row: Any = conn.execute(
-            select(
-                col(AdminUser.id),
-                col(AdminUser.email),
-                col(AdminUser.role),
-                col(AdminUser.password_hash),
-                col(ApiToken.id).label("token_id"),
-                col(ApiToken.last_used_at),
-            )
-            .join(ApiToken, col(ApiToken.user_id) == col(AdminUser.id))
-            .where(
-                col(ApiToken.token_hash) == digest,
-                col(ApiToken.revoked).is_(False),
-                col(AdminUser.disabled).is_(False),
-                or_(col(ApiToken.expires_at).is_(None), col(ApiToken.expires_at) > now),
-            )
-        ).first()
+        row: Any = conn.execute(_TOKEN_LOOKUP, {"digest": digest, "now": now}).first()
     if row is None:
         return None
     if row.last_used_at is None or now - row.last_used_at >= TOKEN_TOUCH_EVERY:

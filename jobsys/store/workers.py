@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import col
 
@@ -110,17 +110,19 @@ def live_wake_addresses(
         return wake_addresses_on(conn, now, stale_after)
 
 
+# Built once: the web reads it after every action that wakes the daemons.
+_WAKE_ADDRESSES = select(col(WorkerInstance.wake_host), col(WorkerInstance.wake_port)).where(
+    col(WorkerInstance.status) == WorkerStatus.RUNNING,
+    col(WorkerInstance.last_heartbeat_at) >= bindparam("since"),
+    col(WorkerInstance.wake_port).is_not(None),
+)
+
+
 def wake_addresses_on(
     conn: Connection, now: datetime, stale_after: timedelta
 ) -> list[tuple[str, int]]:
     """``live_wake_addresses`` read on ``conn`` (e.g. in a caller's transaction)."""
-    rows = conn.execute(
-        select(col(WorkerInstance.wake_host), col(WorkerInstance.wake_port)).where(
-            col(WorkerInstance.status) == WorkerStatus.RUNNING,
-            col(WorkerInstance.last_heartbeat_at) >= now - stale_after,
-            col(WorkerInstance.wake_port).is_not(None),
-        )
-    ).all()
+    rows = conn.execute(_WAKE_ADDRESSES, {"since": now - stale_after}).all()
     return [(host, int(port)) for host, port in rows if host and port]
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
@@ -61,6 +63,31 @@ class StreamCounter:
             return self._open
 
 
+@dataclass
+class WakeAddresses:
+    """The live daemons' wake addresses, re-read at most every ``ttl_s`` while some are
+    known: under a burst of admin writes the read cost as much as the write itself.
+
+    An empty answer is never kept, so the first daemon to start is woken at once; a
+    daemon that starts while others are cached is woken by the next re-read (its own
+    poll is the safety net), and a wake sent to a daemon that has stopped is dropped.
+    """
+
+    ttl_s: float = 1.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _read_at: float = float("-inf")
+    _addresses: list[tuple[str, int]] = field(default_factory=list)
+
+    def get(self, read: Callable[[], list[tuple[str, int]]]) -> list[tuple[str, int]]:
+        with self._lock:
+            if self._addresses and time.monotonic() - self._read_at < self.ttl_s:
+                return self._addresses
+        addresses = read()
+        with self._lock:
+            self._addresses, self._read_at = addresses, time.monotonic()
+        return addresses
+
+
 @dataclass(frozen=True)
 class WebContext:
     settings: Settings
@@ -71,17 +98,23 @@ class WebContext:
     stopping: threading.Event
     events: EventTiming
     streams: StreamCounter
+    wake_addresses: WakeAddresses = field(default_factory=WakeAddresses)
 
     def wake_daemons(self) -> int:
         """Tell live daemons to look at the database now (after new work or an enable)."""
         from sqlalchemy.exc import SQLAlchemyError
 
         from jobsys.errors import JobsysError
-        from jobsys.store.workers import live_window, notify_daemons
+        from jobsys.store.workers import live_wake_addresses, live_window
+        from jobsys.wake import send_wake
 
         try:
             live = live_window(self.settings.poll_interval_ms)
-            return notify_daemons(self.engine, self.clock.now(), live)
+            return send_wake(
+                self.wake_addresses.get(
+                    lambda: live_wake_addresses(self.engine, self.clock.now(), live)
+                )
+            )
         except (JobsysError, SQLAlchemyError) as exc:
             # The action is done; the daemons' safety-net poll will see it.
             log.warning("could not wake the daemons: %s", exc)
