@@ -35,6 +35,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.expression import Executable
 from sqlmodel import Session, col
 
 from jobsys.clock import iso_utc
@@ -302,7 +303,7 @@ def create_token(
 
 # Built once: a token is checked on every API request, and building this statement
 # cost more than running it (~0.3 ms of SQLAlchemy operator overloads per call).
-_TOKEN_LOOKUP = (
+_TOKEN_LOOKUP: Executable = (
     select(
         col(AdminUser.id),
         col(AdminUser.email),
