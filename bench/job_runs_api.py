@@ -200,6 +200,12 @@ def main() -> int:
                 "batch_id": {"batch_id": str(some_batch)},
                 "page 2 (cursor), status=FAILED": {"status": "FAILED", "cursor": str(mid_id)},
                 "limit=200": {"limit": "200"},
+                # issue 11: the runs page's time window and error text
+                "from/to (one day)": {"from": "2026-01-10T00:00:00Z", "to": "2026-01-11T00:00:00Z"},
+                "from (wide)": {"from": "2026-01-02T00:00:00Z"},
+                "error=demo": {"error": "demo failure"},
+                "error, no match (scans all)": {"error": "no such text"},
+                "status=FAILED+error": {"status": "FAILED", "error": "demo"},
             }
             print(
                 f"\nGET /api/admin/job-runs on {args.runs:,} runs (MariaDB), "
@@ -226,6 +232,21 @@ def main() -> int:
                     f"| {times[-1]:.1f} | {rows} |"
                 )
             print(f"\nworst p99: {worst:.1f} ms (target < 50 ms)")
+            # issue 11: a job's page (GET /jobs/{name}: last 50 runs, durations, rates)
+            print("\n| other route | median ms | p95 ms | max ms |\n|---|---|---|---|")
+            for path in (f"/api/admin/jobs/{jobs[3]}", f"/api/admin/jobs/{jobs[0]}"):
+                for _ in range(5):
+                    client.get(path).raise_for_status()
+                times = []
+                for _ in range(args.requests):
+                    t = time.perf_counter()
+                    client.get(path).raise_for_status()
+                    times.append((time.perf_counter() - t) * 1000)
+                times.sort()
+                p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
+                print(
+                    f"| GET {path} | {statistics.median(times):.1f} | {p95:.1f} | {times[-1]:.1f} |"
+                )
     finally:
         if web is not None:
             web.terminate()

@@ -204,6 +204,9 @@ class JobRun(SQLModel, table=True):
         Index("ix_job_run_worker_id_status", "worker_id", "status"),
         # /metrics counts runs per job and status from this index alone
         Index("ix_job_run_job_name_status", "job_name", "status"),
+        # the runs page's from/to filter; a job page's success rates (migration 0009)
+        Index("ix_job_run_queued_at", "queued_at"),
+        Index("ix_job_run_job_name_finished_at_status", "job_name", "finished_at", "status"),
         MYSQL_TABLE_OPTIONS,
     )
 

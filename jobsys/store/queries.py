@@ -154,11 +154,26 @@ def list_runs(
     triggers: Sequence[str] | None = None,
     schedule_id: str | None = None,
     batch_id: int | None = None,
+    queued_from: datetime | None = None,
+    queued_to: datetime | None = None,
+    error_text: str | None = None,
     limit: int = 50,
     cursor: int | None = None,
 ) -> Page[RunRow]:
-    """Job runs, newest first, filtered; ``cursor`` is the last id of the previous page."""
+    """Job runs, newest first, filtered; ``cursor`` is the last id of the previous page.
+
+    ``queued_from`` (included) and ``queued_to`` (excluded) bound when they were queued;
+    ``error_text`` keeps runs whose error contains it (case-insensitive)."""
     query = select(JobRun).order_by(col(JobRun.id).desc()).limit(limit + 1)
+    if queued_from is not None:
+        query = query.where(col(JobRun.queued_at) >= queued_from)
+    if queued_to is not None:
+        query = query.where(col(JobRun.queued_at) < queued_to)
+    if error_text is not None:
+        # lower() on both sides: SQLite's LIKE ignores ASCII case, utf8mb4_bin does not
+        query = query.where(
+            func.lower(col(JobRun.error)).contains(error_text.lower(), autoescape=True)
+        )
     if job is not None:
         query = query.where(col(JobRun.job_name) == job)
     if statuses:

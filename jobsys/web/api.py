@@ -6,17 +6,20 @@ that creates work or enables a schedule wakes the daemons afterwards (design 6.6
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
-from jobsys import cron, health, present
+from jobsys import cron, health, ledger, present
 from jobsys.backfill import MAX_PARALLEL, backfill
 from jobsys.clock import iso_utc
 from jobsys.errors import ConfigError, CronError
 from jobsys.manual import create_manual_batch
 from jobsys.store import audit, users
 from jobsys.store.db import session
+from jobsys.store.jobstats import job_history
+from jobsys.store.ledger import ledger_inputs
 from jobsys.store.models import RunStatus, Trigger
 from jobsys.store.queries import (
     LOG_TAIL_LINES,
@@ -33,6 +36,7 @@ from jobsys.store.queries import (
 from jobsys.store.reruns import rerun_failed, retry_run
 from jobsys.store.runs import request_cancel
 from jobsys.store.schedules import MAX_NOTE_LENGTH, get_view, schedule_views, set_enabled
+from jobsys.store.workers import live_window
 from jobsys.web import auth, views
 from jobsys.web.context import WebContext
 from jobsys.web.errors import bad_request, conflict, invalid, not_found
@@ -42,6 +46,12 @@ from jobsys.web.routing import Access, ApiRoute, Call, Param
 PREFIX = "/api/admin"
 MAX_PREVIEW = 50
 MAX_CRON_LENGTH = 200
+#: The run filter's error text: longer than this cannot be a useful search.
+MAX_ERROR_SEARCH = 200
+#: A job page's success rates, by label: over the last 24 hours and 7 days.
+SUCCESS_WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
+#: The default slot ledger window: the last day and the next hour.
+LEDGER_BEFORE, LEDGER_AFTER = timedelta(hours=24), timedelta(hours=1)
 
 
 def _json(data: Any, status: int = 200) -> JSONResponse:
@@ -196,6 +206,73 @@ def schedule_history_(ctx: WebContext, call: Call) -> Response:
     return _json({"schedule_id": schedule_id, "batches": batches, "next_cursor": page.next_cursor})
 
 
+def schedule_slots(ctx: WebContext, call: Call) -> Response:
+    """The next slots in the schedule's zone, daylight-saving changes marked."""
+    query = call.query
+    count = query.integer("count", default=10, low=1, high=MAX_PREVIEW)
+    after = query.instant("after") or ctx.clock.now()
+    view = get_view(ctx.engine, ctx.app, ctx.settings.env, call.path("id"))
+    try:
+        slots = ledger.upcoming(view.cron, view.timezone, after, count)
+    except CronError as exc:  # a row whose cron no longer parses (not in code)
+        raise conflict(f"schedule {view.id!r} has no valid cron: {exc}") from None
+    except (OverflowError, ValueError):
+        raise bad_request("the slots after that instant are beyond the supported dates") from None
+    return _json(views.upcoming_json(view, slots))
+
+
+def schedule_ledger(ctx: WebContext, call: Call) -> Response:
+    """Every slot the cron expected in [from, to) and its fate (``jobsys.ledger``)."""
+    query = call.query
+    now = ctx.clock.now()
+    start = query.instant("from") or now - LEDGER_BEFORE
+    end = query.instant("to") or max(start, now) + LEDGER_AFTER
+    try:
+        ledger.check_window(start, end)
+    except ledger.LedgerError as exc:
+        raise bad_request(f"bad window: {exc} (from {iso_utc(start)} to {iso_utc(end)})") from None
+    view = get_view(ctx.engine, ctx.app, ctx.settings.env, call.path("id"))
+    settings = ctx.settings
+    inputs = ledger_inputs(
+        ctx.engine,
+        view.id,
+        start,
+        end,
+        now=now,
+        beat=timedelta(milliseconds=settings.poll_interval_ms),
+        live=live_window(settings.poll_interval_ms),
+    )
+    facts = ledger.ScheduleFacts(
+        id=view.id,
+        cron=view.cron,
+        timezone=view.timezone,
+        grace_s=view.grace_s,
+        enabled=view.enabled,
+        in_code=view.in_code,
+        env_active=view.env_active,
+        created_at=inputs.created_at,
+        jitter_s=view.jitter_s,
+        buffered_slot=inputs.buffered_slot,
+    )
+    cutoff = now - timedelta(days=settings.history_days) if settings.history_days else None
+    try:
+        built = ledger.build_ledger(
+            facts,
+            start,
+            end,
+            now=now,
+            records=inputs.records,
+            toggles=inputs.toggles,
+            daemons=inputs.daemons,
+            history_cutoff=cutoff,
+        )
+    except ledger.LedgerError as exc:
+        raise bad_request(f"bad window: {exc}") from None
+    except CronError as exc:
+        raise conflict(f"schedule {view.id!r} has no valid cron: {exc}") from None
+    return _json(views.ledger_json(view, built))
+
+
 def _cron_fields(body: Body) -> tuple[str, str]:
     expr = body.required_string("cron", max_length=MAX_CRON_LENGTH)
     tz = body.string("timezone", max_length=64, required=False) or "UTC"
@@ -244,6 +321,18 @@ def list_jobs(ctx: WebContext, call: Call) -> Response:
             "groups": ctx.app.groups,
         }
     )
+
+
+def get_job(ctx: WebContext, call: Call) -> Response:
+    """One job with its neighbours, newest runs, durations and success rates."""
+    name = call.path("name")
+    if name not in ctx.app.jobs:
+        raise not_found(f"unknown job {name!r}")
+    now = ctx.clock.now()
+    since = {label: now - span for label, span in SUCCESS_WINDOWS.items()}
+    activity = job_activity(ctx.engine, [name])[name]
+    history = job_history(ctx.engine, name, since=list(since.values()))
+    return _json(views.job_page(ctx.app, name, activity, history, since))
 
 
 def run_job(ctx: WebContext, call: Call) -> Response:
@@ -302,6 +391,9 @@ def run_group(ctx: WebContext, call: Call) -> Response:
 # -- runs and batches -----------------------------------------------------------------
 def list_job_runs(ctx: WebContext, call: Call) -> Response:
     query = call.query
+    queued_from, queued_to = query.instant("from"), query.instant("to")
+    if queued_from is not None and queued_to is not None and queued_to <= queued_from:
+        raise bad_request("query parameter 'to' must be after 'from'")
     page = list_runs(
         ctx.engine,
         job=query.name("job"),
@@ -309,6 +401,9 @@ def list_job_runs(ctx: WebContext, call: Call) -> Response:
         triggers=query.choices("trigger", [t.value for t in Trigger]),
         schedule_id=query.name("schedule_id"),
         batch_id=query.id("batch_id"),
+        queued_from=queued_from,
+        queued_to=queued_to,
+        error_text=query.text("error", max_length=MAX_ERROR_SEARCH),
         limit=query.limit(),
         cursor=query.cursor(),
     )
@@ -509,7 +604,31 @@ _RUN_FILTERS = (
     ),
     Param("schedule_id", {"type": "string"}),
     Param("batch_id", {"type": "integer", "minimum": 1}),
+    Param("from", {"type": "string", "format": "date-time"}, "queued at or after (ISO-8601)"),
+    Param("to", {"type": "string", "format": "date-time"}, "queued before (ISO-8601)"),
+    Param(
+        "error",
+        {"type": "string", "maxLength": MAX_ERROR_SEARCH},
+        "text the run's error contains (case-insensitive)",
+    ),
     *_PAGING,
+)
+_SLOTS_QUERY = (
+    Param(
+        "count",
+        {"type": "integer", "minimum": 1, "maximum": MAX_PREVIEW, "default": 10},
+        "how many slots",
+    ),
+    Param("after", {"type": "string", "format": "date-time"}, "default now"),
+)
+_LEDGER_QUERY = (
+    Param("from", {"type": "string", "format": "date-time"}, "included; default 24 h ago"),
+    Param(
+        "to",
+        {"type": "string", "format": "date-time"},
+        f"excluded; default an hour after now; at most {ledger.MAX_WINDOW.days} days after "
+        f"`from` and {ledger.MAX_SLOTS} slots",
+    ),
 )
 _LOG_PAGING = (
     Param(
@@ -587,6 +706,15 @@ def api_routes() -> list[ApiRoute]:
         ApiRoute("GET", f"{P}/schedules/{{id}}/history", schedule_history_, R,
                  "The schedule's batches, newest first, with run counts per status",
                  "schedules", response_schema="History", query=_PAGING, errors=(404,)),
+        ApiRoute("GET", f"{P}/schedules/{{id}}/slots", schedule_slots, R,
+                 "The next slots in the schedule's zone, with daylight-saving changes "
+                 "marked", "schedules", response_schema="UpcomingSlots", query=_SLOTS_QUERY,
+                 errors=(404, 409)),
+        ApiRoute("GET", f"{P}/schedules/{{id}}/ledger", schedule_ledger, R,
+                 "The slot ledger: every slot the cron expected in [from, to) and its fate "
+                 "(fired on time or late, succeeded, failed, skipped and why, not yet due)",
+                 "schedules", response_schema="SlotLedger", query=_LEDGER_QUERY,
+                 errors=(404, 409)),
         ApiRoute("GET", f"{P}/jobs", list_jobs, R,
                  "The job registry in dependency order, with each job's last run", "jobs",
                  response_schema="JobList"),
@@ -595,6 +723,10 @@ def api_routes() -> list[ApiRoute]:
         ApiRoute("POST", f"{P}/jobs/run-group/{{group}}", run_group, A,
                  "Queue one group's jobs in dependency order", "jobs", status=202,
                  request_schema="BulkRun", response_schema="BatchCreated", errors=(404,)),
+        ApiRoute("GET", f"{P}/jobs/{{name}}", get_job, R,
+                 "One job: its neighbours, its last 50 runs, the durations of its finished "
+                 "runs with p50/p95, and its success rate over 24 hours and 7 days", "jobs",
+                 response_schema="JobPage", errors=(404,)),
         ApiRoute("POST", f"{P}/jobs/{{name}}/run", run_job, A,
                  "Queue one run of a job with parameters", "jobs", status=202,
                  request_schema="JobRunRequest", response_schema="BatchCreated",

@@ -208,6 +208,21 @@ class Query:
             raise _bad_param(name, "is not valid text") from None
         return raw
 
+    def instant(self, name: str) -> datetime | None:
+        """An ISO-8601 instant (``Z`` or an offset; none means UTC)."""
+        raw = self._raw(name)
+        if raw is None:
+            return None
+        if len(raw) > 64:
+            raise _bad_param(name, "is longer than 64 characters")
+        try:
+            value = parse_iso(raw)
+        except (ValueError, OverflowError):
+            raise _bad_param(name, f"is not an ISO-8601 instant: {raw!r}") from None
+        if not 1970 <= value.year <= 9000:
+            raise _bad_param(name, "must be between the years 1970 and 9000")
+        return value
+
     def choices(self, name: str, allowed: Collection[str]) -> list[str] | None:
         """A comma-separated list of allowed values (case-insensitive), e.g. ``QUEUED,RUNNING``."""
         raw = self._raw(name)

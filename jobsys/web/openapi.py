@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from jobsys import __version__
+from jobsys.ledger import Cause, Fate
 from jobsys.vocabulary import BatchMode, MissedPolicy, OverlapPolicy
 from jobsys.web.routing import Access, ApiRoute
 
@@ -224,6 +225,77 @@ SCHEMAS: dict[str, Any] = {
             },
         }
     ),
+    "UpcomingSlots": _obj(
+        {
+            "schedule_id": _STR,
+            "cron": _STR,
+            "timezone": _STR,
+            "slots": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "at": {"type": "string", "format": "date-time"},
+                        "local": {**_STR, "description": "wall time in the schedule's zone"},
+                        "utc_offset": {**_STR, "description": "e.g. +02:00"},
+                        "dst_change": {
+                            "oneOf": [_obj({"from": _STR, "to": _STR}), {"type": "null"}],
+                            "description": "the zone's offset changed since the slot before",
+                        },
+                        "note": _STR,
+                    }
+                ),
+            },
+        }
+    ),
+    "SlotLedger": _obj(
+        {
+            "schedule_id": _STR,
+            "cron": _STR,
+            "timezone": _STR,
+            "grace_s": _INT,
+            "from": _TIME,
+            "to": _TIME,
+            "now": _TIME,
+            "expected": {**_INT, "description": "slots the cron expected in the window"},
+            "counts": {**_COUNTS, "description": "slots per fate"},
+            "causes": {**_COUNTS, "description": "skipped slots per cause"},
+            "slots": {
+                "type": "array",
+                "description": "one entry per expected slot, oldest first",
+                "items": _obj(
+                    {
+                        "slot": {"type": "string", "format": "date-time"},
+                        "local": _STR,
+                        "fate": {"type": "string", "enum": [f.value for f in Fate]},
+                        "cause": {
+                            "type": ["string", "null"],
+                            "enum": [*(c.value for c in Cause), None],
+                        },
+                        "reason": _STR,
+                        "batch_id": _OPT_INT,
+                        "status": _OPT_STR,
+                        "trigger": _OPT_STR,
+                        "fired_at": _TIME,
+                        "late_ms": _OPT_INT,
+                        "on_time": {"type": ["boolean", "null"]},
+                    }
+                ),
+            },
+            "unmatched": {
+                "type": "array",
+                "description": "batches in the window for instants the cron does not have",
+                "items": _obj(
+                    {
+                        "slot": _TIME,
+                        "batch_id": _INT,
+                        "status": _STR,
+                        "trigger": _STR,
+                        "reason": _OPT_STR,
+                    }
+                ),
+            },
+        }
+    ),
     "BatchCreated": _obj({"batch_id": _INT, "job_run_ids": {"type": "array", "items": _INT}}),
     "HistoryEntry": _obj({**_BATCH, "counts": _COUNTS}),
     "History": _obj(
@@ -267,6 +339,51 @@ SCHEMAS: dict[str, Any] = {
         }
     ),
     "JobList": _obj({"jobs": {"type": "array", "items": _ref("Job")}, "groups": {"type": "array"}}),
+    "SuccessRate": _obj(
+        {
+            "since": _TIME,
+            "counts": {**_COUNTS, "description": "runs finished since, per status"},
+            "finished": _INT,
+            "succeeded": _INT,
+            "failed": _INT,
+            "rate": {
+                "type": ["number", "null"],
+                "description": "SUCCESS / (SUCCESS + FAILED); null when none finished",
+            },
+        }
+    ),
+    "JobPage": {
+        "type": "object",
+        "properties": {
+            "upstream": {"type": "array", "items": _STR, "description": "jobs it depends on"},
+            "downstream": {"type": "array", "items": _STR, "description": "jobs that depend on it"},
+            "recent_runs": {
+                "type": "array",
+                "items": _ref("RunSummary"),
+                "description": "its last 50 runs, newest first",
+            },
+            "durations": {
+                "type": "array",
+                "description": "its last 200 finished runs (SUCCESS or FAILED), oldest first",
+                "items": _obj(
+                    {"run_id": _INT, "finished_at": _TIME, "duration_ms": _INT, "status": _STATUS}
+                ),
+            },
+            "duration_p50_ms": _OPT_INT,
+            "duration_p95_ms": _OPT_INT,
+            "success": _obj({"24h": _ref("SuccessRate"), "7d": _ref("SuccessRate")}),
+        },
+        "required": [
+            "upstream",
+            "downstream",
+            "recent_runs",
+            "durations",
+            "duration_p50_ms",
+            "duration_p95_ms",
+            "success",
+        ],
+        "allOf": [_ref("Job")],
+    },
     "JobRunRequest": _obj({"params": {"type": "object"}}, []),
     "BulkRun": _obj({"skip_dependencies": {**_BOOL, "default": False}}, []),
     "Run": _obj(_RUN),

@@ -5,13 +5,18 @@ themselves are formatted by ``jobsys.present``."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from jobsys import present
+from jobsys.clock import iso_utc
 from jobsys.definitions import App
 from jobsys.health import HealthReport
+from jobsys.ledger import Ledger, LedgerEntry, Upcoming, format_offset
+from jobsys.store.jobstats import JobHistory
 from jobsys.store.rows import BatchWithRuns, JobActivity, LogPage, RunRow
 from jobsys.store.schedules import ScheduleView
 from jobsys.vocabulary import MissedPolicy
@@ -176,3 +181,125 @@ def run_detail(run: RunRow, logs: LogPage) -> dict[str, Any]:
     data["logs_earlier"] = logs.earlier
     data["logs_later"] = logs.later
     return data
+
+
+# -- a job's page, a schedule's next slots and slot ledger (issue 11) -------------------
+def percentile(values: Sequence[int], p: float) -> int | None:
+    """The nearest-rank ``p``-th percentile (0 < p <= 100); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def success_rate(counts: Mapping[str, int]) -> dict[str, Any]:
+    """Finished runs per status since an instant, and the share of them that succeeded
+    (SUCCESS / (SUCCESS + FAILED); cancelled and skipped runs are not outcomes of the
+    job's code). None when nothing finished."""
+    ok, failed = counts.get("SUCCESS", 0), counts.get("FAILED", 0)
+    return {
+        "counts": dict(counts),
+        "finished": sum(counts.values()),
+        "succeeded": ok,
+        "failed": failed,
+        "rate": round(ok / (ok + failed), 4) if ok + failed else None,
+    }
+
+
+def job_page(
+    app: App,
+    name: str,
+    activity: JobActivity,
+    history: JobHistory,
+    since: Mapping[str, datetime],
+) -> dict[str, Any]:
+    """``GET /jobs/{name}``: the job, its neighbours, its newest runs, the durations of
+    its finished runs with p50/p95, and its success rate per window (``since``)."""
+    data = job_entry(app, name, activity)
+    data["upstream"] = list(app.jobs[name].depends_on)
+    data["downstream"] = [n for n in app.ordered() if name in app.jobs[n].depends_on]
+    data["recent_runs"] = [present.run_summary_json(r) for r in history.recent]
+    durations = [p.duration_ms for p in history.durations]
+    data["durations"] = [
+        {
+            "run_id": p.run_id,
+            "finished_at": iso_utc(p.finished_at),
+            "duration_ms": p.duration_ms,
+            "status": p.status,
+        }
+        for p in history.durations
+    ]
+    data["duration_p50_ms"] = percentile(durations, 50)
+    data["duration_p95_ms"] = percentile(durations, 95)
+    data["success"] = {
+        label: {"since": iso_utc(at), **success_rate(history.counts.get(at, {}))}
+        for label, at in since.items()
+    }
+    return data
+
+
+def ledger_entry_json(entry: LedgerEntry, zone: ZoneInfo) -> dict[str, Any]:
+    local = entry.slot.astimezone(zone)
+    return {
+        "slot": iso_utc(entry.slot),
+        "local": local.isoformat(timespec="minutes"),
+        "fate": entry.fate.value,
+        "cause": entry.cause.value if entry.cause is not None else None,
+        "reason": entry.reason,
+        "batch_id": entry.batch_id,
+        "status": entry.status,
+        "trigger": entry.trigger,
+        "fired_at": iso_utc(entry.fired_at),
+        "late_ms": entry.late_ms,
+        "on_time": entry.on_time,
+    }
+
+
+def ledger_json(view: ScheduleView, built: Ledger) -> dict[str, Any]:
+    zone = ZoneInfo(view.timezone)
+    return {
+        "schedule_id": view.id,
+        "cron": view.cron,
+        "timezone": view.timezone,
+        "grace_s": view.grace_s,
+        "from": iso_utc(built.start),
+        "to": iso_utc(built.end),
+        "now": iso_utc(built.now),
+        "expected": len(built.entries),
+        "counts": built.counts(),
+        "causes": built.causes(),
+        "slots": [ledger_entry_json(e, zone) for e in built.entries],
+        "unmatched": [
+            {
+                "slot": iso_utc(r.slot),
+                "batch_id": r.batch_id,
+                "status": r.status,
+                "trigger": r.trigger,
+                "reason": r.reason,
+            }
+            for r in built.unmatched
+        ],
+    }
+
+
+def upcoming_json(view: ScheduleView, slots: Sequence[Upcoming]) -> dict[str, Any]:
+    return {
+        "schedule_id": view.id,
+        "cron": view.cron,
+        "timezone": view.timezone,
+        "slots": [
+            {
+                "at": iso_utc(s.slot),
+                "local": s.local.isoformat(timespec="minutes"),
+                "utc_offset": format_offset(s.offset_s),
+                "dst_change": (
+                    {"from": format_offset(s.dst_change[0]), "to": format_offset(s.dst_change[1])}
+                    if s.dst_change is not None
+                    else None
+                ),
+                "note": s.note,
+            }
+            for s in slots
+        ],
+    }

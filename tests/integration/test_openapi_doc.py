@@ -39,7 +39,8 @@ def test_a_wrong_method_names_every_method_of_the_path(web: Web) -> None:
     assert web.get("/schedules/nightly").json()["id"] == "nightly"
     assert web.put("/schedules/nightly", {"enabled": True}).json()["enabled"] is True
     assert web.client.head(f"{API}/schedules/nightly", headers=web.admin).status_code == 200
-    response = web.client.get(f"{API}/jobs/run-all", headers=web.admin)
+    # (GET /jobs/run-all now reads the job named "run-all": GET /jobs/{name}, a 404)
+    response = web.client.get(f"{API}/jobs/run-group/etl", headers=web.admin)
     assert (response.status_code, response.headers["allow"]) == (405, "POST")
 
 

@@ -238,6 +238,8 @@ def test_run_job_with_params_form(system: Jobsys, page: Page) -> None:
     expect(dialog.locator(".json-status")).to_contain_text("valid JSON object")
     run_button.click()
     expect(dialog).to_be_hidden()
+    # Run history moved from the Jobs page to the Runs page (issue 11).
+    page.get_by_role("link", name="Runs", exact=True).click()
     expect(page.locator(".history-table tr[data-status]", has_text="compact")).to_have_count(1)
 
 
@@ -247,7 +249,7 @@ def test_failed_run_shows_error_in_logs(system: Jobsys, page: Page) -> None:
     created = api_fetch(page, "POST", "/jobs/purge/run", {})
     assert created["status"] == 202, created
     run_id = created["body"]["job_run_ids"][0]
-    page.get_by_role("link", name="Jobs", exact=True).click()
+    page.get_by_role("link", name="Runs", exact=True).click()  # (was on the Jobs page)
     history_row = page.locator(f".history-table tr[data-run-id='{run_id}']")
     expect(history_row.locator(".status-text")).to_have_text("FAILED")
     history_row.get_by_role("link", name=f"#{run_id}", exact=True).click()
@@ -296,7 +298,8 @@ def test_layout_and_keyboard(system: Jobsys, page: Page) -> None:
     login(page, system)
     created = api_fetch(page, "POST", "/jobs/purge/run", {})
     run_id = created["body"]["job_run_ids"][0]
-    pages = ["", "/jobs", f"/runs/{run_id}", f"/batches/{created['body']['batch_id']}"]
+    pages = ["", "/jobs", "/runs", "/jobs/purge", f"/runs/{run_id}"]
+    pages += [f"/batches/{created['body']['batch_id']}"]
     pages += ["/workers", "/audit", "/schedules/nightly-etl"]
     for width in (375, 1440):
         page.set_viewport_size({"width": width, "height": 800})

@@ -12,6 +12,8 @@ import { renderBatch } from "./views/batch.js";
 import { renderWorkers } from "./views/workers.js";
 import { renderAudit } from "./views/audit.js";
 import { renderUsers } from "./views/users.js";
+import { renderRuns } from "./views/runs.js";
+import { renderJob } from "./views/job.js";
 
 const BASE = "/admin";
 
@@ -20,7 +22,9 @@ const ROUTES = [
   { re: /^\/schedules\/?$/, view: renderSchedules, section: "schedules", title: "Schedules" },
   { re: /^\/schedules\/([^/]+)\/?$/, view: renderSchedule, section: "schedules", title: "Schedule" },
   { re: /^\/jobs\/?$/, view: renderJobs, section: "jobs", title: "Jobs" },
-  { re: /^\/runs\/(\d+)\/?$/, view: renderRun, section: "jobs", title: "Run" },
+  { re: /^\/jobs\/([^/]+)\/?$/, view: renderJob, section: "jobs", title: "Job" },
+  { re: /^\/runs\/?$/, view: renderRuns, section: "runs", title: "Runs" },
+  { re: /^\/runs\/(\d+)\/?$/, view: renderRun, section: "runs", title: "Run" },
   { re: /^\/batches\/(\d+)\/?$/, view: renderBatch, section: "jobs", title: "Batch" },
   { re: /^\/workers\/?$/, view: renderWorkers, section: "workers", title: "Workers" },
   { re: /^\/audit\/?$/, view: renderAudit, section: "audit", title: "Audit" },

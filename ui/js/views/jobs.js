@@ -1,16 +1,15 @@
-// Jobs: live active runs, the registry by group (run one / group / all), run history.
+// Jobs: live active runs and a compact registry by group (run one / group / all); each
+// job links to its page (/admin/jobs/NAME) and every run is on the Runs page.
 import * as api from "../api.js";
 import { h, fill, toast, swap, debounce, newId } from "../dom.js";
 import { duration, elapsedEl, plural } from "../format.js";
 import {
-  actionButton, batchLink, confirmDialog, pager, progressBar, runLink, scheduleLink,
-  select, statusBadge, table, when,
+  actionButton, batchLink, confirmDialog, link, progressBar, runLink, statusBadge, table, when,
 } from "../components.js";
 import { openRunDialog } from "../paramform.js";
+import { jobLink } from "./runs.js";
 
 const ACTIVE = new Set(["QUEUED", "RUNNING"]);
-const STATUSES = ["QUEUED", "RUNNING", "SUCCESS", "FAILED", "CANCELLED", "SKIPPED"];
-const TRIGGERS = ["CRON", "MANUAL", "EVENT", "BACKFILL"];
 
 export async function cancelRun(run) {
   const ok = await confirmDialog({
@@ -123,10 +122,8 @@ function registrySection(ctx, onChanged) {
     const activeText = [active.RUNNING ? `${active.RUNNING} running` : null,
       active.QUEUED ? `${active.QUEUED} queued` : null].filter(Boolean).join(", ");
     return t.row([
-      h("div", h("strong.job-name", job.name),
-        job.description ? h("div.job-desc", job.description) : null,
-        job.depends_on.length ? h("div.muted.small", `after ${job.depends_on.join(", ")}`) : null,
-        job.params ? h("div.muted.small", `params: ${Object.keys(job.params).join(", ")}`) : null),
+      h("div", h("strong.job-name", jobLink(job.name)),
+        job.description ? h("div.job-desc.muted.small", { title: job.description }, job.description) : null),
       last ? h("div", statusBadge(last.status), " ", when(last.finished_at || last.started_at || last.queued_at),
         " ", runLink(last.id)) : h("span.muted", "never run"),
       last && last.duration_ms !== null ? duration(last.duration_ms) : h("span.muted", "—"),
@@ -188,96 +185,8 @@ function registrySection(ctx, onChanged) {
   return { el, render, onRun, jobs };
 }
 
-function historySection(ctx, jobsList, schedules) {
-  const filters = {
-    job: ctx.query.get("job") || "",
-    status: ctx.query.get("status") || "",
-    trigger: ctx.query.get("trigger") || "",
-    schedule_id: ctx.query.get("schedule_id") || "",
-  };
-  const mk = (name, label, options) => {
-    const id = newId(`filter-${name}`);
-    const sel = select(name, [["", "any"], ...options], filters[name]);
-    sel.id = id;
-    return h("div.field.field-inline", h("label", { for: id }, label), sel);
-  };
-  const form = h("form.filters", { "aria-label": "Filter runs" },
-    mk("job", "Job", jobsList.map((j) => [j, j])),
-    mk("status", "Status", STATUSES.map((s) => [s, s])),
-    mk("trigger", "Trigger", TRIGGERS.map((s) => [s, s])),
-    mk("schedule_id", "Schedule", schedules.map((s) => [s.id, s.name])),
-    h("button.btn.btn-small.btn-secondary", { type: "reset" }, "Clear"));
-  const t = table({
-    caption: "Run history",
-    className: "history-table",
-    columns: [{ label: "Run" }, { label: "Job" }, { label: "Status" }, { label: "Trigger" },
-      { label: "Schedule" }, { label: "Batch" }, { label: "Queued" }, { label: "Duration" }],
-    empty: "No runs match these filters.",
-  });
-  const rows = new Map();
-  const row = (run) => t.row([
-    runLink(run.id),
-    h("strong", run.job_name),
-    statusBadge(run.status),
-    h("span", run.trigger, run.triggered_by ? h("span.muted.small", ` ${run.triggered_by}`) : null),
-    scheduleLink(run.schedule_id),
-    batchLink(run.batch_id),
-    when(run.queued_at),
-    run.status === "RUNNING" ? elapsedEl(run.started_at) : duration(run.duration_ms),
-  ], { dataset: { runId: String(run.id), status: run.status } });
-  const paging = pager(async (cursor) => {
-    const page = await api.get(`/job-runs${api.query({ ...filters, limit: 25, cursor })}`);
-    if (!ctx.current) return page;
-    rows.clear();
-    t.setRows(page.runs.map((run) => {
-      const el = row(run);
-      rows.set(run.id, el);
-      return el;
-    }));
-    return page;
-  }, "Run history pages");
-  const apply = () => {
-    for (const el of form.querySelectorAll("select")) filters[el.name] = el.value;
-    const next = {};
-    for (const [k, v] of new URLSearchParams(window.location.search)) next[k] = v;
-    ctx.replaceQuery({ ...next, ...filters });
-    paging.reset().catch((err) => err.status !== 401 && toast(err.message, "error"));
-  };
-  form.addEventListener("change", apply);
-  form.addEventListener("reset", () => window.setTimeout(apply, 0));
-  form.addEventListener("submit", (e) => { e.preventDefault(); apply(); });
-  const matches = (run) => (!filters.job || run.job_name === filters.job)
-    && (!filters.status || filters.status.split(",").includes(run.status))
-    && (!filters.trigger || filters.trigger.split(",").includes(run.trigger))
-    && (!filters.schedule_id || run.schedule_id === filters.schedule_id);
-  const onRun = (run) => {
-    const known = rows.get(run.id);
-    if (known) {
-      if (matches(run)) rows.set(run.id, swap(known, row(run)));
-      return;
-    }
-    if (!paging.onFirstPage || !matches(run)) return;
-    const newest = Math.max(0, ...rows.keys());
-    if (run.id < newest) return;
-    const el = row(run);
-    t.tbody.prepend(el);
-    rows.set(run.id, el);
-    while (t.tbody.children.length > 25) {
-      const last = t.tbody.lastElementChild;
-      rows.delete(Number(last.dataset.runId));
-      last.remove();
-    }
-    t.refreshEmpty();
-  };
-  const el = h("section.section", { "aria-labelledby": "runs-title" },
-    h("div.section-head", h("h2", { id: "runs-title" }, "Run history"),
-      h("p.muted", "Every run, newest first.")),
-    form, t.el, paging.el);
-  return { el, load: () => paging.reset(), onRun };
-}
-
 export async function renderJobs(ctx) {
-  const [jobsData, schedulesData] = await Promise.all([api.get("/jobs"), api.get("/schedules")]);
+  const jobsData = await api.get("/jobs");
   if (!ctx.current) return;
   const active = activeSection(ctx);
   const refreshJobs = debounce(async () => {
@@ -290,22 +199,20 @@ export async function renderJobs(ctx) {
   }, 500);
   ctx.onLeave(() => refreshJobs.cancel());
   const registry = registrySection(ctx, () => {});
-  const history = historySection(ctx, jobsData.jobs.map((j) => j.name), schedulesData.schedules);
   fill(ctx.el,
     h("div.page-head", h("h1", "Jobs"),
-      h("p.lede", "What runs now, every job of the application, and what ran before.")),
-    active.el, registry.el, history.el);
+      h("p.lede", "What runs now and every job of the application; open a job for its history, "
+        + "or see ", link("/admin/runs", "every run"), ".")),
+    active.el, registry.el);
   registry.render(jobsData);
   ctx.on("run", (run) => {
     active.upsert(run);
     registry.onRun(run, active.rows);
-    history.onRun(run);
   });
   ctx.on("open", ({ reconnected }) => {
     if (!reconnected) return;
     active.load().catch(() => {});
-    history.load().catch(() => {});
     refreshJobs();
   });
-  await Promise.all([active.load(), history.load()]);
+  await active.load();
 }

@@ -6,6 +6,7 @@ import {
   actionButton, batchLink, confirmDialog, daemonBanner, errorBox, link, openDialog, pager, pill,
   setSwitch, statusBadge, table, toggleSwitch, when,
 } from "../components.js";
+import { ledgerSection, nextSlotsSection } from "./slots.js";
 
 const ACTIVE = new Set(["QUEUED", "RUNNING"]);
 const rank = (status) => (status === "QUEUED" ? 0 : status === "RUNNING" ? 1 : 2);
@@ -547,10 +548,12 @@ export async function renderSchedule(ctx) {
     }));
     return page;
   }, "History pages");
+  const nextSlots = nextSlotsSection(id);
+  const ledger = ledgerSection(ctx, id);
   fill(ctx.el,
     h("p.crumbs", link("/admin/schedules", "← Schedules")),
     h("div.page-head", heading),
-    banner.el, tbl,
+    banner.el, tbl, nextSlots.el, ledger.el,
     h("section.section", { "aria-labelledby": "history-title" },
       h("div.section-head", h("h2", { id: "history-title" }, "History"),
         h("p.muted", "Batches newest first: fired slots, manual runs, and missed or skipped slots with the reason.")),
@@ -571,6 +574,7 @@ export async function renderSchedule(ctx) {
     } else row.update(s);
     await Promise.all([loadLastBatches([row]), paging.onFirstPage ? paging.reset() : null]);
   };
+  const loadSlots = () => Promise.all([nextSlots.load(), ledger.load()]);
   const reloadHistory = debounce(() => { if (paging.onFirstPage) paging.reset().catch(() => {}); }, 400);
   const reload = debounce(() => load().catch((err) => err.status !== 401 && toast(err.message, "error")), 300);
   ctx.onLeave(() => { reload.cancel(); reloadHistory.cancel(); });
@@ -589,6 +593,7 @@ export async function renderSchedule(ctx) {
   ctx.on("run", (run) => { if (run.schedule_id === id) reloadHistory(); });
   try {
     await load();
+    await loadSlots();
   } catch (err) {
     if (err.status === 404) {
       fill(ctx.el, h("p.crumbs", link("/admin/schedules", "← Schedules")),
