@@ -50,6 +50,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # Also declared in pyproject.toml; repeated so this file works on its own.
     config.addinivalue_line("markers", "mysql: needs MariaDB/MySQL (JOBSYS_TEST_MYSQL_URL)")
     config.addinivalue_line("markers", "slow: takes seconds")
+    config.addinivalue_line("markers", "long: runs for minutes by design (scheduled first)")
     raw = os.environ.get(MYSQL_ENV, "").strip()
     try:
         url = normalize_url(raw) if raw else None
@@ -62,6 +63,21 @@ def pytest_configure(config: pytest.Config) -> None:
         base = make_url(url)
         url = base.set(database=f"{base.database}_{worker}").render_as_string(hide_password=False)
     config.stash[_MYSQL_USE] = _MysqlUse(url=url)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long tests first, then slow ones, each group in its usual order.
+
+    pytest-xdist hands tests out in collection order; a three-minute test that starts
+    last keeps one worker busy after the others have finished (the suite's tail). Started
+    first, it overlaps the short tests instead.
+    """
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("long") is None,
+            item.get_closest_marker("slow") is None,
+        )
+    )
 
 
 def pytest_terminal_summary(

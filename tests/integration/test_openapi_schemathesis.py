@@ -83,7 +83,7 @@ def mismatches(recorder: Any) -> dict[str, str]:
     return found
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(web: Web) -> None:
     schema = schemathesis.openapi.from_asgi(
         f"{API}/openapi.json", web.web, config=config(web), headers=web.admin

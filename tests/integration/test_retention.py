@@ -430,7 +430,7 @@ def _bulk_history(engine: Engine, at: datetime) -> None:
             )
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.mysql
 def test_daemon_prunes_a_large_backlog_while_firing_on_time(mysql_url: str, tmp_path: Path) -> None:
     from jobsys.store.db import make_engine

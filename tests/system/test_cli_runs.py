@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import col
@@ -19,6 +20,8 @@ from sqlmodel import col
 from jobsys.store.models import AuditLog
 from jobsys.store.queries import get_run
 from tests.process_helpers import ROOT, daemon_process, jobsys_env, run_cli, wait_for
+
+pytestmark = pytest.mark.slow  # real CLI processes, tens of seconds
 
 APP = str(ROOT / "tests" / "apps" / "isolation_app.py")
 

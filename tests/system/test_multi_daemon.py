@@ -26,7 +26,7 @@ from tests.process_helpers import ROOT, daemon_process, wait_for
 APP = str(ROOT / "tests" / "apps" / "many_schedules_app.py")
 RUN_FOR_S = 190  # a little over three minutes: at least three slots of every schedule
 
-pytestmark = [pytest.mark.slow, pytest.mark.mysql]
+pytestmark = [pytest.mark.long, pytest.mark.slow, pytest.mark.mysql]
 
 
 @pytest.mark.parametrize("kill_one", [False, True], ids=["three-daemons", "one-killed"])

@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from jobsys.clock import SystemClock
 from jobsys.store import users
 from jobsys.store.db import make_engine
 from tests.system.test_web_process import run_admin
 from tests.web_helpers import audit_rows
+
+pytestmark = pytest.mark.slow  # real CLI processes, tens of seconds
 
 ALICE = "alice@example.com"
 BOB = "bob@example.com"
