@@ -204,6 +204,8 @@ class JobRun(SQLModel, table=True):
         Index("ix_job_run_worker_id_status", "worker_id", "status"),
         # /metrics counts runs per job and status from this index alone
         Index("ix_job_run_job_name_status", "job_name", "status"),
+        # the overview counts finished runs per hour and status from this index alone (0009)
+        Index("ix_job_run_finished_at_status", "finished_at", "status"),
         MYSQL_TABLE_OPTIONS,
     )
 
