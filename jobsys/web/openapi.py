@@ -141,6 +141,11 @@ _WORKER = {
     "last_heartbeat_at": _TIME,
     "heartbeat_age_s": {"type": "number"},
     "alive": _BOOL,
+    "health": {
+        "type": "string",
+        "enum": ["healthy", "warning", "critical"],
+        "description": "its heartbeat's age by the thresholds of `jobsys health`",
+    },
 }
 _LOG = {"id": _INT, "ts": _TIME, "level": _STR, "message": _STR}
 

@@ -111,7 +111,7 @@ def daemon_status(report: HealthReport) -> dict[str, Any]:
 def daemon_fingerprint(status: Mapping[str, Any]) -> str:
     """What must change for a new ``daemon`` event (not the ages, which always do)."""
     workers = [
-        (w.get("id"), w.get("status"), w.get("last_heartbeat_at"), w.get("alive"))
+        (w.get("id"), w.get("status"), w.get("last_heartbeat_at"), w.get("alive"), w.get("health"))
         for w in status.get("workers", [])
     ]
     return json.dumps(
