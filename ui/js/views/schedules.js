@@ -3,7 +3,7 @@ import * as api from "../api.js";
 import { h, fill, toast, announce, debounce } from "../dom.js";
 import { duration, parseTime, plural, zonedText } from "../format.js";
 import {
-  actionButton, batchLink, confirmDialog, daemonBanner, errorBox, link, openDialog, pager, pill,
+  actionButton, backLink, batchLink, confirmDialog, daemonBanner, errorBox, link, openDialog, pager, pill,
   setSwitch, statusBadge, table, toggleSwitch, when,
 } from "../components.js";
 
@@ -492,7 +492,7 @@ function scheduleTable(caption) {
 /** Fill each row's "last run" with its last batch (counts for the jobs count). */
 async function loadLastBatches(rows) {
   await Promise.all(rows.map(async (row) => {
-    if (!row.s.last_batch_id) return;
+    // Every schedule: skipped slots may exist without a last run.
     try {
       // Enough history to find the last outcome behind a run of skipped slots.
       const page = await api.get(`/schedules/${encodeURIComponent(row.s.id)}/history?limit=25`);
@@ -617,7 +617,7 @@ export async function renderSchedule(ctx) {
     return page;
   }, "History pages");
   fill(ctx.el,
-    h("p.crumbs", link("/admin/schedules", "← Schedules")),
+    h("p.crumbs", backLink("/admin/schedules", "Schedules")),
     h("div.page-head", heading),
     banner.el, tbl,
     h("section.section", { "aria-labelledby": "history-title" },
@@ -661,7 +661,7 @@ export async function renderSchedule(ctx) {
     await load();
   } catch (err) {
     if (err.status === 404) {
-      fill(ctx.el, h("p.crumbs", link("/admin/schedules", "← Schedules")),
+      fill(ctx.el, h("p.crumbs", backLink("/admin/schedules", "Schedules")),
         h("h1", "Schedule not found"), errorBox(err));
       return;
     }
