@@ -18,6 +18,7 @@ from jobsys.manual import create_manual_batch
 from jobsys.store import audit, users
 from jobsys.store.db import session
 from jobsys.store.models import RunStatus, Trigger
+from jobsys.store.overview import read_overview, waiting_reason
 from jobsys.store.queries import (
     LOG_TAIL_LINES,
     MAX_LOG_LINES,
@@ -30,7 +31,6 @@ from jobsys.store.queries import (
     run_attempts,
     schedule_history,
 )
-from jobsys.store.overview import read_overview, waiting_reason
 from jobsys.store.reruns import rerun_failed, retry_run
 from jobsys.store.runs import request_cancel
 from jobsys.store.schedules import MAX_NOTE_LENGTH, get_view, schedule_views, set_enabled
@@ -417,7 +417,7 @@ def cancel_batch(ctx: WebContext, call: Call) -> Response:
 def overview_(ctx: WebContext, call: Call) -> Response:
     now = ctx.clock.now()
     report = health.evaluate(ctx.engine, now)
-    figures = read_overview(ctx.engine, now)
+    figures = read_overview(ctx.engine, now, cache=ctx.overview_cache)
     return _json(views.overview(figures, report, now))
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from jobsys.clock import Clock
 from jobsys.config import Settings
 from jobsys.definitions import App
+from jobsys.store.overview import HourlyCache
 
 log = logging.getLogger("jobsys.web")
 
@@ -71,6 +72,8 @@ class WebContext:
     stopping: threading.Event
     events: EventTiming
     streams: StreamCounter
+    #: the overview's counts of closed hours (``jobsys.store.overview``)
+    overview_cache: HourlyCache = field(default_factory=HourlyCache)
 
     def wake_daemons(self) -> int:
         """Tell live daemons to look at the database now (after new work or an enable)."""

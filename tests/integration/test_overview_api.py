@@ -201,3 +201,31 @@ def test_waiting_reason_of_queued_runs(web: Web) -> None:
         f"behind run #{extract} of the same job (one run of a job at a time)"
     )
     assert web.get(f"/job-runs/{extract}").json()["waiting_reason"] is None
+
+
+def test_closed_hours_are_cached_and_the_open_ones_read_fresh(web: Web) -> None:
+    """The per-process cache of closed hours gives the answer a fresh read gives."""
+    from jobsys.store.overview import HourlyCache, read_overview
+
+    register_daemon(web)
+    for _ in range(3):
+        web.post("/jobs/cleanup/run")
+        run_through(web)
+        web.clock.advance(2 * 3600)
+    cache = HourlyCache()
+
+    def counts(use: HourlyCache | None) -> dict[tuple[str, str], int]:
+        got = read_overview(web.engine, web.clock.now(), cache=use)
+        return {(c.hour.isoformat(), c.status): c.count for c in got.hourly}
+
+    first = counts(cache)
+    assert sum(first.values()) == 3
+    assert cache.closed_until is not None and cache.counts
+    web.post("/jobs/cleanup/run")  # finishes in the open hour: read fresh
+    run_through(web)
+    assert counts(cache) == counts(None)
+    assert sum(counts(cache).values()) == 4
+    web.clock.advance(8 * 24 * 3600)  # everything leaves the window, cache included
+    assert counts(cache) == {} == counts(None)
+    # the endpoint keeps one cache: two calls agree
+    assert web.get("/overview").json() == web.get("/overview").json()

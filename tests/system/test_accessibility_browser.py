@@ -317,8 +317,8 @@ def test_main_actions_from_the_keyboard(browser: Browser, site: Site) -> None:
         page.locator("body").focus()
         _tab_to(page, re.compile(rf"^Retry run #{site.ids['failed']} "))
         page.keyboard.press("Enter")
-        expect(page.locator(f".failures-table tr[data-run-id='{site.ids['failed']}']")).to_contain_text(
-            "retried as #", timeout=20_000
-        )
+        expect(
+            page.locator(f".failures-table tr[data-run-id='{site.ids['failed']}']")
+        ).to_contain_text("retried as #", timeout=20_000)
     finally:
         page.context.close()

@@ -109,7 +109,9 @@ def test_overview_is_the_landing_page_with_charts_failures_and_retry(
     # Two uPlot charts drawn on canvases, with text summaries of what they show.
     expect(page.locator("#chart-runs canvas")).to_have_count(1)
     expect(page.locator("#chart-rate canvas")).to_have_count(1)
-    expect(page.locator("#chart-runs-summary")).to_contain_text("1 finished run in the last 24 hours")
+    expect(page.locator("#chart-runs-summary")).to_contain_text(
+        "1 finished run in the last 24 hours"
+    )
     expect(page.locator("#stat-rate-24h")).to_have_text("0.0 %")
     page.get_by_role("button", name="Last 7 days").click()
     expect(page.get_by_role("button", name="Last 7 days")).to_have_attribute("aria-pressed", "true")
