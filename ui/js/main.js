@@ -103,8 +103,8 @@ async function route({ focus = false } = {}) {
   const el = main();
   // "Back" links return to the page shown before this one (components.backLink).
   const here = url.pathname + url.search;
-  if (lastShown && lastShown.title && lastShown.path !== here) window.__jobsysPrevious = lastShown;
-  lastShown = { path: here, title: null };
+  if (lastShown && lastShown.path !== here) window.__jobsysPrevious = lastShown;
+  lastShown = null; // set once the route is known (below)
   delete el.dataset.ready;
   if (path.replace(/\/$/, "") === "/login") {
     if (authenticated) {
@@ -120,6 +120,9 @@ async function route({ focus = false } = {}) {
   }
   let match = null;
   const found = ROUTES.find((r) => (match = path.match(r.re)));
+  // The route's title at once (a click before the page is ready still comes back here);
+  // the page's own title (e.g. "Run #3 purge") once it is ready.
+  lastShown = { path: here, title: found ? found.title : "Not found" };
   for (const a of document.querySelectorAll(".mainnav a")) {
     const on = found && a.dataset.section === found.section;
     if (on) a.setAttribute("aria-current", "page");

@@ -36,8 +36,9 @@ function series(hourly) {
   for (const bucket of hourly) {
     xs.push(parseTime(bucket.hour).getTime() / 1000);
     const all = bucket.success + bucket.failed + bucket.cancelled + bucket.skipped;
-    total.push(all);
-    failed.push(bucket.failed);
+    // null, not 0: an hour without runs draws no bar (zero-height bars look like a line)
+    total.push(all || null);
+    failed.push(bucket.failed || null);
     const decided = bucket.success + bucket.failed;
     rate.push(decided ? (100 * bucket.success) / decided : null);
   }
