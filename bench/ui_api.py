@@ -132,8 +132,11 @@ def time_api(client: httpx.Client, path: str, requests: int) -> list[float] | No
     return times
 
 
-def time_pages(base: str, pages: dict[str, str], renders: int) -> dict[str, list[float] | None]:
-    """Navigation start → ``main[data-ready]`` in ms, per page, in headless Chromium."""
+def time_pages(
+    base: str, pages: dict[str, str], renders: int, shots: Path | None = None
+) -> dict[str, list[float] | None]:
+    """Navigation start → ``main[data-ready]`` in ms, per page, in headless Chromium;
+    with ``shots``, a full-page screenshot of each page there."""
     from playwright.sync_api import sync_playwright
 
     from tests.ui_helpers import launch_chromium
@@ -161,6 +164,10 @@ def time_pages(base: str, pages: dict[str, str], renders: int) -> dict[str, list
                 page.wait_for_selector("main[data-ready]", timeout=30_000)
                 times.append((time.perf_counter() - t) * 1000)
             out[name] = times
+            if shots is not None:
+                shots.mkdir(parents=True, exist_ok=True)
+                slug = path.strip("/").replace("/", "_") or "admin"
+                page.screenshot(path=str(shots / f"bench_{slug}.png"), full_page=True)
         browser.close()
     return out
 
@@ -184,6 +191,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--renders", type=int, default=20)
+    parser.add_argument("--shots", type=Path, default=None, help="save screenshots here")
     args = parser.parse_args()
 
     app = load_app(None)
@@ -257,7 +265,7 @@ def main() -> int:
             "/admin/jobs": "/admin/jobs",
             "/admin/schedules": "/admin/schedules",
         }
-        rendered = time_pages(base, pages, args.renders)
+        rendered = time_pages(base, pages, args.renders, args.shots)
         print(
             f"\nRender in headless Chromium (navigation → main[data-ready]), "
             f"{args.renders} loads each"

@@ -82,6 +82,16 @@ def wait_failed(page: Page, run_id: int) -> None:
     )
 
 
+def charts_fit(page: Page) -> None:
+    """Wait until both charts were redrawn to their box's width (after a resize)."""
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('.chart')].every((box) => {
+            const plot = box.querySelector('.uplot');
+            return plot && Math.abs(plot.offsetWidth - Math.max(260, box.clientWidth)) <= 1;
+        })"""
+    )
+
+
 def open_overview(page: Page, system: Jobsys) -> None:
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Overview").click()
     expect(page.locator("h1")).to_have_text("Overview")
@@ -126,6 +136,7 @@ def test_overview_is_the_landing_page_with_charts_failures_and_retry(
     for width in WIDTHS:
         page.set_viewport_size({"width": width, "height": 900})
         expect(page.locator("#chart-runs canvas")).to_be_visible()
+        charts_fit(page)
         scroll = page.evaluate("document.documentElement.scrollWidth")
         assert scroll <= width, f"the overview at {width}px scrolls sideways ({scroll}px)"
         screenshot(page, f"overview_admin_{width}")
@@ -150,6 +161,7 @@ def test_viewer_overview_offers_no_retry_and_posts_are_refused(system: Jobsys, p
     assert api_fetch(page, "POST", f"/batches/{batch}/cancel", {})["status"] == 403
     for width in WIDTHS:
         page.set_viewport_size({"width": width, "height": 900})
+        charts_fit(page)
         screenshot(page, f"overview_viewer_{width}")
     # the batch page offers no "Cancel batch" to a viewer either
     page.goto(system.admin_url(f"/batches/{batch}"))

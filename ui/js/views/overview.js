@@ -65,12 +65,18 @@ function makeChart(box, kind) {
     }
     : {
       ...common,
-      series: [{}, { label: "success rate %", stroke: cssVar("--primary"), width: 2, spanGaps: false }],
+      // points shown: an hour alone between empty hours is a dot, not nothing
+      series: [{}, { label: "success rate %", stroke: cssVar("--primary"), width: 2, spanGaps: false,
+        points: { show: true, size: 6, fill: cssVar("--primary") } }],
       scales: { y: { range: [0, 100] } },
     };
   let plot = null;
-  const resize = debounce(() => { if (plot) plot.setSize({ width: width(), height: 200 }); }, 150);
-  window.addEventListener("resize", resize);
+  // Follow the box's width (window resize, phone rotation, the grid going to one column).
+  const resize = debounce(() => {
+    if (plot && plot.width !== width()) plot.setSize({ width: width(), height: 200 });
+  }, 100);
+  const observer = new ResizeObserver(() => resize());
+  observer.observe(box);
   return {
     update(data) {
       const rows = kind === "runs" ? [data.xs, data.total, data.failed] : [data.xs, data.rate];
@@ -78,7 +84,7 @@ function makeChart(box, kind) {
       else plot.setData(rows);
     },
     destroy() {
-      window.removeEventListener("resize", resize);
+      observer.disconnect();
       resize.cancel();
       if (plot) plot.destroy();
       plot = null;
