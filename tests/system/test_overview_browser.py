@@ -145,6 +145,12 @@ def test_overview_is_the_landing_page_with_charts_failures_and_retry(
     expect(page.locator(".toast")).to_contain_text("retried as")
     expect(failure).to_contain_text("retried as #", timeout=20_000)
 
+    # Live: a new failure shows up without a reload (the stream's run events).
+    page.evaluate("window.__sameDocument = true")
+    again = api_fetch(page, "POST", "/jobs/purge/run", {})["body"]["job_run_ids"][0]
+    expect(page.locator(f".failures-table tr[data-run-id='{again}']")).to_be_visible()
+    assert page.evaluate("window.__sameDocument === true")
+
 
 def test_viewer_overview_offers_no_retry_and_posts_are_refused(system: Jobsys, page: Page) -> None:
     login(page, system)

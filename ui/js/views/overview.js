@@ -1,6 +1,6 @@
 // Overview, the landing page: what runs now, how the last day and week went (charts),
 // the latest failures with Retry, overdue schedules and the daemons. One API call:
-// GET /api/admin/overview; live events trigger a (debounced) reload.
+// GET /api/admin/overview; live events trigger a (throttled) reload.
 import uPlot from "/admin/static/vendor/uplot/uPlot.esm.js";
 import * as api from "../api.js";
 import { h, fill, toast, debounce } from "../dom.js";
@@ -230,8 +230,20 @@ export async function renderOverview(ctx) {
     const d = await api.get("/overview");
     if (ctx.current) render(d);
   };
-  const reload = debounce(() => load().catch((err) => err.status !== 401 && console.error(err)), 1500);
-  ctx.onLeave(() => reload.cancel());
+  // At most one reload per 2 s however busy the stream is (a debounce would starve while
+  // runs keep finishing).
+  let timer = null;
+  let lastLoad = 0;
+  const reload = () => {
+    if (timer) return;
+    const wait = Math.max(0, lastLoad + 2000 - Date.now());
+    timer = window.setTimeout(() => {
+      timer = null;
+      lastLoad = Date.now();
+      load().catch((err) => err.status !== 401 && console.error(err));
+    }, wait);
+  };
+  ctx.onLeave(() => window.clearTimeout(timer));
   for (const kind of ["run", "batch", "schedule"]) ctx.on(kind, () => reload());
   ctx.on("daemon", (status) => banner.update(status));
   ctx.on("open", ({ reconnected }) => { if (reconnected) reload(); });
