@@ -179,6 +179,13 @@ def test_back_links_return_where_you_came_from(slow: Jobsys, page: Page) -> None
     expect(page.locator("h1")).to_have_text("Nightly ETL")
     expect(page.locator(".back-link")).to_have_text("← Schedules")
     # From the jobs page filtered by status, to a batch, and back to that filter.
+    page.wait_for_function(
+        """async (id) => (await (await fetch('/api/admin/job-runs/' + id))
+            .json()).status === 'FAILED'""",
+        arg=run_id,
+        timeout=30_000,
+        polling=300,
+    )
     page.goto(slow.admin_url("/jobs?status=FAILED"))
     expect(page.locator("#main")).to_have_attribute("data-ready", "1")
     page.locator(f"a[href='/admin/batches/{created['batch_id']}']").first.click()
