@@ -175,7 +175,7 @@ def test_back_links_return_where_you_came_from(slow: Jobsys, page: Page) -> None
     expect(page.locator(".back-link")).to_have_text("← Jobs")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Schedules").click()
     expect(page.locator("h1")).to_have_text("Schedules")
-    page.evaluate("document.querySelector('a[href=\"/admin/schedules/nightly-etl\"]').click()")
+    page.locator(".sched-name a[href='/admin/schedules/nightly-etl']").click()
     expect(page.locator("h1")).to_have_text("Nightly ETL")
     expect(page.locator(".back-link")).to_have_text("← Schedules")
     # From the jobs page filtered by status, to a batch, and back to that filter.
