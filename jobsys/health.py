@@ -102,6 +102,7 @@ def evaluate(engine: Engine, now: datetime, thresholds: Thresholds | None = None
             "last_heartbeat_at": iso_utc(w.last_heartbeat_at),
             "heartbeat_age_s": round((now - w.last_heartbeat_at).total_seconds(), 1),
             "alive": (now - w.last_heartbeat_at).total_seconds() <= t.max_age_s,
+            "health": _worker_health((now - w.last_heartbeat_at).total_seconds(), t),
         }
         for w in worker_rows
     ]
@@ -164,6 +165,15 @@ def evaluate(engine: Engine, now: datetime, thresholds: Thresholds | None = None
         )
     )
     return report
+
+
+def _worker_health(age_s: float, t: Thresholds) -> str:
+    """One daemon's heartbeat judged by the thresholds of the whole (API names)."""
+    if age_s > t.max_age_s:
+        return API_NAMES[CRITICAL]
+    if age_s > t.warn_age_s:
+        return API_NAMES[WARNING]
+    return API_NAMES[OK]
 
 
 def _lost_next_runs(schedules: list[RunnableSchedule], now: datetime) -> list[tuple[str, str]]:

@@ -177,8 +177,9 @@ def running_jobsys(db_url: str, tmp_path: Path, **extra: str) -> Iterator[Jobsys
 
 
 def login(page: Page, system: Jobsys, email: str = ADMIN, password: str = PASSWORD) -> None:
-    """Log in through the login form and wait for the schedules page."""
-    page.goto(system.admin_url())
+    """Log in through the login form and wait for the schedules page (asked for first:
+    the landing page is the overview)."""
+    page.goto(system.admin_url("/schedules"))
     page.fill("#login-email", email)
     page.fill("#login-password", password)
     page.click("form.login-form button[type=submit]")

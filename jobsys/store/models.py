@@ -207,6 +207,8 @@ class JobRun(SQLModel, table=True):
         # the runs page's from/to filter; a job page's success rates (migration 0009)
         Index("ix_job_run_queued_at", "queued_at"),
         Index("ix_job_run_job_name_finished_at_status", "job_name", "finished_at", "status"),
+        # the overview counts finished runs per hour and status from this index alone (0010)
+        Index("ix_job_run_finished_at_status", "finished_at", "status"),
         MYSQL_TABLE_OPTIONS,
     )
 

@@ -14,13 +14,14 @@ from starlette.responses import JSONResponse, Response
 from jobsys import cron, health, ledger, present
 from jobsys.backfill import MAX_PARALLEL, backfill
 from jobsys.clock import iso_utc
-from jobsys.errors import ConfigError, CronError
+from jobsys.errors import ConfigError, Conflict, CronError
 from jobsys.manual import create_manual_batch
 from jobsys.store import audit, users
 from jobsys.store.db import session
 from jobsys.store.jobstats import job_history
 from jobsys.store.ledger import ledger_inputs
 from jobsys.store.models import RunStatus, Trigger
+from jobsys.store.overview import read_overview, waiting_reason
 from jobsys.store.queries import (
     LOG_TAIL_LINES,
     MAX_LOG_LINES,
@@ -422,6 +423,7 @@ def get_job_run(ctx: WebContext, call: Call) -> Response:
     page = log_page(ctx.engine, run_id, after_id=after, before_id=before, limit=limit)
     detail = views.run_detail(run, page)
     detail["attempts"] = [present.attempt_json(a) for a in run_attempts(ctx.engine, run)]
+    detail["waiting_reason"] = waiting_reason(ctx.engine, run_id, ctx.clock.now())
     return _json(detail)
 
 
@@ -471,7 +473,49 @@ def get_batch_(ctx: WebContext, call: Call) -> Response:
     return _json(views.batch_view(get_batch(ctx.engine, batch_id)))
 
 
-# -- daemon and audit -----------------------------------------------------------------
+def cancel_batch(ctx: WebContext, call: Call) -> Response:
+    """Cancel every queued and running run of a batch at once (one audit row)."""
+    Body(call.body, ())
+    batch_id = parse_id(call.path("id"), "batch")
+    batch = get_batch(ctx.engine, batch_id)  # NotFound -> 404
+    active = [r for r in batch.runs if r.status in (RunStatus.QUEUED, RunStatus.RUNNING)]
+    if not active:
+        raise conflict(f"batch {batch_id} has no queued or running run to cancel")
+    now = ctx.clock.now()
+    # The queued ones first, last in dependency order first: none starts meanwhile.
+    ordered = sorted(active, key=lambda r: (r.status == RunStatus.RUNNING, -r.position))
+    cancelled: list[int] = []
+    for run in ordered:
+        try:
+            request_cancel(ctx.engine, run.id, now)
+        except Conflict:
+            continue  # it finished meanwhile
+        cancelled.append(run.id)
+    with session(ctx.engine) as s:
+        audit.record(
+            s,
+            at=now,
+            actor=call.actor,
+            action="batch.cancel",
+            target_type="batch",
+            target_id=str(batch_id),
+            before={"status": batch.status, "active_runs": [r.id for r in active]},
+            after={"cancel_requested": sorted(cancelled)},
+            ip=call.ip,
+        )
+        s.commit()
+    ctx.wake_daemons()
+    return _json(views.batch_view(get_batch(ctx.engine, batch_id)))
+
+
+# -- overview, daemon and audit -------------------------------------------------------
+def overview_(ctx: WebContext, call: Call) -> Response:
+    now = ctx.clock.now()
+    report = health.evaluate(ctx.engine, now)
+    figures = read_overview(ctx.engine, now, cache=ctx.overview_cache)
+    return _json(views.overview(figures, report, now))
+
+
 def daemon_status(ctx: WebContext, call: Call) -> Response:
     return _json(views.daemon_status(health.evaluate(ctx.engine, ctx.clock.now())))
 
@@ -750,6 +794,14 @@ def api_routes() -> list[ApiRoute]:
         ApiRoute("GET", f"{P}/batches/{{id}}", get_batch_, R,
                  "One batch with its runs in dependency order and a timeline", "runs",
                  response_schema="Batch", errors=(404,)),
+        ApiRoute("POST", f"{P}/batches/{{id}}/cancel", cancel_batch, A,
+                 "Cancel every queued and running run of a batch (one audit row)", "runs",
+                 response_schema="Batch", errors=(404, 409)),
+        ApiRoute("GET", f"{P}/overview", overview_, R,
+                 "The overview page in one answer: runs queued and running now, finished "
+                 "runs per hour over 7 days with success rates, the latest failures, "
+                 "overdue schedules and the daemon status", "overview",
+                 response_schema="Overview"),
         ApiRoute("GET", f"{P}/daemon/status", daemon_status, R,
                  "Daemon heartbeats and health (same verdict as `jobsys health`)", "daemon",
                  response_schema="DaemonStatus"),

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from jobsys.clock import Clock
 from jobsys.config import Settings
 from jobsys.definitions import App
+from jobsys.store.overview import HourlyCache
 
 log = logging.getLogger("jobsys.web")
 
@@ -99,6 +100,8 @@ class WebContext:
     events: EventTiming
     streams: StreamCounter
     wake_addresses: WakeAddresses = field(default_factory=WakeAddresses)
+    #: the overview's counts of closed hours (``jobsys.store.overview``)
+    overview_cache: HourlyCache = field(default_factory=HourlyCache)
 
     def wake_daemons(self) -> int:
         """Tell live daemons to look at the database now (after new work or an enable)."""

@@ -142,6 +142,11 @@ _WORKER = {
     "last_heartbeat_at": _TIME,
     "heartbeat_age_s": {"type": "number"},
     "alive": _BOOL,
+    "health": {
+        "type": "string",
+        "enum": ["healthy", "warning", "critical"],
+        "description": "its heartbeat's age by the thresholds of `jobsys health`",
+    },
 }
 _LOG = {"id": _INT, "ts": _TIME, "level": _STR, "message": _STR}
 
@@ -398,6 +403,10 @@ SCHEMAS: dict[str, Any] = {
                 "description": "a page of the log, oldest first (by default its end)",
             },
             "log_count": {**_INT, "description": "log lines stored for the run"},
+            "waiting_reason": {
+                **_OPT_STR,
+                "description": "why a QUEUED run has not started (null unless queued)",
+            },
             "logs_earlier": {**_INT, "description": "lines before the page (`logs_before`)"},
             "logs_later": {**_INT, "description": "lines after the page (`logs_after`)"},
             "attempts": {
@@ -457,6 +466,73 @@ SCHEMAS: dict[str, Any] = {
                 "description": "enabled schedules whose next run is lost (a daemon repairs it)",
             },
             "workers": {"type": "array", "items": _obj(_WORKER)},
+        }
+    ),
+    "Overview": _obj(
+        {
+            "generated_at": _TIME,
+            "runs_now": _obj({"queued": _INT, "running": _INT}),
+            "windows": _obj(
+                {"24h": _ref("OutcomeWindow"), "7d": _ref("OutcomeWindow")},
+            ),
+            "hourly": {
+                "type": "array",
+                "description": "finished runs per hour (UTC), the last 7 days, oldest first",
+                "items": _obj(
+                    {
+                        "hour": _TIME,
+                        "success": _INT,
+                        "failed": _INT,
+                        "cancelled": _INT,
+                        "skipped": _INT,
+                    }
+                ),
+            },
+            "failures": {
+                "type": "array",
+                "description": "the latest failed runs, newest first",
+                "items": _obj(
+                    {
+                        "id": _INT,
+                        "job_name": _STR,
+                        "batch_id": _INT,
+                        "schedule_id": _OPT_STR,
+                        "trigger": _STR,
+                        "finished_at": _TIME,
+                        "error": _OPT_STR,
+                        "attempt": _INT,
+                        "retried_as": {**_OPT_INT, "description": "its newest later attempt"},
+                    }
+                ),
+            },
+            "overdue": {
+                "type": "array",
+                "description": "enabled schedules not fired within their grace",
+                "items": _obj(
+                    {
+                        "id": _STR,
+                        "name": _STR,
+                        "next_run_at": _TIME,
+                        "overdue_s": _INT,
+                        "grace_s": _INT,
+                        "reason": _STR,
+                    }
+                ),
+            },
+            "daemon": _ref("DaemonStatus"),
+        }
+    ),
+    "OutcomeWindow": _obj(
+        {
+            "total": _INT,
+            "success": _INT,
+            "failed": _INT,
+            "cancelled": _INT,
+            "skipped": _INT,
+            "success_rate": {
+                "type": ["number", "null"],
+                "description": "successes among successes and failures (null: none)",
+            },
         }
     ),
     "AuditEntry": _obj(

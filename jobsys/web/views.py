@@ -17,6 +17,7 @@ from jobsys.definitions import App
 from jobsys.health import HealthReport
 from jobsys.ledger import Ledger, LedgerEntry, Upcoming, format_offset
 from jobsys.store.jobstats import JobHistory
+from jobsys.store.overview import OverdueRow, OverviewFigures
 from jobsys.store.rows import BatchWithRuns, JobActivity, LogPage, RunRow
 from jobsys.store.schedules import ScheduleView
 from jobsys.vocabulary import MissedPolicy
@@ -115,7 +116,7 @@ def daemon_status(report: HealthReport) -> dict[str, Any]:
 def daemon_fingerprint(status: Mapping[str, Any]) -> str:
     """What must change for a new ``daemon`` event (not the ages, which always do)."""
     workers = [
-        (w.get("id"), w.get("status"), w.get("last_heartbeat_at"), w.get("alive"))
+        (w.get("id"), w.get("status"), w.get("last_heartbeat_at"), w.get("alive"), w.get("health"))
         for w in status.get("workers", [])
     ]
     return json.dumps(
@@ -302,4 +303,93 @@ def upcoming_json(view: ScheduleView, slots: Sequence[Upcoming]) -> dict[str, An
             }
             for s in slots
         ],
+    }
+
+
+def _window(hourly: list[dict[str, Any]]) -> dict[str, Any]:
+    """Totals of some hours: runs per outcome and the success rate (successes among
+    successes and failures; null when there were none)."""
+    sums = {k: sum(h[k] for h in hourly) for k in ("success", "failed", "cancelled", "skipped")}
+    decided = sums["success"] + sums["failed"]
+    return {
+        "total": sum(sums.values()),
+        **sums,
+        "success_rate": round(sums["success"] / decided, 4) if decided else None,
+    }
+
+
+def overdue_reason(row: OverdueRow, report: HealthReport, now: datetime) -> str:
+    """Why an enabled schedule's slot has not fired, as far as the database tells."""
+    if not report.daemon_running:
+        return "no daemon is running"
+    if report.newest_heartbeat_at is not None:
+        age = (now - report.newest_heartbeat_at).total_seconds()
+        if age > 120:
+            return f"the newest daemon heartbeat is {age:.0f} s old"
+    if row.locked_by:
+        return f"daemon {row.locked_by} is firing it"
+    return f"not fired within its {row.grace_s} s grace; the daemon may be busy or asleep"
+
+
+def overview(figures: OverviewFigures, report: HealthReport, now: datetime) -> dict[str, Any]:
+    """``GET /api/admin/overview``: the landing page in one answer."""
+    from datetime import timedelta
+
+    from jobsys.clock import iso_utc
+
+    top = now.replace(minute=0, second=0, microsecond=0)
+    hours = [top - timedelta(hours=i) for i in range(7 * 24 - 1, -1, -1)]
+    counts: dict[datetime, dict[str, int]] = {h: {} for h in hours}
+    for c in figures.hourly:
+        if c.hour in counts:
+            counts[c.hour][c.status] = c.count
+    hourly = [
+        {
+            "hour": iso_utc(h),
+            "success": counts[h].get("SUCCESS", 0),
+            "failed": counts[h].get("FAILED", 0),
+            "cancelled": counts[h].get("CANCELLED", 0),
+            "skipped": counts[h].get("SKIPPED", 0),
+        }
+        for h in hours
+    ]
+    overdue = []
+    for sid in report.overdue:
+        row = figures.schedules.get(sid)
+        if row is None or row.next_run_at is None:
+            continue
+        overdue.append(
+            {
+                "id": row.id,
+                "name": row.name,
+                "next_run_at": iso_utc(row.next_run_at),
+                "overdue_s": round((now - row.next_run_at).total_seconds()),
+                "grace_s": row.grace_s,
+                "reason": overdue_reason(row, report, now),
+            }
+        )
+    return {
+        "generated_at": iso_utc(now),
+        "runs_now": {
+            "queued": figures.active.get("QUEUED", 0),
+            "running": figures.active.get("RUNNING", 0),
+        },
+        "windows": {"24h": _window(hourly[-24:]), "7d": _window(hourly)},
+        "hourly": hourly,
+        "failures": [
+            {
+                "id": f.id,
+                "job_name": f.job_name,
+                "batch_id": f.batch_id,
+                "schedule_id": f.schedule_id,
+                "trigger": f.trigger,
+                "finished_at": iso_utc(f.finished_at),
+                "error": f.error,
+                "attempt": f.attempt,
+                "retried_as": f.retried_as,
+            }
+            for f in figures.failures
+        ],
+        "overdue": overdue,
+        "daemon": daemon_status(report),
     }

@@ -88,7 +88,11 @@ def test_login(system: Jobsys, page: Page) -> None:
     expect(page.locator("tbody.schedule")).to_have_count(3)
     expect(page.locator(SCHEDULE)).to_contain_text("Nightly ETL")
     expect(page.locator(SCHEDULE)).to_contain_text("At 02:00 every day")
-    expect(page.locator(SCHEDULE)).to_contain_text("Missed runs are skipped")
+    # The policy is explained once, in the legend; each row names its policy.
+    expect(page.locator(SCHEDULE)).to_contain_text("Missed runs: SKIP")
+    expect(page.locator(".policy-legend")).to_have_count(1)
+    expect(page.locator(".policy-legend")).to_contain_text("missed runs are skipped")
+    expect(page.locator(".policy-text")).to_have_count(0)
     expect(page.locator("#schedule-prod-maintenance")).to_contain_text(
         "not active in this environment"
     )
@@ -308,7 +312,7 @@ def test_layout_and_keyboard(system: Jobsys, page: Page) -> None:
             page.wait_for_selector("main[data-ready]")
             scroll = page.evaluate("document.documentElement.scrollWidth")
             assert scroll <= width, f"{path or '/'} at {width}px scrolls sideways ({scroll}px)"
-        page.goto(system.admin_url())
+        page.goto(system.admin_url("/schedules"))
         expect(page.locator("tbody.schedule")).to_have_count(3)
         screenshot(page, f"test_layout_schedules_{width}")
 

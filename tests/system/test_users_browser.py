@@ -91,7 +91,7 @@ def open_page(browser: Browser, width: int) -> Iterator[Page]:
 
 
 def log_in(page: Page, site: Site, email: str, password: str = PASSWORD) -> None:
-    page.goto(site.page_url())
+    page.goto(site.page_url("/schedules"))
     page.fill("#login-email", email)
     page.fill("#login-password", password)
     page.click("form.login-form button[type=submit]")

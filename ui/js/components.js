@@ -1,7 +1,8 @@
 // Shared pieces of the views: badges, the switch, dialogs, progress bars, tables, pagers.
 import { h, fill, newId } from "./dom.js";
 import { isAdmin } from "./api.js";
-import { timeEl } from "./format.js";
+import { timeEl, absText, duration } from "./format.js";
+import * as live from "./live.js";
 
 export const STATUS_TEXT = {
   QUEUED: "Queued",
@@ -70,8 +71,21 @@ export function setSwitch(btn, checked, { disabled = false, reason = "" } = {}) 
   else btn.removeAttribute("title");
 }
 
-/** A progress bar from done/total (indeterminate while the total is unknown). */
-export function progressBar(done, total, label = "Progress") {
+/** "about 2 min left" from the progress so far and when the run started (null: unknown). */
+export function timeLeft(done, total, startedIso, now = Date.now()) {
+  const started = startedIso ? Date.parse(startedIso) : NaN;
+  if (!Number.isInteger(done) || !Number.isInteger(total) || done <= 0 || total <= 0 || Number.isNaN(started)) return null;
+  if (done >= total) return null;
+  const elapsed = Math.max(0, now - started);
+  const left = (elapsed * (total - done)) / done;
+  return `about ${duration(left)} left`;
+}
+
+/**
+ * A progress bar from done/total (indeterminate while the total is unknown), captioned
+ * with the percentage and, given when the run started, an estimate of the time left.
+ */
+export function progressBar(done, total, label = "Progress", { startedAt = null } = {}) {
   const known = Number.isInteger(total) && total > 0 && Number.isInteger(done);
   const pct = known ? Math.max(0, Math.min(100, (100 * done) / total)) : null;
   const bar = h("div.progress", {
@@ -83,8 +97,10 @@ export function progressBar(done, total, label = "Progress") {
     "aria-valuetext": known ? `${done} of ${total} (${Math.round(pct)}%)` : "in progress",
     class: known ? null : "progress-indeterminate",
   }, h("div.progress-fill", { style: known ? `width: ${pct.toFixed(1)}%` : null }));
-  const caption = known ? `${done} / ${total}` : "";
-  return h("div.progress-wrap", bar, caption ? h("span.progress-caption", caption) : null);
+  const caption = known ? `${Math.round(pct)} % (${done} / ${total})` : "";
+  const eta = known ? timeLeft(done, total, startedAt) : null;
+  return h("div.progress-wrap", bar, caption ? h("span.progress-caption", caption) : null,
+    eta ? h("span.progress-eta", eta) : null);
 }
 
 // -- dialogs ---------------------------------------------------------------------------
@@ -124,12 +140,12 @@ export function openDialog({ title, body, actions = [], wide = false, onOpen = n
 }
 
 /** A yes/no confirmation; resolves true when confirmed. */
-export function confirmDialog({ title, message, confirmText = "Confirm", danger = false }) {
+export function confirmDialog({ title, message, confirmText = "Confirm", cancelText = "Cancel", danger = false }) {
   return openDialog({
     title,
     body: h("div.confirm-message", message),
     actions: [
-      (close) => h("button.btn.btn-secondary", { type: "button", onclick: () => close(false) }, "Cancel"),
+      (close) => h("button.btn.btn-secondary", { type: "button", onclick: () => close(false), dataset: { dismiss: "" } }, cancelText),
       (close) => h(`button.btn.${danger ? "btn-danger" : "btn-primary"}`,
         { type: "button", onclick: () => close(true), dataset: { confirm: "" }, autofocus: true },
         confirmText),
@@ -249,6 +265,19 @@ export function link(href, text, attrs = {}) {
   return h("a", { href, dataset: { nav: "" }, ...attrs }, text);
 }
 
+/**
+ * "← where you came from": the page the user was on before this one (inside the app),
+ * else `fallbackHref` / `fallbackText`. main.js records the previous page.
+ */
+export function backLink(fallbackHref, fallbackText) {
+  const prev = window.__jobsysPrevious;
+  const here = window.location.pathname + window.location.search;
+  if (prev && prev.path && prev.path !== here) {
+    return link(prev.path, `← ${prev.title}`, { class: "back-link" });
+  }
+  return link(fallbackHref, `← ${fallbackText}`, { class: "back-link" });
+}
+
 export function runLink(id, text = null) {
   return link(`/admin/runs/${id}`, text || `#${id}`);
 }
@@ -273,7 +302,11 @@ const HEALTH_TITLE = {
   unknown: "Daemon status unknown",
 };
 
-/** The banner element; `update(status)` fills it from GET /daemon/status or the stream. */
+/**
+ * The banner element; `update(status)` fills it from GET /daemon/status or the stream.
+ * While the live stream is down the banner says the page is stale instead of showing
+ * the last (possibly outdated) verdict; it shows the verdict again once the stream is back.
+ */
 export function daemonBanner() {
   const title = h("strong.banner-title", "Daemon status…");
   const message = h("span.banner-message", "");
@@ -282,17 +315,40 @@ export function daemonBanner() {
     h("span.banner-icon", { "aria-hidden": "true" }, "●"),
     h("div.banner-text", title, " ", message, problems),
     link("/admin/workers", "Workers", { class: "banner-link" }));
+  let last = null;
+  let readAt = null;
+  const stale = () => ["reconnecting", "stopped"].includes(live.liveState());
+  const show = () => {
+    if (stale()) {
+      el.className = "banner health-stale";
+      el.dataset.health = "stale";
+      title.textContent = "Live updates disconnected:";
+      message.textContent = `this page may be stale${readAt ? ` (the daemon status shown was read at ${absText(readAt)})` : ""}; reconnecting…`;
+      fill(problems);
+      return;
+    }
+    if (!last) return;
+    const health = last.health || "unknown";
+    el.className = `banner health-${health}`;
+    el.dataset.health = health;
+    title.textContent = `${HEALTH_TITLE[health] || health}:`;
+    message.textContent = last.health_message || "";
+    const extra = (last.problems || []).filter((p) => p !== last.health_message);
+    fill(problems, extra.map((p) => h("li", p)));
+  };
+  let seen = false;
+  const off = live.on("state", () => {
+    if (el.isConnected) seen = true;
+    else if (seen) { off(); return; }
+    show();
+  });
   return {
     el,
     update(status) {
       if (!status) return;
-      const health = status.health || "unknown";
-      el.className = `banner health-${health}`;
-      el.dataset.health = health;
-      title.textContent = `${HEALTH_TITLE[health] || health}:`;
-      message.textContent = status.health_message || "";
-      const extra = (status.problems || []).filter((p) => p !== status.health_message);
-      fill(problems, extra.map((p) => h("li", p)));
+      last = status;
+      readAt = new Date();
+      show();
     },
   };
 }

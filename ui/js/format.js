@@ -37,6 +37,31 @@ export function zonedText(date, timeZone = undefined) {
   return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}:${parts.second}`;
 }
 
+// -- UTC or local: how absolute times are written, remembered per browser ---------------
+const TIME_MODE_KEY = "jobsys.timeMode";
+
+/** "utc" (the default: what the API, CLI and logs speak) or "local" (the browser's zone). */
+export function timeMode() {
+  try {
+    return window.localStorage.getItem(TIME_MODE_KEY) === "local" ? "local" : "utc";
+  } catch {
+    return "utc";
+  }
+}
+
+export function setTimeMode(mode) {
+  try {
+    window.localStorage.setItem(TIME_MODE_KEY, mode === "local" ? "local" : "utc");
+  } catch {
+    // storage refused (private mode): the choice lasts until the page reloads
+  }
+}
+
+/** "2026-11-25 02:00:00 UTC" or "2026-11-25 03:00:00 Europe/Paris", per the switch. */
+export function absText(date) {
+  return timeMode() === "local" ? `${zonedText(date)} ${LOCAL_TZ}` : `${utcText(date)} UTC`;
+}
+
 /** The tooltip of a time: UTC, the browser's zone and optionally the schedule's zone. */
 export function absoluteTitle(date, extraZone = null) {
   const lines = [`${utcText(date)} UTC`, `${zonedText(date)} local (${LOCAL_TZ})`];
@@ -73,7 +98,7 @@ export function timeEl(iso, { zone = null, empty = "—", absolute = false } = {
     dataset: { rel: String(date.getTime()) },
   }, relative(date));
   if (!absolute) return el;
-  return h("span.time-abs", el, h("span.abs", ` (${utcText(date)} UTC)`));
+  return h("span.time-abs", el, h("span.abs", ` (${absText(date)})`));
 }
 
 /** "850 ms", "1.5 s", "2 min 5 s", "1 h 2 min". */

@@ -2,7 +2,7 @@
 import * as api from "./api.js";
 import * as live from "./live.js";
 import { h, fill, toast, announce } from "./dom.js";
-import { tick } from "./format.js";
+import { tick, timeMode, setTimeMode } from "./format.js";
 import { errorBox } from "./components.js";
 import { renderLogin } from "./views/login.js";
 import { renderSchedules, renderSchedule } from "./views/schedules.js";
@@ -14,11 +14,12 @@ import { renderAudit } from "./views/audit.js";
 import { renderUsers } from "./views/users.js";
 import { renderRuns } from "./views/runs.js";
 import { renderJob } from "./views/job.js";
+import { renderOverview } from "./views/overview.js";
 
 const BASE = "/admin";
 
 const ROUTES = [
-  { re: /^\/?$/, view: renderSchedules, section: "schedules", title: "Schedules" },
+  { re: /^\/?$/, view: renderOverview, section: "overview", title: "Overview" },
   { re: /^\/schedules\/?$/, view: renderSchedules, section: "schedules", title: "Schedules" },
   { re: /^\/schedules\/([^/]+)\/?$/, view: renderSchedule, section: "schedules", title: "Schedule" },
   { re: /^\/jobs\/?$/, view: renderJobs, section: "jobs", title: "Jobs" },
@@ -35,6 +36,7 @@ const main = () => document.getElementById("main");
 let cleanups = [];
 let renderSeq = 0;
 let authenticated = false;
+let lastShown = null; // {path, title} of the page on screen, for back links
 
 function cleanup() {
   for (const fn of cleanups.splice(0)) {
@@ -76,6 +78,7 @@ function viewContext(el, match, url) {
       const next = new URL(window.location.href);
       next.search = api.query(params);
       window.history.replaceState(null, "", next.pathname + next.search);
+      if (seq === renderSeq && lastShown) lastShown.path = next.pathname + next.search;
     },
   };
 }
@@ -102,6 +105,10 @@ async function route({ focus = false } = {}) {
   cleanup();
   renderSeq += 1;
   const el = main();
+  // "Back" links return to the page shown before this one (components.backLink).
+  const here = url.pathname + url.search;
+  if (lastShown && lastShown.path !== here) window.__jobsysPrevious = lastShown;
+  lastShown = null; // set once the route is known (below)
   delete el.dataset.ready;
   if (path.replace(/\/$/, "") === "/login") {
     if (authenticated) {
@@ -117,6 +124,9 @@ async function route({ focus = false } = {}) {
   }
   let match = null;
   const found = ROUTES.find((r) => (match = path.match(r.re)));
+  // The route's title at once (a click before the page is ready still comes back here);
+  // the page's own title (e.g. "Run #3 purge") once it is ready.
+  lastShown = { path: here, title: found ? found.title : "Not found" };
   for (const a of document.querySelectorAll(".mainnav a")) {
     const on = found && a.dataset.section === found.section;
     if (on) a.setAttribute("aria-current", "page");
@@ -126,7 +136,7 @@ async function route({ focus = false } = {}) {
   if (!found) {
     document.title = "Not found · jobsys admin";
     fill(el, h("h1", "Not found"), h("p", "There is no page at this address. ",
-      h("a", { href: BASE, dataset: { nav: "" } }, "Go to the schedules.")));
+      h("a", { href: BASE, dataset: { nav: "" } }, "Go to the overview.")));
     return;
   }
   document.title = `${found.title} · jobsys admin`;
@@ -138,7 +148,11 @@ async function route({ focus = false } = {}) {
     console.error(err);
     if (ctx.current) el.append(errorBox(err));
   }
-  if (ctx.current) el.dataset.ready = "1";
+  if (ctx.current) {
+    el.dataset.ready = "1";
+    lastShown = { path: window.location.pathname + window.location.search,
+      title: document.title.replace(/ · jobsys admin$/, "") };
+  }
   if (focus && ctx.current) {
     const heading = el.querySelector("h1");
     (heading || el).setAttribute("tabindex", "-1");
@@ -231,8 +245,28 @@ function interceptLinks() {
   window.addEventListener("popstate", () => route());
 }
 
+/** The UTC/local switch in the top bar: remembered per browser, redraws the page. */
+function initTimeMode() {
+  const btn = document.getElementById("time-mode");
+  if (!btn) return;
+  const show = () => {
+    const local = timeMode() === "local";
+    btn.textContent = local ? "Times: local" : "Times: UTC";
+    btn.setAttribute("aria-pressed", String(local));
+    btn.title = local ? "Absolute times in your browser's zone; press for UTC" : "Absolute times in UTC; press for your browser's zone";
+  };
+  btn.addEventListener("click", () => {
+    setTimeMode(timeMode() === "local" ? "utc" : "local");
+    show();
+    announce(`Times shown in ${timeMode() === "local" ? "local time" : "UTC"}`);
+    if (authenticated) route();
+  });
+  show();
+}
+
 async function boot() {
   initLiveIndicator();
+  initTimeMode();
   interceptLinks();
   api.onUnauthenticated(() => {
     if (!authenticated) return;

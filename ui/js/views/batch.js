@@ -3,8 +3,30 @@ import * as api from "../api.js";
 import { h, fill, debounce, toast } from "../dom.js";
 import { duration, parseTime, plural } from "../format.js";
 import {
-  actionButton, batchLink, dl, errorBox, link, runLink, scheduleLink, statusBadge, when,
+  actionButton, backLink, batchLink, confirmDialog, dl, errorBox, runLink, scheduleLink, statusBadge, when,
 } from "../components.js";
+
+/** Cancel every queued and running run of the batch (after a confirmation). */
+async function cancelBatch(batch) {
+  const active = batch.runs.filter((r) => ACTIVE.has(r.status));
+  const ok = await confirmDialog({
+    title: `Cancel batch #${batch.id}?`,
+    message: h("p", `${plural(active.length, "run")} of this batch will be cancelled: queued runs do not start, `
+      + "running ones are asked to stop, then terminated."),
+    confirmText: "Cancel batch",
+    cancelText: "Keep running",
+    danger: true,
+  });
+  if (!ok) return null;
+  try {
+    const updated = await api.post(`/batches/${batch.id}/cancel`, {});
+    toast(`Cancel requested for batch #${batch.id}.`, "success");
+    return updated;
+  } catch (err) {
+    if (err.status !== 401) toast(`Could not cancel batch #${batch.id}: ${err.message}`, "error");
+    return null;
+  }
+}
 
 const ACTIVE = new Set(["QUEUED", "RUNNING"]);
 const RERUN = new Set(["FAILED", "CANCELLED", "SKIPPED"]);
@@ -85,7 +107,7 @@ export async function renderBatch(ctx) {
   const errorsEl = h("div");
   const actions = h("div.actions");
   fill(ctx.el,
-    h("p.crumbs", link("/admin/jobs", "← Jobs")),
+    h("p.crumbs", backLink("/admin/jobs", "Jobs")),
     h("div.page-head.run-head", heading, statusEl, actions),
     reasonEl, metaEl, countsEl,
     h("section.section", { "aria-labelledby": "tl-title" },
@@ -100,7 +122,13 @@ export async function renderBatch(ctx) {
     // Re-run failed: once the batch is final, its failed, cancelled and skipped runs.
     const rerunnable = !ACTIVE.has(batch.status)
       && batch.runs.some((r) => !r.next_attempt_id && RERUN.has(r.status));
-    fill(actions, rerunnable ? actionButton("Re-run failed", { id: "rerun-batch" }, async () => {
+    // Cancel batch: admins only (viewers are not offered it).
+    const cancellable = ACTIVE.has(batch.status) && api.isAdmin()
+      && batch.runs.some((r) => ACTIVE.has(r.status) && !r.cancel_requested);
+    fill(actions, cancellable ? h("button.btn.btn-danger", { type: "button", id: "cancel-batch", onclick: async () => {
+      const updated = await cancelBatch(batch);
+      if (updated && ctx.current) { batch = updated; render(); }
+    } }, "Cancel batch") : null, rerunnable ? actionButton("Re-run failed", { id: "rerun-batch" }, async () => {
       try {
         const created = await api.post(`/batches/${batch.id}/rerun`, {});
         toast(`Batch #${batch.id} re-run as batch #${created.batch_id}.`, "success");
@@ -111,6 +139,9 @@ export async function renderBatch(ctx) {
     }) : null);
     const what = batch.mode === "GROUP" ? `group ${batch.job_group}` : batch.mode === "JOB"
       ? `job ${(batch.runs[0] || {}).job_name || ""}` : "all jobs";
+    // A skipped (or missed) slot never started: say so instead of three empty fields.
+    const neverRan = !ACTIVE.has(batch.status) && !batch.started_at
+      && batch.runs.every((r) => !r.started_at);
     fill(metaEl, dl([
       ["Schedule", batch.schedule_id ? scheduleLink(batch.schedule_id) : h("span.muted", "— (manual)")],
       ["Trigger", `${batch.trigger}${batch.triggered_by ? ` by ${batch.triggered_by}` : ""}`],
@@ -119,9 +150,12 @@ export async function renderBatch(ctx) {
       batch.scheduled_for ? ["Slot", when(batch.scheduled_for, { absolute: true })] : null,
       batch.lateness_ms !== null && batch.lateness_ms !== undefined ? ["Fired late by", duration(batch.lateness_ms)] : null,
       ["Created", when(batch.created_at, { absolute: true })],
-      ["Started", when(batch.started_at, { empty: "not yet" })],
-      ["Finished", when(batch.finished_at, { empty: "not yet" })],
-      ["Duration", batch.duration_ms !== null && batch.duration_ms !== undefined ? duration(batch.duration_ms) : "—"],
+      ...(neverRan
+        ? [["Outcome", h("span.skipped-reason", { id: "batch-skipped" },
+          `${batch.status.toLowerCase()}: ${batch.reason || "no reason recorded"}`)]]
+        : [["Started", when(batch.started_at, { empty: "not yet" })],
+          ["Finished", when(batch.finished_at, { empty: "not yet" })],
+          ["Duration", batch.duration_ms !== null && batch.duration_ms !== undefined ? duration(batch.duration_ms) : "—"]]),
     ]));
     const counts = batch.counts || {};
     fill(countsEl, h("span.muted", `${plural(batch.total_runs ?? batch.runs.length, "job")}: `),
@@ -152,7 +186,7 @@ export async function renderBatch(ctx) {
     await load();
   } catch (err) {
     if (err.status === 404) {
-      fill(ctx.el, h("p.crumbs", link("/admin/jobs", "← Jobs")), h("h1", "Batch not found"), errorBox(err));
+      fill(ctx.el, h("p.crumbs", backLink("/admin/jobs", "Jobs")), h("h1", "Batch not found"), errorBox(err));
       return;
     }
     throw err;

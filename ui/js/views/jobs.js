@@ -17,7 +17,8 @@ export async function cancelRun(run) {
     message: h("p", run.status === "RUNNING"
       ? `${run.job_name} is running: it is asked to stop, then terminated, then killed after a grace period.`
       : `${run.job_name} is queued: it will not start.`),
-    confirmText: "Cancel the run",
+    confirmText: "Cancel run",
+    cancelText: "Keep running",
     danger: true,
   });
   if (!ok) return null;
@@ -49,7 +50,7 @@ function activeSection(ctx) {
     statusBadge(run.status),
     run.status === "RUNNING" ? elapsedEl(run.started_at)
       : h("span", h("span.muted", "waiting "), elapsedEl(run.queued_at)),
-    run.status === "RUNNING" ? progressBar(run.progress_done, run.progress_total, `Progress of ${run.job_name}`)
+    run.status === "RUNNING" ? progressBar(run.progress_done, run.progress_total, `Progress of ${run.job_name}`, { startedAt: run.started_at })
       : h("span.muted", "—"),
     batchLink(run.batch_id),
     run.cancel_requested ? h("span.muted", "cancelling…")

@@ -2,9 +2,9 @@
 // The page opens on the end of the log (where the error is); "Load earlier lines" pages back.
 import * as api from "../api.js";
 import { h, fill, newId, announce, toast } from "../dom.js";
-import { duration, elapsedEl, json, utcText, parseTime, zonedText, LOCAL_TZ } from "../format.js";
+import { absText, duration, elapsedEl, json, utcText, parseTime, zonedText, LOCAL_TZ } from "../format.js";
 import {
-  actionButton, batchLink, dl, errorBox, link, progressBar, runLink, scheduleLink, statusBadge, when,
+  actionButton, backLink, batchLink, dl, errorBox, link, progressBar, runLink, scheduleLink, statusBadge, when,
 } from "../components.js";
 import { cancelRun } from "./jobs.js";
 
@@ -17,7 +17,7 @@ function logLine(line) {
   const date = parseTime(line.ts);
   return h(`li.log-line.log-${level.toLowerCase()}`, { dataset: { level, logId: String(line.id) } },
     h("time.log-ts", date ? { datetime: date.toISOString(), title: `${utcText(date)} UTC\n${zonedText(date)} ${LOCAL_TZ}` } : {},
-      date ? utcText(date).slice(11) : ""),
+      date ? absText(date) : ""),
     h("span.log-level", level),
     h("span.log-msg", line.message));
 }
@@ -47,7 +47,7 @@ export async function renderRun(ctx) {
     "Load earlier lines");
   const countBar = h("p.muted.small.log-count-bar", countNote, " ", earlierBtn);
   fill(ctx.el,
-    h("p.crumbs", link("/admin/jobs", "← Jobs")),
+    h("p.crumbs", backLink("/admin/jobs", "Jobs")),
     h("div.page-head.run-head", heading, statusEl, actions),
     metaEl, errorEl, progressEl, attemptsEl,
     h("section.section", { "aria-labelledby": "params-title" },
@@ -122,10 +122,15 @@ export async function renderRun(ctx) {
   const renderRunData = (data) => {
     const previous = run ? run.status : null;
     run = { ...(run || {}), ...data };
+    if (previous && previous !== run.status && run.status === "QUEUED" && !("waiting_reason" in data)) {
+      fetchRun().catch(() => {});
+    }
     heading.textContent = `Run #${run.id} · ${run.job_name}`;
     ctx.title(`Run #${run.id} ${run.job_name}`);
     fill(statusEl, statusBadge(run.status, { id: "run-status" }),
-      run.cancel_requested && ACTIVE.has(run.status) ? h("span.muted", " cancel requested") : null);
+      run.cancel_requested && ACTIVE.has(run.status) ? h("span.muted", " cancel requested") : null,
+      run.status === "QUEUED" && run.waiting_reason
+        ? h("div.waiting-reason", { id: "waiting-reason" }, h("strong", "Waiting: "), run.waiting_reason) : null);
     if (previous && previous !== run.status) announce(`Run ${run.id} is now ${run.status}`);
     fill(actions, ACTIVE.has(run.status) && !run.cancel_requested
       ? actionButton("Cancel run", { class: "btn-danger" }, async () => {
@@ -180,7 +185,8 @@ export async function renderRun(ctx) {
     const hasProgress = run.progress_total !== null && run.progress_total !== undefined;
     fill(progressEl, run.status === "RUNNING" || hasProgress
       ? h("div.field", h("span.label", "Progress"),
-        progressBar(run.progress_done, run.progress_total, `Progress of run ${run.id}`))
+        progressBar(run.progress_done, run.progress_total, `Progress of run ${run.id}`,
+          { startedAt: run.status === "RUNNING" ? run.started_at : null }))
       : null);
     paramsEl.textContent = run.params && Object.keys(run.params).length ? json(run.params) : "{} (no parameters)";
   };
@@ -219,7 +225,7 @@ export async function renderRun(ctx) {
     await fetchRun();
   } catch (err) {
     if (err.status === 404) {
-      fill(ctx.el, h("p.crumbs", link("/admin/jobs", "← Jobs")), h("h1", "Run not found"), errorBox(err));
+      fill(ctx.el, h("p.crumbs", backLink("/admin/jobs", "Jobs")), h("h1", "Run not found"), errorBox(err));
       return;
     }
     throw err;

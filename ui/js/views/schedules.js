@@ -3,12 +3,13 @@ import * as api from "../api.js";
 import { h, fill, toast, announce, debounce } from "../dom.js";
 import { duration, parseTime, plural, zonedText } from "../format.js";
 import {
-  actionButton, batchLink, confirmDialog, daemonBanner, errorBox, link, openDialog, pager, pill,
+  actionButton, backLink, batchLink, confirmDialog, daemonBanner, errorBox, link, openDialog, pager, pill,
   setSwitch, statusBadge, table, toggleSwitch, when,
 } from "../components.js";
 import { ledgerSection, nextSlotsSection } from "./slots.js";
 
 const ACTIVE = new Set(["QUEUED", "RUNNING"]);
+const FINISHED = new Set(["SUCCESS", "FAILED", "CANCELLED"]);
 const rank = (status) => (status === "QUEUED" ? 0 : status === "RUNNING" ? 1 : 2);
 
 function scopeText(s) {
@@ -176,6 +177,18 @@ export function openBackfillDialog(s) {
   });
 }
 
+/** The newest daemon status seen (for the reason a schedule is overdue). */
+let daemonState = null;
+
+function overdueReason(s) {
+  if (daemonState && !daemonState.daemon_running) return "no daemon is running";
+  if (s.locked_by) return `daemon ${s.locked_by} is firing it`;
+  if (daemonState && (daemonState.overdue_schedules || []).includes(s.id)) {
+    return `not fired within its ${s.grace_s} s grace; the daemon may be busy or behind`;
+  }
+  return `waiting for the daemon to fire it (grace ${s.grace_s} s)`;
+}
+
 function jobsCount(batch) {
   if (!batch) return null;
   const counts = batch.counts || {};
@@ -191,7 +204,9 @@ class ScheduleRow {
   constructor(s, { onTrigger, detail = false }) {
     this.s = s;
     this.detail = detail;
-    this.lastBatch = null;
+    this.lastFinished = null; // newest batch with an outcome
+    this.skipped = new Map(); // skipped slots newer than it, by id
+    this.historyRead = false;
     this.strip = { batchId: null, runs: new Map() };
     this.onTrigger = onTrigger;
     this.cells = {
@@ -226,9 +241,10 @@ class ScheduleRow {
     this.stripCell = h("td.cell-strip", { colspan: "6" },
       h("div.batch-strip", { "aria-live": "polite" }, this.stripTitle, this.stripList));
     this.stripRow = h("tr.row-strip", { hidden: true }, this.stripCell);
+    // The policy is explained in full once: on the schedule's page (the list has a legend).
     this.el = h("tbody.schedule", { id: `schedule-${s.id}`, dataset: { scheduleId: s.id } },
       h("tr.row-main", Object.values(this.cells)),
-      h("tr.row-policy", this.policyCell),
+      detail ? h("tr.row-policy", this.policyCell) : null,
       this.stripRow);
     this.update(s);
   }
@@ -246,10 +262,13 @@ class ScheduleRow {
       s.note ? h("div.sched-note", pill(s.note, "warn")) : null,
       pausedInfo(s),
       s.environments ? h("div.sched-env.muted", `environments: ${s.environments.join(", ")}`) : null);
+    const policy = policyExplanation(s);
     fill(this.cells.when,
       h("div.cron-desc", s.cron_description),
       h("div.cron-line", h("code.cron", s.cron), " ", h("span.tz", s.timezone)),
-      h("div.scope", scopeLine(s)));
+      h("div.scope", scopeLine(s)),
+      this.detail ? null : h("div.policy-line", h("span.policy-badge", { title: `${policy.title}. ${policy.text}` },
+        `Missed runs: ${s.missed_policy}`)));
     const canEnable = s.runnable || s.enabled;
     let reason = "";
     if (!api.isAdmin()) reason = "Needs the admin role (you are a viewer)";
@@ -257,9 +276,7 @@ class ScheduleRow {
     setSwitch(this.switch, s.enabled, { disabled: !api.isAdmin() || !canEnable, reason });
     this.enabledNote.textContent = reason && api.isAdmin() ? s.note : "";
     this.renderLast();
-    fill(this.cells.next, s.enabled && s.next_run_at
-      ? h("div.next-run", when(s.next_run_at, { zone: s.timezone }))
-      : h("span.muted.next-none", s.enabled ? "not scheduled" : "— (disabled)"));
+    this.renderNext();
     this.runNow.disabled = !api.isAdmin() || !s.runnable;
     if (api.isAdmin() && !s.runnable) this.runNow.title = `Cannot run: ${s.note}`;
     const backfill = this.cells.actions.querySelector(".btn-backfill");
@@ -267,39 +284,71 @@ class ScheduleRow {
       backfill.disabled = !s.runnable;
       backfill.title = s.runnable ? "" : `Cannot backfill: ${s.note}`;
     }
-    const policy = policyExplanation(s);
     fill(this.policyCell, h(`div.policy.policy-${s.missed_policy.toLowerCase()}`,
       h("span.policy-badge", { title: policy.detail }, `Missed runs: ${s.missed_policy}`),
       h("div.policy-text", h("strong", `${policy.title}. `), policy.text,
         h("span.policy-overlap", ` ${policy.overlap}`))));
   }
 
+  /** Next run; past due, it is marked overdue with the reason as far as it is known. */
+  renderNext() {
+    const s = this.s;
+    if (!(s.enabled && s.next_run_at)) {
+      fill(this.cells.next, h("span.muted.next-none", s.enabled ? "not scheduled" : "— (disabled)"));
+      this.el.dataset.overdue = "false";
+      return;
+    }
+    const late = Date.now() - Date.parse(s.next_run_at);
+    const overdue = late > 5000;
+    this.el.dataset.overdue = String(overdue);
+    fill(this.cells.next,
+      h("div.next-run", when(s.next_run_at, { zone: s.timezone })),
+      overdue ? h("div.sched-overdue", pill("overdue", "warn"), " ", h("span.overdue-reason", overdueReason(s))) : null);
+  }
+
+  /**
+   * "Last run" is the newest batch that ran to an outcome (SUCCESS, FAILED, CANCELLED);
+   * skipped and missed slots are counted apart, and what runs now is in the strip below.
+   */
   setLastBatch(batch) {
     if (!batch) return;
-    if (this.lastBatch && batch.id < this.lastBatch.id) return;
-    if (this.lastBatch && batch.id === this.lastBatch.id && !batch.counts) {
-      batch = { ...batch, counts: this.lastBatch.counts };
+    if (batch.status === "SKIPPED") {
+      if (!this.lastFinished || batch.id > this.lastFinished.id) {
+        this.skipped.set(batch.id, batch);
+        this.renderLast();
+      }
+      return;
     }
-    this.lastBatch = batch;
+    if (!FINISHED.has(batch.status)) return;
+    if (this.lastFinished && batch.id < this.lastFinished.id) return;
+    if (this.lastFinished && batch.id === this.lastFinished.id && !batch.counts) {
+      batch = { ...batch, counts: this.lastFinished.counts };
+    }
+    this.lastFinished = batch;
+    for (const id of [...this.skipped.keys()]) if (id < batch.id) this.skipped.delete(id);
     this.renderLast();
   }
 
   renderLast() {
     const s = this.s;
-    const b = this.lastBatch && this.lastBatch.id === s.last_batch_id ? this.lastBatch
-      : this.lastBatch && this.lastBatch.id > (s.last_batch_id || 0) ? this.lastBatch : null;
-    if (!s.last_run_at && !b) {
-      fill(this.cells.last, h("span.muted", "never run"));
+    const b = this.lastFinished;
+    const skipped = [...this.skipped.values()].sort((x, y) => y.id - x.id);
+    const skippedLine = skipped.length ? h("div.last-skipped.muted.small", { dataset: { skipped: String(skipped.length) } },
+      statusBadge("SKIPPED"), ` ${plural(skipped.length, "slot")} skipped since`,
+      skipped[0].reason ? `: ${skipped[0].reason}` : "") : null;
+    if (!b) {
+      const text = !s.last_run_at && !skipped.length ? "never run"
+        : this.historyRead ? "no finished run yet" : "…";
+      fill(this.cells.last, h("span.muted", text), skippedLine);
       return;
     }
-    const status = b ? b.status : s.last_run_status;
-    const at = b ? (b.created_at || s.last_run_at) : s.last_run_at;
     const count = jobsCount(b);
     fill(this.cells.last,
-      h("div.last-line", statusBadge(status), " ", when(at)),
+      h("div.last-line", statusBadge(b.status), " ", when(b.finished_at || b.created_at)),
       h("div.last-meta", count ? h("span", count) : null, count ? " · " : null,
-        batchLink(b ? b.id : s.last_batch_id),
-        s.failure_count ? h("span.muted", ` · ${plural(s.failure_count, "failure")} in ${s.run_count}`) : null));
+        batchLink(b.id),
+        s.failure_count ? h("span.muted", ` · ${plural(s.failure_count, "failure")} in ${s.run_count}`) : null),
+      skippedLine);
   }
 
   async toggle(next) {
@@ -422,6 +471,18 @@ class ScheduleRow {
   }
 }
 
+/** The missed-run and overlap policies, explained once above the list. */
+function policyLegend() {
+  return h("section.notice.policy-legend", { "aria-labelledby": "policy-legend-title" },
+    h("h2.small", { id: "policy-legend-title" }, "Missed runs"),
+    h("p", h("strong", "SKIP: "), "missed runs are skipped. If no daemon fires a slot within its grace "
+      + "(60 s unless set), that slot never runs late; it is recorded in the schedule's history and the "
+      + "schedule waits for its next slot."),
+    h("p", h("strong", "RUN_ONCE: "), "missed runs are caught up once: if slots were missed within the "
+      + "catch-up window, the jobs run once as soon as a daemon is back, then the schedule continues."),
+    h("p.muted.small", "Each schedule's page explains its own policy, its overlap rule and its times."));
+}
+
 function scheduleTable(caption) {
   const thead = h("thead", h("tr",
     ["Schedule", "When", "Enabled", "Last run", "Next run", "Actions"].map((c) => h("th", { scope: "col" }, c))));
@@ -432,14 +493,15 @@ function scheduleTable(caption) {
 /** Fill each row's "last run" with its last batch (counts for the jobs count). */
 async function loadLastBatches(rows) {
   await Promise.all(rows.map(async (row) => {
-    if (!row.s.last_batch_id) return;
+    // Every schedule: skipped slots may exist without a last run.
     try {
-      const page = await api.get(`/schedules/${encodeURIComponent(row.s.id)}/history?limit=1`);
-      const batch = page.batches[0];
-      if (batch) {
-        row.setLastBatch(batch);
-        if (ACTIVE.has(batch.status)) row.showBatch(batch.id);
-      }
+      // Enough history to find the last outcome behind a run of skipped slots.
+      const page = await api.get(`/schedules/${encodeURIComponent(row.s.id)}/history?limit=25`);
+      for (const batch of page.batches.slice().reverse()) row.setLastBatch(batch);
+      row.historyRead = true;
+      row.renderLast();
+      const newest = page.batches[0];
+      if (newest && ACTIVE.has(newest.status)) row.showBatch(newest.id);
     } catch (err) {
       if (err.status !== 401) console.error(err);
     }
@@ -447,7 +509,13 @@ async function loadLastBatches(rows) {
 }
 
 function wireLive(ctx, rowsById, banner, reload) {
-  ctx.on("daemon", (status) => banner.update(status));
+  ctx.on("daemon", (status) => {
+    daemonState = status;
+    banner.update(status);
+    for (const row of rowsById.values()) row.renderNext();
+  });
+  // A next run passes while the page is open: mark it overdue without a reload.
+  ctx.every(5000, () => { for (const row of rowsById.values()) row.renderNext(); });
   ctx.on("schedule", (s) => {
     const row = rowsById.get(s.id);
     if (row) row.update(s);
@@ -472,11 +540,12 @@ export async function renderSchedules(ctx) {
   fill(ctx.el,
     h("div.page-head", h("h1", "Schedules"),
       h("p.lede", "Schedules are defined in code; here you switch them on or off, run them now and read their history.")),
-    banner.el, body);
+    banner.el, policyLegend(), body);
   const rowsById = new Map();
   const load = async () => {
     const [status, data] = await Promise.all([api.get("/daemon/status"), api.get("/schedules")]);
     if (!ctx.current) return;
+    daemonState = status;
     banner.update(status);
     // Reconcile rather than rebuild: a reload (say after the live stream reconnects)
     // must not take keyboard focus away from a switch or button the user is on.
@@ -551,7 +620,7 @@ export async function renderSchedule(ctx) {
   const nextSlots = nextSlotsSection(id);
   const ledger = ledgerSection(ctx, id);
   fill(ctx.el,
-    h("p.crumbs", link("/admin/schedules", "← Schedules")),
+    h("p.crumbs", backLink("/admin/schedules", "Schedules")),
     h("div.page-head", heading),
     banner.el, tbl, nextSlots.el, ledger.el,
     h("section.section", { "aria-labelledby": "history-title" },
@@ -564,6 +633,7 @@ export async function renderSchedule(ctx) {
     const [status, s] = await Promise.all([
       api.get("/daemon/status"), api.get(`/schedules/${encodeURIComponent(id)}`)]);
     if (!ctx.current) return;
+    daemonState = status;
     banner.update(status);
     heading.textContent = s.name;
     ctx.title(s.name);
@@ -596,7 +666,7 @@ export async function renderSchedule(ctx) {
     await loadSlots();
   } catch (err) {
     if (err.status === 404) {
-      fill(ctx.el, h("p.crumbs", link("/admin/schedules", "← Schedules")),
+      fill(ctx.el, h("p.crumbs", backLink("/admin/schedules", "Schedules")),
         h("h1", "Schedule not found"), errorBox(err));
       return;
     }

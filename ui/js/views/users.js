@@ -292,7 +292,7 @@ export async function renderUsers(ctx) {
       pwBtn.addEventListener("click", () => resetPassword(u, pwBtn));
       const revokeBtn = h("button.btn.btn-small.btn-danger-outline", {
         type: "button", dataset: { action: "revoke" }, "aria-label": `Revoke all access: ${u.email}`,
-      }, "Revoke access");
+      }, "Revoke all access");
       revokeBtn.addEventListener("click", () => revokeAll(u, revokeBtn));
       return t.row([
         h("div.user-cell",

@@ -3,6 +3,24 @@ import * as api from "../api.js";
 import { h, fill } from "../dom.js";
 import { daemonBanner, pill, table, when } from "../components.js";
 
+/**
+ * A worker's state judged like `jobsys health` judges the newest heartbeat (the server
+ * sends `health`): a RUNNING daemon whose heartbeat is 150 s old is a warning, not green.
+ */
+function workerState(w) {
+  const age = w.heartbeat_age_s !== undefined ? `${Math.round(w.heartbeat_age_s)} s` : "?";
+  if (w.status !== "RUNNING") return h("span.worker-state", pill(w.status, "neutral"));
+  if (w.health === "critical") {
+    return h("span.worker-state", pill("CRITICAL", "danger", "No heartbeat within the critical threshold"),
+      h("span.small", ` no heartbeat for ${age}: presumed dead`));
+  }
+  if (w.health === "warning") {
+    return h("span.worker-state", pill("WARNING", "warn", "Heartbeat older than the warning threshold"),
+      h("span.small", ` heartbeat ${age} old`));
+  }
+  return h("span.worker-state", pill("RUNNING", "ok"));
+}
+
 export async function renderWorkers(ctx) {
   const banner = daemonBanner();
   const t = table({
@@ -25,11 +43,10 @@ export async function renderWorkers(ctx) {
       h("code", w.id),
       w.hostname,
       String(w.pid),
-      h("span", pill(w.status, w.status === "RUNNING" ? (w.alive ? "ok" : "warn") : "neutral"),
-        w.status === "RUNNING" && !w.alive ? h("span.muted.small", " (no recent heartbeat)") : null),
+      workerState(w),
       when(w.started_at),
       when(w.last_heartbeat_at),
-    ], { dataset: { workerId: w.id, alive: String(Boolean(w.alive)) } })));
+    ], { dataset: { workerId: w.id, alive: String(Boolean(w.alive)), health: w.health || "" } })));
     heartbeatNote.textContent = status.newest_heartbeat_at ? "" : "No heartbeat recorded yet.";
   };
   ctx.on("daemon", (status) => render(status));
