@@ -153,6 +153,7 @@ def test_the_route_table_is_what_the_design_lists() -> None:
         "POST /job-runs/{id}/cancel",
         "POST /job-runs/{id}/retry",
         "POST /batches/{id}/rerun",
+        "POST /batches/{id}/cancel",
         "POST /schedules/{id}/backfill",
         "GET /users",
         "POST /users",
