@@ -561,7 +561,14 @@ def cmd_daemon(ctx: Context) -> int:
     from jobsys.executor import Executor
     from jobsys.forkserver import ForkServer
 
-    executor = Executor(app, server=ForkServer.start(app))
+    executor = Executor(
+        app,
+        server=ForkServer.start(app),
+        isolation=settings.isolation,
+        pool_size=settings.concurrency,
+        worker_max_runs=settings.worker_max_runs,
+        worker_max_rss=settings.worker_max_rss_mb << 20,
+    )
     try:
         ctx.current_engine().dispose()  # the schema check; the daemon has its own engine
         from jobsys.clock import SystemClock

@@ -341,11 +341,14 @@ def grandchild_pid(fin: Finished) -> int:
     return int(line.split()[1])
 
 
-@pytest.fixture(params=["fork", "server"])
+@pytest.fixture(params=["fork", "process", "pool"])
 def executor(request: pytest.FixtureRequest) -> Iterator[Executor]:
-    """Each test twice: children forked by this process, and by a fork server."""
-    server = ForkServer.start(app) if request.param == "server" else None
-    ex = Executor(app, kill_grace_s=GRACE, server=server)
+    """Each test in three ways: a fresh process per run forked by this process (the
+    fallback) or by the fork server (``isolation="process"``), and warm pool workers
+    forked by the fork server (``isolation="pool"``, the default)."""
+    server = ForkServer.start(app) if request.param != "fork" else None
+    isolation = "process" if request.param == "process" else "pool"
+    ex = Executor(app, kill_grace_s=GRACE, server=server, isolation=isolation, pool_size=2)
     try:
         yield ex
     finally:
@@ -832,7 +835,7 @@ def test_a_last_line_without_newline_is_kept(executor: Executor) -> None:
 def test_a_drain_that_reads_the_servers_exit_record_leaves_the_child_readable() -> None:
     """The loop calls poll() then drain(); if drain() is what reads the fork server's exit
     record, the child's fd must stay readable so that the loop comes back to poll()."""
-    ex = Executor(app, kill_grace_s=GRACE, server=ForkServer.start(app))
+    ex = Executor(app, kill_grace_s=GRACE, server=ForkServer.start(app), isolation="process")
     try:
         child = ex.start(spec("noop"))
         end = time.monotonic() + 10
