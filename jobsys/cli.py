@@ -372,15 +372,27 @@ def _parse_params(raw: str) -> Any:
 
 def cmd_jobs_list(ctx: Context) -> int:
     app = ctx.app
-    jobs = [app.jobs[name].to_dict() for name in app.ordered()]
+    jobs = [
+        {
+            **app.jobs[name].to_dict(),
+            "isolation": app.jobs[name].isolation or ctx.settings.isolation,
+        }
+        for name in app.ordered()
+    ]
     if ctx.args.json:
         _print_json(jobs)
         return 0
     rows = [
-        [j["name"], j["group"], ", ".join(j["depends_on"]) or "-", j["description"][:60]]
+        [
+            j["name"],
+            j["group"],
+            ", ".join(j["depends_on"]) or "-",
+            j["isolation"],
+            j["description"][:60],
+        ]
         for j in jobs
     ]
-    print(_table(rows, ["NAME", "GROUP", "DEPENDS ON", "DESCRIPTION"]))
+    print(_table(rows, ["NAME", "GROUP", "DEPENDS ON", "ISOLATION", "DESCRIPTION"]))
     return 0
 
 

@@ -422,8 +422,10 @@ class Child:
         if ended and self._death is None:
             self._lost = True
         if self._lost or self._death is not None:
+            # It stays registered until poll() has returned the outcome: it is readable
+            # for good now (the server closes its copy after the record), so if drain()
+            # read the record, the loop still comes back to poll().
             self._worker.dead = True
-            self._sel.unregister(self._worker.fileno())  # readable for good now
 
     def _end_stream(self, stream: _Stream) -> None:
         if stream.level is not None:  # a message cut off by the child's death is dropped
@@ -625,7 +627,7 @@ class Child:
             self._sel.unregister(self._pidfd)
             os.close(self._pidfd)
             self._pidfd = None
-        if self._worker is not None and not (self._lost or self._death is not None):
+        if self._worker is not None:
             with contextlib.suppress(KeyError, ValueError):
                 self._sel.unregister(self._worker.fileno())
 
