@@ -1,10 +1,13 @@
 """The daemon's handle on the runs it starts (design 6.5): ``Executor`` and ``Child``.
 
-The daemon is a single-threaded ``selectors`` loop; it calls ``Executor.start`` to fork
-one process per run (as RQ's work-horse does), so that an exception, ``sys.exit``, a
+The daemon is a single-threaded ``selectors`` loop; it calls ``Executor.start_many`` to
+start runs, each isolated in a process of its own so that an exception, ``sys.exit``, a
 segfault, an OOM kill or a hang fails that run with a clear reason and leaves the daemon
-healthy. The executor has no database access: the daemon writes what ``Child.drain``
-and ``Child.poll`` return.
+healthy. By default a run goes to an idle warm worker of a pool (``pool``,
+``poolworker``; as Celery's prefork pool); a job with ``isolation="process"`` gets a
+fresh process per run (as RQ's work-horse). Either way the daemon sees a ``Child`` with
+the same interface. The executor has no database access: the daemon writes what
+``Child.drain`` and ``Child.poll`` return.
 
 Three modules share the work, importing one way only (executor → runtime → forking):
 
@@ -12,8 +15,9 @@ Three modules share the work, importing one way only (executor → runtime → f
   signal, the keep-alive memory;
 * ``runtime``: what runs in the forked process (the job's ``ctx``, log capture, signal
   handling, the keep-alive watchdog, ``child_main``);
-* this module: the parent's side. The fork server (``forkserver``) uses the first two
-  and never this one.
+* this module: the parent's side. The fork server (``forkserver``) and the pool workers
+  (``poolworker``) use the first two and never this one; ``pool`` is the parent's side
+  of the workers.
 
 Channels (parent side, all non-blocking):
 
@@ -21,7 +25,9 @@ Channels (parent side, all non-blocking):
   and one final ``done`` message (see ``runtime``);
 * two capture pipes on the child's fds 1 and 2, for output that bypasses Python's
   ``sys.stdout`` (fd 1 → INFO, fd 2 → ERROR, stamped when read);
-* a pidfd (Linux ≥ 5.3) that becomes readable when the child exits.
+* a pidfd (Linux ≥ 5.3) that becomes readable when the child exits; for a run in a pool
+  worker, the worker's socket instead, on which the fork server reports its death (the
+  run's own end is an ``exit`` message on the message pipe, then the pipes' end).
 
 All four sit in one small epoll (kqueue on BSD/macOS) per child whose fd is
 ``Child.fileno()``: the loop registers that one fd and wakes for messages, output and
@@ -52,7 +58,9 @@ the child and then ``close()`` it, in that order (the fd is shared with other fo
 children, so closing it first could leave it in the selector's epoll; after the outcome
 it is never readable again, so a late unregister is harmless); never reap children
 itself (no ``waitpid(-1)``, no ``SIGCHLD`` set to ``SIG_IGN``): each ``Child`` reaps its
-own pid. When the child exits, any process it left in its group is killed.
+own pid. When the child exits, any process it left in its group is killed; a pool
+worker kills every process a run left (also outside its group) before it reports the
+run's end.
 """
 
 from __future__ import annotations

@@ -1,12 +1,14 @@
-"""A small process that forks the job children, so that the daemon never forks.
+"""A small process that forks the pool workers and the job children, so that the daemon
+never forks.
 
 Why: ``fork`` copies the parent's page tables, and afterwards every page either process
 writes is copied on demand. The daemon, with SQLAlchemy and its caches loaded, is about
 70 MB: a fork costs ~1.7 ms there and a no-op child's whole life ~5 ms of CPU (measured
 on the benchmark machine), which capped throughput at a few hundred runs per second.
 This server is forked by ``jobsys daemon`` right after the application is imported and
-before the database layer is: ~16 MB, ~0.5 ms per fork. Each run still gets a fresh
-process (RQ's work-horse model): the isolation is the same, only the parent is leaner.
+before the database layer is: ~16 MB, ~0.5 ms per fork. It forks the warm pool workers
+(``poolworker``, the default isolation) and, for ``isolation="process"``, a fresh
+process per run (RQ's work-horse model).
 
 Protocol, over a ``SOCK_SEQPACKET`` socket pair (one message per packet):
 
