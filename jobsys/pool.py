@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import select
 import socket
 import time
@@ -32,6 +33,13 @@ _log = logging.getLogger("jobsys.executor")
 
 #: How long a run waits for a worker being forked to say it is ready.
 READY_WAIT_S = 10.0
+
+
+def _readable(sock: socket.socket, timeout_s: float) -> bool:
+    """``poll``, not ``select``: the daemon may hold fds above FD_SETSIZE."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(max(0, math.ceil(timeout_s * 1000))))
 
 
 class WorkerLost(OSError):
@@ -130,7 +138,7 @@ class WorkerPool:
                 return worker
             self._drop(worker)
         for worker in self._starting:  # one that is ready already
-            if select.select([worker.sock], [], [], 0)[0]:
+            if _readable(worker.sock, 0):
                 break
         else:
             worker = self._starting[0] if self._starting else self._spawn()
@@ -143,7 +151,7 @@ class WorkerPool:
         end = time.monotonic() + READY_WAIT_S
         while True:
             left = end - time.monotonic()
-            if left <= 0 or not select.select([worker.sock], [], [], left)[0]:
+            if left <= 0 or not _readable(worker.sock, left):
                 worker.sock.close()
                 raise WorkerLost(f"a new pool worker did not start within {READY_WAIT_S:.0f}s")
             got, ended = worker.read()

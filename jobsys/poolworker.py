@@ -114,11 +114,13 @@ class Baseline:
         self.logging_disable = logging.root.manager.disable
         self.stdout, self.stderr = sys.stdout, sys.stderr
         self.threads = threading.active_count()
+        self.kept = len(_KEEP)
 
     def restore(self) -> str | None:
         """Put everything back; why the worker must retire instead, if it must."""
         why: str | None = None
         sys.stdout, sys.stderr = self.stdout, self.stderr
+        del _KEEP[self.kept :]  # the worker's own objects, which it references anyway
         for signum, handler in self.handlers.items():
             with contextlib.suppress(ValueError, OSError):
                 if sig.getsignal(signum) != handler:
@@ -248,6 +250,10 @@ def _one_run(
         report_setup_failure(channel, exc)
     finally:
         watchdog.disarm()
+        if channel is not None:
+            # Whatever the job left (a thread, a stream's finalizer) must not write into
+            # this fd number once the next run has it.
+            channel.broken = True
     # Everything the run started goes before the daemon hears the run ended.
     kill_descendants()
     signal.signal(signal.SIGTERM, _idle_signal)
