@@ -372,15 +372,27 @@ def _parse_params(raw: str) -> Any:
 
 def cmd_jobs_list(ctx: Context) -> int:
     app = ctx.app
-    jobs = [app.jobs[name].to_dict() for name in app.ordered()]
+    jobs = [
+        {
+            **app.jobs[name].to_dict(),
+            "isolation": app.jobs[name].isolation or ctx.settings.isolation,
+        }
+        for name in app.ordered()
+    ]
     if ctx.args.json:
         _print_json(jobs)
         return 0
     rows = [
-        [j["name"], j["group"], ", ".join(j["depends_on"]) or "-", j["description"][:60]]
+        [
+            j["name"],
+            j["group"],
+            ", ".join(j["depends_on"]) or "-",
+            j["isolation"],
+            j["description"][:60],
+        ]
         for j in jobs
     ]
-    print(_table(rows, ["NAME", "GROUP", "DEPENDS ON", "DESCRIPTION"]))
+    print(_table(rows, ["NAME", "GROUP", "DEPENDS ON", "ISOLATION", "DESCRIPTION"]))
     return 0
 
 
@@ -561,7 +573,14 @@ def cmd_daemon(ctx: Context) -> int:
     from jobsys.executor import Executor
     from jobsys.forkserver import ForkServer
 
-    executor = Executor(app, server=ForkServer.start(app))
+    executor = Executor(
+        app,
+        server=ForkServer.start(app),
+        isolation=settings.isolation,
+        pool_size=settings.concurrency,
+        worker_max_runs=settings.worker_max_runs,
+        worker_max_rss=settings.worker_max_rss_mb << 20,
+    )
     try:
         ctx.current_engine().dispose()  # the schema check; the daemon has its own engine
         from jobsys.clock import SystemClock

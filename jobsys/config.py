@@ -35,6 +35,16 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "JOBSYS_LOG_FORMAT": ("text", "text or json"),
     "JOBSYS_LOG_LEVEL": ("INFO", "DEBUG, INFO, WARNING, ERROR"),
     "JOBSYS_CONCURRENCY": ("4", "job runs one daemon executes at once"),
+    "JOBSYS_ISOLATION": (
+        "pool",
+        "pool (warm worker processes, reused between runs) or process (a fresh process "
+        "per run); a job's `isolation=` overrides it",
+    ),
+    "JOBSYS_WORKER_MAX_RUNS": ("1000", "a pool worker is replaced after this many runs"),
+    "JOBSYS_WORKER_MAX_RSS_MB": (
+        "512",
+        "a pool worker whose resident memory passed this after a run is replaced; 0: never",
+    ),
     "JOBSYS_WAKE_HOST": ("(this host's name)", "address other hosts use to wake this daemon"),
     "JOBSYS_WAKE_PORT": ("0 (any free port)", "UDP port this daemon listens on for wake-ups"),
     "JOBSYS_SHUTDOWN_GRACE_MS": ("30000", "on SIGTERM, how long running jobs may finish"),
@@ -94,6 +104,8 @@ RANGES: dict[str, tuple[int, int]] = {
     "LOCK_TIMEOUT_MS": (1000, 604_800_000),
     "PORT": (1, 65535),
     "JOBSYS_CONCURRENCY": (1, 1024),
+    "JOBSYS_WORKER_MAX_RUNS": (1, 100_000_000),
+    "JOBSYS_WORKER_MAX_RSS_MB": (0, 16_777_216),
     "JOBSYS_WAKE_PORT": (0, 65535),
     "JOBSYS_SHUTDOWN_GRACE_MS": (0, 86_400_000),
     "JOBSYS_HISTORY_DAYS": (0, 36_500),
@@ -163,6 +175,9 @@ class Settings:
     log_format: str = "text"
     log_level: str = "INFO"
     concurrency: int = 4
+    isolation: str = "pool"
+    worker_max_runs: int = 1000
+    worker_max_rss_mb: int = 512
     wake_host: str | None = None
     wake_port: int = 0
     shutdown_grace_ms: int = 30_000
@@ -213,6 +228,9 @@ class Settings:
                 environ, "JOBSYS_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")
             ),
             concurrency=_int(environ, "JOBSYS_CONCURRENCY", 4),
+            isolation=_choice(environ, "JOBSYS_ISOLATION", "pool", ("pool", "process")),
+            worker_max_runs=_int(environ, "JOBSYS_WORKER_MAX_RUNS", 1000),
+            worker_max_rss_mb=_int(environ, "JOBSYS_WORKER_MAX_RSS_MB", 512),
             wake_host=(environ.get("JOBSYS_WAKE_HOST") or "").strip() or None,
             wake_port=_int(environ, "JOBSYS_WAKE_PORT", 0),
             shutdown_grace_ms=_int(environ, "JOBSYS_SHUTDOWN_GRACE_MS", 30_000),

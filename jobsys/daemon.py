@@ -9,8 +9,9 @@ heartbeat and the nearest child deadline. The loop sleeps in ``select`` on the w
 socket, the children's pipes and a signal pipe, so a slot fires when it is due, an admin
 action takes effect at once, and a finished job frees its slot at once.
 
-The daemon is single-threaded on purpose: it forks a child per run (see ``executor``),
-and forking is only safe without other threads.
+The daemon is single-threaded on purpose: it may fork a child per run (see
+``executor``; normally the fork server forks, and pool workers take most runs), and
+forking is only safe without other threads.
 """
 
 from __future__ import annotations

@@ -21,6 +21,8 @@ from jobsys.vocabulary import BatchMode, MissedPolicy, OverlapPolicy, values
 
 PARAM_TYPES = ("string", "integer", "number", "boolean")
 DEFAULT_GRACE_S = 60
+#: How a job's runs are isolated (design 6.5): a warm pool worker, or a fresh process.
+ISOLATIONS = ("pool", "process")
 DEFAULT_MAX_CATCH_UP_S = 3600
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
@@ -71,6 +73,9 @@ class JobDef:
     memory_limit: int | None = None
     #: Automatic retries of a failed run (``retries=3, retry_delay="30s", ...``).
     retry: RetryPolicy | None = None
+    #: ``"pool"`` (a warm worker) or ``"process"`` (a fresh process per run); None:
+    #: the application's ``JOBSYS_ISOLATION``.
+    isolation: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -85,6 +90,8 @@ class JobDef:
             out["memory_limit"] = format_bytes(self.memory_limit)
         if self.retry is not None:  # likewise
             out["retry"] = self.retry.to_dict()
+        if self.isolation is not None:  # likewise
+            out["isolation"] = self.isolation
         return out
 
 
@@ -462,12 +469,15 @@ class App:
         retry_backoff: float = 2.0,
         retry_max_delay: str | float | int = "1h",
         retry_jitter: bool = False,
+        isolation: str | None = None,
     ) -> Callable[[JobFunc], JobFunc]:
         """Register the decorated function as a job (its name defaults to the function's).
 
         ``memory_limit`` (e.g. ``"512M"``, ``"2G"``): a run whose process's resident
         memory passes it is killed and FAILED with the reason. ``retries`` (0..100): a
-        failed attempt is tried again after the back-off (see ``jobsys.retries``)."""
+        failed attempt is tried again after the back-off (see ``jobsys.retries``).
+        ``isolation``: ``"pool"`` runs it in a warm worker process, ``"process"`` in a
+        fresh process per run; by default the application's ``JOBSYS_ISOLATION``."""
 
         def register(func: JobFunc) -> JobFunc:
             job_name: str = name or str(getattr(func, "__name__", ""))
@@ -481,6 +491,11 @@ class App:
                 raise DefinitionError(f"job {job_name!r}: depends_on lists a job twice")
             if job_name in deps:
                 raise DefinitionError(f"dependency cycle: {job_name} -> {job_name}")
+            if isolation is not None and isolation not in ISOLATIONS:
+                raise DefinitionError(
+                    f"job {job_name!r}: isolation {isolation!r} is not one of: "
+                    + ", ".join(ISOLATIONS)
+                )
             self.jobs[job_name] = JobDef(
                 name=job_name,
                 func=func,
@@ -493,6 +508,7 @@ class App:
                 retry=_retry_policy(
                     job_name, retries, retry_delay, retry_backoff, retry_max_delay, retry_jitter
                 ),
+                isolation=isolation,
             )
             return func
 

@@ -1,10 +1,13 @@
 """The daemon's handle on the runs it starts (design 6.5): ``Executor`` and ``Child``.
 
-The daemon is a single-threaded ``selectors`` loop; it calls ``Executor.start`` to fork
-one process per run (as RQ's work-horse does), so that an exception, ``sys.exit``, a
+The daemon is a single-threaded ``selectors`` loop; it calls ``Executor.start_many`` to
+start runs, each isolated in a process of its own so that an exception, ``sys.exit``, a
 segfault, an OOM kill or a hang fails that run with a clear reason and leaves the daemon
-healthy. The executor has no database access: the daemon writes what ``Child.drain``
-and ``Child.poll`` return.
+healthy. By default a run goes to an idle warm worker of a pool (``pool``,
+``poolworker``; as Celery's prefork pool); a job with ``isolation="process"`` gets a
+fresh process per run (as RQ's work-horse). Either way the daemon sees a ``Child`` with
+the same interface. The executor has no database access: the daemon writes what
+``Child.drain`` and ``Child.poll`` return.
 
 Three modules share the work, importing one way only (executor → runtime → forking):
 
@@ -12,8 +15,9 @@ Three modules share the work, importing one way only (executor → runtime → f
   signal, the keep-alive memory;
 * ``runtime``: what runs in the forked process (the job's ``ctx``, log capture, signal
   handling, the keep-alive watchdog, ``child_main``);
-* this module: the parent's side. The fork server (``forkserver``) uses the first two
-  and never this one.
+* this module: the parent's side. The fork server (``forkserver``) and the pool workers
+  (``poolworker``) use the first two and never this one; ``pool`` is the parent's side
+  of the workers.
 
 Channels (parent side, all non-blocking):
 
@@ -21,7 +25,9 @@ Channels (parent side, all non-blocking):
   and one final ``done`` message (see ``runtime``);
 * two capture pipes on the child's fds 1 and 2, for output that bypasses Python's
   ``sys.stdout`` (fd 1 → INFO, fd 2 → ERROR, stamped when read);
-* a pidfd (Linux ≥ 5.3) that becomes readable when the child exits.
+* a pidfd (Linux ≥ 5.3) that becomes readable when the child exits; for a run in a pool
+  worker, the worker's socket instead, on which the fork server reports its death (the
+  run's own end is an ``exit`` message on the message pipe, then the pipes' end).
 
 All four sit in one small epoll (kqueue on BSD/macOS) per child whose fd is
 ``Child.fileno()``: the loop registers that one fd and wakes for messages, output and
@@ -52,7 +58,9 @@ the child and then ``close()`` it, in that order (the fd is shared with other fo
 children, so closing it first could leave it in the selector's epoll; after the outcome
 it is never readable again, so a late unregister is harmless); never reap children
 itself (no ``waitpid(-1)``, no ``SIGCHLD`` set to ``SIG_IGN``): each ``Child`` reaps its
-own pid. When the child exits, any process it left in its group is killed.
+own pid. When the child exits, any process it left in its group is killed; a pool
+worker kills every process a run left (also outside its group) before it reports the
+run's end.
 """
 
 from __future__ import annotations
@@ -71,7 +79,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from jobsys.definitions import App, format_bytes
+from jobsys.definitions import ISOLATIONS, App, format_bytes
 from jobsys.errors import DefinitionError
 from jobsys.forking import (
     EXIT_SETUP_FAILED,
@@ -80,6 +88,7 @@ from jobsys.forking import (
     open_pipes,
     prctl_function,
 )
+from jobsys.pool import PoolWorker, ServerGone, WorkerPool
 from jobsys.runspec import RunSpec
 from jobsys.runtime import (
     MAX_LINE_BYTES,
@@ -186,6 +195,8 @@ class Child:
         monotonic: Callable[[], float],
         now: Callable[[], datetime],
         via_server: bool = False,
+        worker: PoolWorker | None = None,
+        on_end: Callable[[PoolWorker, bool], None] | None = None,
     ) -> None:
         self.spec = spec
         self.run_id = spec.run_id
@@ -223,7 +234,7 @@ class Child:
         }
         self._sel = selectors.DefaultSelector()
         self._pidfd: int | None = None
-        if not via_server:
+        if not via_server and worker is None:
             # no pidfd (old kernel, not Linux): see next_deadline()
             with contextlib.suppress(AttributeError, OSError):
                 self._pidfd = os.pidfd_open(pid)
@@ -231,6 +242,16 @@ class Child:
             self._sel.register(fd, selectors.EVENT_READ)
         if self._pidfd is not None:
             self._sel.register(self._pidfd, selectors.EVENT_READ)
+        # A run in a pool worker: the worker's socket tells of its death (the fork
+        # server's exit record); the run's own end is the "exit" record on the message
+        # pipe, then the pipe's end. ``on_end`` hands the worker back to the pool.
+        self._worker = worker
+        self._on_end = on_end
+        self._death: int | None = None  # the worker's wait status, if it died
+        self._lost = False  # its socket ended without a status: the fork server is gone
+        self._retire = False
+        if worker is not None:
+            self._sel.register(worker.fileno(), selectors.EVENT_READ)
         self._fd: int = self._sel.fileno()
 
     def __repr__(self) -> str:
@@ -260,7 +281,7 @@ class Child:
 
     def kill(self) -> None:
         """SIGKILL the process group at once (daemon shutdown after the grace)."""
-        if self._reaped:
+        if self._reaped or (self._worker is not None and self._result is not None):
             return
         if self._forced is None and self._result is None:
             self._forced = ("FAILED", "killed by the daemon")
@@ -284,7 +305,12 @@ class Child:
             self._terminate()
         if self._memory_check_at is not None and now >= self._memory_check_at:
             self._check_memory(now)
-        if self._kill_at is not None and not self._killed and now >= self._kill_at:
+        if (
+            self._kill_at is not None
+            and not self._killed
+            and now >= self._kill_at
+            and not self._ended_in_worker()  # a worker past its run lives on
+        ):
             self._signal(signal.SIGKILL)
             self._killed = True
         self._pump()
@@ -293,6 +319,7 @@ class Child:
         self._pump(final=True)
         self._outcome = self._make_outcome()
         self._release()  # fileno() stays open (and never readable again) until close()
+        self._give_back_worker()
         return self._outcome
 
     def next_deadline(self) -> float | None:
@@ -302,11 +329,11 @@ class Child:
         deadlines: list[float] = []
         if self._timeout_at is not None and self._forced is None and self._result is None:
             deadlines.append(self._timeout_at)
-        if self._kill_at is not None and not self._killed:
+        if self._kill_at is not None and not self._killed and not self._ended_in_worker():
             deadlines.append(self._kill_at)
         if self._memory_check_at is not None:
             deadlines.append(self._memory_check_at)
-        if self._pidfd is None and not self._via_server:
+        if self._pidfd is None and not self._via_server and self._worker is None:
             # Without a pidfd the exit shows only as the message pipe's EOF; a child
             # could close that early, so check now and then.
             deadlines.append(self._monotonic() + (0.01 if self._msg_eof else 0.25))
@@ -345,9 +372,14 @@ class Child:
         else:
             self._kill_at = self._monotonic() + self._kill_grace_s
 
+    def _ended_in_worker(self) -> bool:
+        return self._worker is not None and self._result is not None
+
     def _signal(self, signum: int) -> None:
         if self._reaped:  # the pid may belong to another process by now
             return
+        if self._worker is not None and (self._exit_status is not None or self._death is not None):
+            return  # the worker is past this run (or gone)
         try:
             os.killpg(self.pid, signum)
         except ProcessLookupError:  # no group (setpgid never happened): the pid alone
@@ -357,12 +389,17 @@ class Child:
             pass
 
     def _pump(self, *, final: bool = False) -> None:
-        if not self._streams:
+        if not self._streams and (self._worker is None or self._outcome is not None):
             return
         if final:
             fds = list(self._streams)
         else:
-            fds = [key.fd for key, _ in self._sel.select(0) if key.fd in self._streams]
+            fds = []
+            for key, _ in self._sel.select(0):
+                if key.fd in self._streams:
+                    fds.append(key.fd)
+                elif self._worker is not None and key.fd == self._worker.fileno():
+                    self._read_worker()
         for fd in fds:
             stream = self._streams[fd]
             if stream.level is None and self._msg_eof:
@@ -382,12 +419,28 @@ class Child:
             got += len(chunk)
             self._take(stream, stream.splitter.feed(chunk))
 
+    def _read_worker(self) -> None:
+        """The worker's socket: the fork server's record of its death (or the end)."""
+        assert self._worker is not None
+        got, ended = self._worker.read()
+        for msg in got:
+            if msg.get("k") == "exit":
+                with contextlib.suppress(TypeError, ValueError):
+                    self._death = int(str(msg["w"]))
+        if ended and self._death is None:
+            self._lost = True
+        if self._lost or self._death is not None:
+            # It stays registered until poll() has returned the outcome: it is readable
+            # for good now (the server closes its copy after the record), so if drain()
+            # read the record, the loop still comes back to poll().
+            self._worker.dead = True
+
     def _end_stream(self, stream: _Stream) -> None:
         if stream.level is not None:  # a message cut off by the child's death is dropped
             self._take(stream, stream.splitter.finish())
         else:
             self._msg_eof = True
-            if self._via_server:
+            if self._via_server or (self._worker is not None and self._exit_status is not None):
                 # The end of the run: keep the pipe (at EOF, so readable) in the epoll
                 # until poll() returns the outcome. Closed here, a drain() that read the
                 # exit record after poll() would leave nothing to wake the loop again.
@@ -430,8 +483,10 @@ class Child:
                 total = msg.get("n")
                 self._progress = (int(msg["d"]), None if total is None else int(total))
                 self._progress_new = True
-            elif kind == "exit" and self._via_server:
+            elif kind == "exit" and (self._via_server or self._worker is not None):
                 self._exit_status = int(msg["w"])
+            elif kind == "retire" and self._worker is not None:
+                self._retire = True
             elif kind == "done":
                 error = msg.get("e")
                 status = "SUCCESS" if msg.get("s") == "SUCCESS" else "FAILED"
@@ -456,6 +511,8 @@ class Child:
     def _reap(self, *, block: bool = False) -> bool:
         if self._reaped:
             return True
+        if self._worker is not None:
+            return self._reap_worker(block=block)
         if self._via_server:
             return self._reap_via_server(block=block)
         nohang = 0 if block else os.WNOHANG
@@ -493,6 +550,50 @@ class Child:
         self._end_mono = self._monotonic()
         return True
 
+    def _reap_worker(self, *, block: bool) -> bool:
+        """The run's end: its "exit" record and the message pipe's end; or the worker's
+        death (its status from the fork server, on the worker's socket)."""
+        end = self._monotonic() + _SERVER_EXIT_WAIT_S
+        while True:
+            if self._exit_status is not None and self._msg_eof:
+                status: int = self._exit_status
+                break
+            if self._death is not None:
+                status = self._death
+                break
+            if self._lost:
+                status = -1
+                break
+            if not block or self._monotonic() >= end:
+                if not block:
+                    return False
+                status = -1
+                break
+            select.select([self._fd], [], [], 0.05)
+            self._pump()
+        self._reaped = True
+        self._wait_status = status
+        self._end_mono = self._monotonic()
+        return True
+
+    def _give_back_worker(self) -> None:
+        worker, on_end = self._worker, self._on_end
+        if worker is None or on_end is None:
+            return
+        self._on_end = None
+        reusable = (
+            self._death is None
+            and not self._lost
+            and not self._retire
+            and not self._killed
+            and self._exit_status is not None
+            and self._msg_eof
+        )
+        try:
+            on_end(worker, reusable)
+        except Exception:  # never let the pool's trouble fail this run's outcome
+            _log.exception("could not hand a pool worker back")
+
     def _make_outcome(self) -> Outcome:
         assert self._end_mono is not None and self._wait_status is not None
         duration_ms = max(0, round((self._end_mono - self._start_mono) * 1000))
@@ -507,7 +608,9 @@ class Child:
             if status == "FAILED" and not err:
                 err = "failed"
             return Outcome(status, err, exit_code, duration_ms)
-        if exit_code is None:
+        if exit_code is None and self._lost:
+            error = "the pool worker was lost (the fork server is gone)"
+        elif exit_code is None:
             error = "the process's exit status was lost (reaped by someone else)"
         elif exit_code < 0:
             error = _signal_error(-exit_code)
@@ -532,6 +635,9 @@ class Child:
             self._sel.unregister(self._pidfd)
             os.close(self._pidfd)
             self._pidfd = None
+        if self._worker is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._sel.unregister(self._worker.fileno())
 
     def close(self) -> None:
         """Close ``fileno()``: call it after unregistering the child from your selector.
@@ -549,15 +655,19 @@ class Child:
             self._pump(final=True)
             self._outcome = self._make_outcome()
         self._release()
+        self._give_back_worker()
         self._sel.close()
         self._closed = True
 
 
 class Executor:
-    """Forks one child per run. ``after_fork`` (optional) runs in each child first,
-    e.g. to make the daemon's connection pool forget its connections. With ``server``
-    (see ``forkserver``) the children are forked by that lean process instead; if it
-    fails, the executor logs why and forks by itself from then on."""
+    """Starts runs. With ``server`` (see ``forkserver``), a run whose job's isolation
+    (or else ``isolation``) is ``"pool"`` goes to an idle warm worker of a pool of
+    ``pool_size`` (see ``pool``, ``poolworker``), and a ``"process"`` run to a child the
+    server forks for it. Without a server every run is a child forked here.
+    ``after_fork`` (optional) runs in each child forked here first, e.g. to make the
+    daemon's connection pool forget its connections. If the server fails, the executor
+    logs why and forks by itself (a fresh process per run) from then on."""
 
     def __init__(
         self,
@@ -569,6 +679,10 @@ class Executor:
         after_fork: Callable[[], None] | None = None,
         server: ForkServer | None = None,
         keepalive: KeepAlive | None = None,
+        isolation: str = "pool",
+        pool_size: int = 4,
+        worker_max_runs: int = 1000,
+        worker_max_rss: int = 512 << 20,
     ) -> None:
         self.app = app
         # The server's own: its children must watch the memory the daemon beats.
@@ -579,6 +693,36 @@ class Executor:
         self._after_fork = after_fork
         self._prctl = prctl_function()
         self._server = server
+        if isolation not in ISOLATIONS:
+            raise ValueError(f"isolation must be one of {ISOLATIONS}, not {isolation!r}")
+        self.isolation = isolation
+        self._pool: WorkerPool | None = None
+        if server is not None:
+            self._pool = WorkerPool(
+                server, size=pool_size, max_runs=worker_max_runs, max_rss=worker_max_rss
+            )
+            if isolation == "pool" or any(j.isolation == "pool" for j in app.jobs.values()):
+                try:
+                    self._pool.fill()  # warm before the first run
+                except OSError as exc:
+                    self._server_failed(exc)
+
+    @property
+    def pool(self) -> WorkerPool | None:
+        return self._pool
+
+    def isolation_of(self, job_name: str) -> str:
+        """The job's own ``isolation``, else the executor's."""
+        return self.app.jobs[job_name].isolation or self.isolation
+
+    def _server_failed(self, exc: Exception) -> None:
+        _log.error("the fork server failed (%s); forking from the daemon instead", exc)
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+        if self._server is not None:
+            self._server.close()
+            self._server = None
 
     def start_many(self, specs: list[RunSpec]) -> list[Child | Exception]:
         """Start a child per spec; each result is the Child or why it did not start
@@ -586,6 +730,9 @@ class Executor:
         process could be made)."""
         out: list[Child | Exception | None] = []
         todo: list[int] = []
+        if self._server is not None and not self._server.alive():
+            # Its workers died with it: none of them may take a run.
+            self._server_failed(ServerGone("the fork server exited"))
         for i, spec in enumerate(specs):
             try:
                 self.app.get_job(spec.job_name)
@@ -593,6 +740,15 @@ class Executor:
                 out.append(exc)
                 continue
             out.append(None)
+            if self._pool is not None and self.isolation_of(spec.job_name) == "pool":
+                try:
+                    out[i] = self._start_in_worker(spec)
+                    continue
+                except ServerGone as exc:  # this run and the next: a fresh process
+                    self._server_failed(exc)
+                except OSError as exc:  # WorkerLost, or no fds left
+                    out[i] = exc
+                    continue
             todo.append(i)
         if self._server is not None and todo:
             try:
@@ -602,9 +758,7 @@ class Executor:
                     out[i] = got
                 return [x for x in out if x is not None]
             except OSError as exc:  # ForkServerError, or no fds left
-                _log.error("the fork server failed (%s); forking from the daemon instead", exc)
-                self._server.close()
-                self._server = None
+                self._server_failed(exc)
         for i in todo:
             try:
                 out[i] = self._fork(specs[i])
@@ -618,6 +772,54 @@ class Executor:
         if isinstance(got, Exception):
             raise got
         return got
+
+    def _start_in_worker(self, spec: RunSpec) -> Child:
+        """Hand the run to an idle pool worker: its pipes are made here, their write ends
+        go with the spec (no answer to wait for)."""
+        assert self._pool is not None
+        data = spec.to_json()
+        for attempt in range(3):
+            worker = self._pool.acquire()
+            started_at = self._now()
+            start_mono = self._monotonic()
+            flags = os.O_NONBLOCK | os.O_CLOEXEC
+            fds: list[int] = []
+            try:
+                for _ in range(3):
+                    fds.extend(os.pipe2(flags))
+            except OSError:
+                for fd in fds:
+                    os.close(fd)
+                self._pool.release(worker, reusable=True)
+                raise
+            msg_r, msg_w, out_r, out_w, err_r, err_w = fds
+            try:
+                worker.hand(data, [msg_w, out_w, err_w])
+            except OSError:
+                for fd in (msg_r, out_r, err_r):
+                    os.close(fd)
+                self._pool.release(worker, reusable=False)
+                if attempt == 2:
+                    raise
+                continue
+            finally:
+                for fd in (msg_w, out_w, err_w):
+                    os.close(fd)
+            return Child(
+                spec,
+                worker.pid,
+                msg_fd=msg_r,
+                out_fd=out_r,
+                err_fd=err_r,
+                started_at=started_at,
+                start_mono=start_mono,
+                kill_grace_s=self.kill_grace_s,
+                monotonic=self._monotonic,
+                now=self._now,
+                worker=worker,
+                on_end=self._pool.release,
+            )
+        raise AssertionError("unreachable")
 
     def _start_via_server(self, specs: list[RunSpec]) -> list[Child | Exception]:
         assert self._server is not None
@@ -659,7 +861,10 @@ class Executor:
         )
 
     def close(self) -> None:
-        """Stop the fork server, if any (after every child has ended)."""
+        """Stop the pool and the fork server, if any (after every child has ended)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
         if self._server is not None:
             self._server.close()
             self._server = None

@@ -122,3 +122,47 @@ def enter_child(
     os.dup2(err_w, 2)
     os.close(out_w)
     os.close(err_w)
+
+
+#: Linux: orphaned descendants are re-parented to this process instead of init.
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _children() -> list[int]:
+    """This process's child pids (every thread's), from /proc."""
+    kids: list[int] = []
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/children", "rb") as f:
+                kids.extend(int(x) for x in f.read().split())
+        return kids
+    except FileNotFoundError:  # a kernel without CONFIG_PROC_CHILDREN: scan /proc
+        pass
+    me = str(os.getpid()).encode()
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            with contextlib.suppress(OSError, IndexError), open(f"/proc/{name}/stat", "rb") as f:
+                if f.read().rsplit(b")", 1)[1].split()[1] == me:
+                    kids.append(int(name))
+    return kids
+
+
+def kill_descendants() -> int:
+    """SIGKILL and reap every process below this one; the number killed.
+
+    The caller is a child subreaper (``PR_SET_CHILD_SUBREAPER``): when a child dies, its
+    own children come back to the caller, so killing level by level reaches every
+    descendant, also those that left the process group (``setsid``, double forks)."""
+    killed = 0
+    for _ in range(10_000):  # a fork bomb cannot keep this going forever
+        kids = _children()
+        if not kids:
+            break
+        for pid in kids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in kids:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        killed += len(kids)
+    return killed

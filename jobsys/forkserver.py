@@ -1,18 +1,28 @@
-"""A small process that forks the job children, so that the daemon never forks.
+"""A small process that forks the pool workers and the job children, so that the daemon
+never forks.
 
 Why: ``fork`` copies the parent's page tables, and afterwards every page either process
 writes is copied on demand. The daemon, with SQLAlchemy and its caches loaded, is about
 70 MB: a fork costs ~1.7 ms there and a no-op child's whole life ~5 ms of CPU (measured
 on the benchmark machine), which capped throughput at a few hundred runs per second.
 This server is forked by ``jobsys daemon`` right after the application is imported and
-before the database layer is: ~16 MB, ~0.5 ms per fork. Each run still gets a fresh
-process (RQ's work-horse model): the isolation is the same, only the parent is leaner.
+before the database layer is: ~16 MB, ~0.5 ms per fork. It forks the warm pool workers
+(``poolworker``, the default isolation) and, for ``isolation="process"``, a fresh
+process per run (RQ's work-horse model).
 
 Protocol, over a ``SOCK_SEQPACKET`` socket pair (one message per packet):
 
-* daemon → server: one run spec (JSON);
+* daemon → server: one run spec (JSON), for a run in a fresh process;
 * server → daemon, in request order: ``{"pid": n}`` with the read ends of the child's
-  message, stdout and stderr pipes attached (``SCM_RIGHTS``), or ``{"error": "..."}``.
+  message, stdout and stderr pipes attached (``SCM_RIGHTS``), or ``{"error": "..."}``;
+* daemon → server: ``{"worker": {...options}}`` with one end of a new socket pair
+  attached: fork a warm pool worker (``poolworker``) on that socket. No answer on this
+  socket: the worker says ``{"k": "ready", "pid": n}`` on its own socket when it is.
+
+The server keeps a copy of each worker's socket end: when the worker exits, it writes
+``{"k": "exit", "w": <wait status>}`` there (so the daemon learns the status of a
+worker that is not its child) and closes it; if the worker could not be forked it
+writes ``{"error": "..."}``.
 
 The daemon cannot wait for a process that is not its child, so the server keeps the
 write end of each child's message pipe. When a child exits, the server kills what the
@@ -49,6 +59,7 @@ from jobsys.forking import (
     prctl_function,
     sig,
 )
+from jobsys.poolworker import worker_main
 from jobsys.runspec import RunSpec
 from jobsys.runtime import child_main, utcnow
 
@@ -120,6 +131,28 @@ class ForkServer:
             self._closed = True
             raise ForkServerError(f"the fork server failed: {exc}") from exc
 
+    def alive(self) -> bool:
+        """Whether the server process still runs (a peek: it is not reaped here)."""
+        if self._closed:
+            return False
+        try:
+            info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return False
+        return info is None or info.si_pid == 0
+
+    def spawn_worker(self, fd: int, *, max_runs: int, max_rss: int) -> None:
+        """Ask for a pool worker on the socket ``fd`` (the worker's end; the caller
+        closes its copy). Does not wait: the worker reports on its socket."""
+        if self._closed:
+            raise ForkServerError("the fork server is closed")
+        request = {"worker": {"max_runs": max_runs, "max_rss": max_rss}}
+        try:
+            socket.send_fds(self._sock, [json.dumps(request).encode()], [fd])
+        except OSError as exc:
+            self._closed = True
+            raise ForkServerError(f"the fork server failed: {exc}") from exc
+
     def close(self) -> None:
         """Close the socket (the server exits) and wait for the server."""
         self._closed = True
@@ -144,13 +177,20 @@ class ForkServer:
 
 # -- the server process -----------------------------------------------------------------
 class _Kid:
-    __slots__ = ("msg_w", "pending", "pid", "pidfd")
+    """A child of the server: a run's process (``msg_w``, the write end of its message
+    pipe) or a pool worker (``ctl``, the server's copy of its socket end)."""
 
-    def __init__(self, pid: int, pidfd: int, msg_w: int) -> None:
+    __slots__ = ("ctl", "msg_w", "pending", "pid", "pidfd")
+
+    def __init__(self, pid: int, pidfd: int, msg_w: int = -1, ctl: int = -1) -> None:
         self.pid = pid
         self.pidfd = pidfd
         self.msg_w = msg_w
+        self.ctl = ctl
         self.pending = b""
+
+    def fds(self) -> list[int]:
+        return [fd for fd in (self.pidfd, self.msg_w, self.ctl) if fd >= 0]
 
 
 def _serve(app: App, sock: socket.socket, daemon_pid: int, keepalive: KeepAlive) -> NoReturn:
@@ -175,12 +215,15 @@ def _serve(app: App, sock: socket.socket, daemon_pid: int, keepalive: KeepAlive)
         for key, _ in sel.select():
             if key.data is None:
                 try:
-                    data = sock.recv(_MAX_PACKET)
+                    data, fds, _flags, _addr = socket.recv_fds(sock, _MAX_PACKET, 1)
                 except OSError:
-                    data = b""
+                    data, fds = b"", []
                 if not data:  # the daemon closed the socket (or died): children go too
                     os._exit(0)
-                _answer(app, sock, sel, kids, data, prctl, keepalive)
+                if fds:
+                    _start_worker(app, sock, sel, kids, data, fds[0], prctl, keepalive)
+                else:
+                    _answer(app, sock, sel, kids, data, prctl, keepalive)
             elif key.fd == key.data.pidfd:
                 _reap(sel, kids, key.data)
             else:  # room in a message pipe for an exit record
@@ -228,7 +271,7 @@ def _fork(
     # pidfds, the socket, the selector.
     inherited = [sock.fileno(), sel.fileno(), msg_r, out_r, err_r]
     for other in kids.values():
-        inherited += [other.pidfd, other.msg_w]
+        inherited += other.fds()
     try:
         pid = fork_blocked()
     except BaseException:
@@ -271,6 +314,59 @@ def _fork(
     return _Kid(pid, pidfd, msg_w), [msg_r, out_r, err_r]
 
 
+def _start_worker(
+    app: App,
+    sock: socket.socket,
+    sel: selectors.DefaultSelector,
+    kids: dict[int, _Kid],
+    data: bytes,
+    ctl: int,
+    prctl: Any,
+    keepalive: KeepAlive,
+) -> None:
+    """Fork a pool worker on the socket end ``ctl`` (kept: see ``_reap``)."""
+    try:
+        options = json.loads(data)["worker"]
+        max_runs, max_rss = int(options["max_runs"]), int(options["max_rss"])
+        inherited = [sock.fileno(), sel.fileno()]
+        for other in kids.values():
+            inherited += other.fds()
+        server_pid = os.getpid()
+        pid = fork_blocked()
+        if pid == 0:
+            try:
+                worker_main(
+                    app,
+                    ctl,
+                    parent_fds=tuple(inherited),
+                    parent_pid=server_pid,
+                    prctl=prctl,
+                    keepalive=keepalive,
+                    max_runs=max_runs,
+                    max_rss=max_rss,
+                )
+            finally:
+                os._exit(EXIT_SETUP_FAILED)
+        with contextlib.suppress(OSError):
+            os.setpgid(pid, pid)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+            raise
+    except Exception as exc:
+        with contextlib.suppress(OSError):
+            os.write(ctl, json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode())
+        os.close(ctl)
+        return
+    kid = _Kid(pid, pidfd, ctl=ctl)
+    kids[pidfd] = kid
+    sel.register(pidfd, selectors.EVENT_READ, kid)
+
+
 def _reap(sel: selectors.BaseSelector, kids: dict[int, _Kid], kid: _Kid) -> None:
     # Peek first: while the child is a zombie its pid cannot be reused, so its group can
     # be killed safely (processes the job left behind).
@@ -287,6 +383,12 @@ def _reap(sel: selectors.BaseSelector, kids: dict[int, _Kid], kid: _Kid) -> None
     sel.unregister(kid.pidfd)
     os.close(kid.pidfd)
     del kids[kid.pidfd]
+    if kid.ctl >= 0:  # a pool worker: its status goes to the daemon's end of its socket
+        with contextlib.suppress(OSError):
+            os.set_blocking(kid.ctl, False)
+            os.write(kid.ctl, b'{"k": "exit", "w": %d}' % status)
+        os.close(kid.ctl)
+        return
     # A leading newline ends any message the child left unfinished.
     kid.pending = b'\n{"k": "exit", "w": %d}\n' % status
     os.set_blocking(kid.msg_w, False)  # only the server holds it now

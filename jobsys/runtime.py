@@ -373,9 +373,11 @@ class _LogHandler(logging.Handler):
         self._channel.log(_level_name(record.levelno), message)
 
 
-def _reset_signals(flag: _CancelFlag) -> None:
+def reset_inherited_signals() -> None:
+    """Drop the parent's Python signal handlers and wakeup fd (the process must never
+    wake the daemon's loop nor run its handlers)."""
     with contextlib.suppress(ValueError, OSError):
-        signal.set_wakeup_fd(-1)  # never wake the daemon's loop from here
+        signal.set_wakeup_fd(-1)
     for signum in ALL_SIGNALS:
         if signum in (signal.SIGTERM, signal.SIGINT):
             continue
@@ -387,43 +389,72 @@ def _reset_signals(flag: _CancelFlag) -> None:
             # sig's own SIG_DFL: the C function rejects the enum member signal.SIG_DFL.
             with contextlib.suppress(ValueError, OSError):
                 sig.signal(signum, sig.SIG_DFL)
+
+
+def install_run_signals(flag: _CancelFlag) -> None:
+    """SIGTERM sets the run's cancel flag; SIGINT interrupts the job (only the job)."""
     signal.signal(signal.SIGTERM, flag.handler)
 
     def on_sigint(signum: int, frame: FrameType | None) -> None:
         # Interrupts the job like Ctrl-C would; outside the job it would escape into the
-        # daemon's frames, so it is ignored there.
+        # daemon's (or the worker's) frames, so it is ignored there.
         if flag.in_job:
             raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, on_sigint)
 
 
-def _start_watchdog(keepalive: KeepAlive, limit_s: float, channel: _Channel) -> None:
-    """A thread that ends this run when the daemon's keep-alive is older than ``limit_s``
-    (the daemon is stopped or hung: its lease will expire and the run may start again
-    elsewhere, so this one must be gone first). Started before the signal mask is
-    cleared, so it never receives the run's signals."""
-    interval = max(0.02, min(1.0, limit_s / 10))
+class Watchdog:
+    """A thread that ends the current run when the daemon's keep-alive is older than the
+    run's limit (the daemon is stopped or hung: its lease will expire and the run may
+    start again elsewhere, so this one must be gone first). Start it while signals are
+    blocked, so it never receives the run's signals. ``arm`` for a run, ``disarm`` after
+    it (a pool worker keeps one watchdog for all its runs)."""
 
-    def watch() -> None:
-        while True:
-            time.sleep(interval)
-            age = time.monotonic() - keepalive.last()
-            if age <= limit_s:
-                continue
-            error = (
-                f"daemon lost: no keep-alive from the daemon for {age:.1f}s "
-                f"(limit {format_seconds(limit_s)}); the run stopped itself so that the "
-                "job cannot run twice at once"
-            )
-            _send_if_room(channel.fd, {"k": "done", "s": "FAILED", "e": error})
-            pid = os.getpid()
-            with contextlib.suppress(OSError):
-                if os.getpgid(0) == pid:  # our own group: the job's subprocesses go too
-                    os.killpg(pid, signal.SIGKILL)
-            os.kill(pid, signal.SIGKILL)
+    def __init__(self, keepalive: KeepAlive) -> None:
+        self._keepalive = keepalive
+        self._cond = threading.Condition()
+        self._limit_s: float | None = None
+        self._fd = -1
 
-    threading.Thread(target=watch, name="jobsys-keepalive", daemon=True).start()
+    def start(self) -> None:
+        threading.Thread(target=self._watch, name="jobsys-keepalive", daemon=True).start()
+
+    def arm(self, limit_s: float, fd: int) -> None:
+        with self._cond:
+            self._limit_s, self._fd = limit_s, fd
+            self._cond.notify()
+
+    def disarm(self) -> None:
+        with self._cond:
+            self._limit_s, self._fd = None, -1
+
+    def _watch(self) -> None:
+        with self._cond:
+            while True:
+                if self._limit_s is None:
+                    self._cond.wait()
+                    continue
+                self._cond.wait(max(0.02, min(1.0, self._limit_s / 10)))
+                limit_s = self._limit_s
+                if limit_s is None:
+                    continue
+                age = time.monotonic() - self._keepalive.last()
+                if age > limit_s:
+                    self._fire(age, limit_s)  # holding the lock: the run cannot end first
+
+    def _fire(self, age: float, limit_s: float) -> None:
+        error = (
+            f"daemon lost: no keep-alive from the daemon for {age:.1f}s "
+            f"(limit {format_seconds(limit_s)}); the run stopped itself so that the "
+            "job cannot run twice at once"
+        )
+        _send_if_room(self._fd, {"k": "done", "s": "FAILED", "e": error})
+        pid = os.getpid()
+        with contextlib.suppress(OSError):
+            if os.getpgid(0) == pid:  # our own group: the job's subprocesses go too
+                os.killpg(pid, signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
 
 
 def _send_if_room(fd: int, message: dict[str, Any]) -> None:
@@ -435,6 +466,94 @@ def _send_if_room(fd: int, message: dict[str, Any]) -> None:
         _, writable, _ = select.select([], [fd], [], 0)
         if writable:
             os.write(fd, data)
+
+
+class RunCapture:
+    """The run's output onto its channel: ``sys.stdout``/``sys.stderr`` become log
+    sinks (fds 1 and 2 stay the capture pipes), the root logger's handlers are replaced
+    by one that sends records. ``finish`` flushes what is pending; the old objects are
+    kept referenced (``_KEEP``) and not restored: a pool worker restores its own."""
+
+    def __init__(self, channel: _Channel) -> None:
+        self.out_sink = _LogSink(channel, "INFO", 1)
+        self.err_sink = _LogSink(channel, "ERROR", 2)
+        _KEEP.extend((sys.stdout, sys.stderr))
+        sys.stdout = _text_stream(self.out_sink)
+        sys.stderr = _text_stream(self.err_sink)
+        self.streams = (sys.stdout, sys.stderr)
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            _KEEP.append(handler)
+            root.removeHandler(handler)
+        root.addHandler(_LogHandler(channel))
+
+    def finish(self) -> None:
+        for stream in self.streams:
+            with contextlib.suppress(Exception):
+                stream.flush()
+        self.out_sink.finish()
+        self.err_sink.finish()
+
+
+def new_run(
+    spec: RunSpec, channel: _Channel, monotonic: Callable[[], float]
+) -> tuple[_Context, _CancelFlag]:
+    """The run's context and cancel flag, its signal handlers installed."""
+    flag = _CancelFlag()
+    install_run_signals(flag)
+    return _Context(spec, channel, flag, monotonic), flag
+
+
+def run_job(
+    job: JobDef, ctx: _Context, flag: _CancelFlag, channel: _Channel
+) -> tuple[str, str | None]:
+    """Call the job (awaiting an ``async def`` one); its status and one-line error."""
+    status, error = "SUCCESS", None
+    try:
+        flag.in_job = True
+        try:
+            result = job.func(ctx)
+            if inspect.iscoroutine(result):  # an ``async def`` job
+                import asyncio
+
+                asyncio.run(result)
+        finally:
+            flag.in_job = False
+    except SystemExit as exc:
+        arg = "" if exc.code is None else repr(exc.code)
+        status, error = "FAILED", f"job called sys.exit({arg})"
+        channel.log("ERROR", f"{error}\n{traceback.format_exc().rstrip()}")
+    except Terminated:
+        status, error = "FAILED", "terminated (SIGTERM)"
+        channel.log("WARNING", f"stopped by SIGTERM\n{traceback.format_exc().rstrip()}")
+    except KeyboardInterrupt:
+        status, error = "FAILED", "interrupted (KeyboardInterrupt)"
+        channel.log("ERROR", traceback.format_exc().rstrip())
+    except BaseException as exc:
+        status, error = "FAILED", _describe_exception(exc)
+        channel.log("ERROR", traceback.format_exc().rstrip())
+    return status, error
+
+
+def report_done(
+    capture: RunCapture, ctx: _Context, channel: _Channel, status: str, error: str | None
+) -> int:
+    """Flush the run's output and progress, send ``done``; the exit code it stands for."""
+    capture.finish()
+    ctx.flush_progress()
+    channel.send({"k": "done", "s": status, "e": error})
+    return 0 if status == "SUCCESS" else 1
+
+
+def report_setup_failure(channel: _Channel | None, exc: BaseException) -> None:
+    """The executor's own setup failed (or a signal struck outside the job)."""
+    with contextlib.suppress(BaseException):
+        if channel is not None:
+            channel.log("ERROR", traceback.format_exc().rstrip())
+            error = f"could not run the job: {_describe_exception(exc)}"
+            channel.send({"k": "done", "s": "FAILED", "e": error})
+        else:
+            os.write(2, traceback.format_exc().encode("utf-8", "replace"))
 
 
 def child_main(
@@ -461,71 +580,23 @@ def child_main(
             out_w=out_w, err_w=err_w, parent_fds=parent_fds, parent_pid=parent_pid, prctl=prctl
         )
         channel = _Channel(msg_w, now)
-        flag = _CancelFlag()
-        _reset_signals(flag)
+        reset_inherited_signals()
+        ctx, flag = new_run(spec, channel, monotonic)
         with contextlib.suppress(Exception):
             faulthandler.cancel_dump_traceback_later()
         faulthandler.enable(file=2, all_threads=True)
-
-        out_sink = _LogSink(channel, "INFO", 1)
-        err_sink = _LogSink(channel, "ERROR", 2)
-        _KEEP.extend((sys.stdin, sys.stdout, sys.stderr))
-        sys.stdout = _text_stream(out_sink)
-        sys.stderr = _text_stream(err_sink)
-        streams = (sys.stdout, sys.stderr)
-        root = logging.getLogger()
-        for handler in list(root.handlers):
-            _KEEP.append(handler)
-            root.removeHandler(handler)
-        root.addHandler(_LogHandler(channel))
-
-        ctx = _Context(spec, channel, flag, monotonic)
+        _KEEP.append(sys.stdin)
+        capture = RunCapture(channel)
         if after_fork is not None:
             after_fork()
         if keepalive is not None and spec.keepalive_s:
-            _start_watchdog(keepalive, spec.keepalive_s, channel)
+            watchdog = Watchdog(keepalive)
+            watchdog.arm(spec.keepalive_s, msg_w)
+            watchdog.start()
         sig.pthread_sigmask(signal.SIG_SETMASK, ())
-
-        status, error = "SUCCESS", None
-        try:
-            flag.in_job = True
-            try:
-                result = job.func(ctx)
-                if inspect.iscoroutine(result):  # an ``async def`` job
-                    import asyncio
-
-                    asyncio.run(result)
-            finally:
-                flag.in_job = False
-        except SystemExit as exc:
-            arg = "" if exc.code is None else repr(exc.code)
-            status, error = "FAILED", f"job called sys.exit({arg})"
-            channel.log("ERROR", f"{error}\n{traceback.format_exc().rstrip()}")
-        except Terminated:
-            status, error = "FAILED", "terminated (SIGTERM)"
-            channel.log("WARNING", f"stopped by SIGTERM\n{traceback.format_exc().rstrip()}")
-        except KeyboardInterrupt:
-            status, error = "FAILED", "interrupted (KeyboardInterrupt)"
-            channel.log("ERROR", traceback.format_exc().rstrip())
-        except BaseException as exc:
-            status, error = "FAILED", _describe_exception(exc)
-            channel.log("ERROR", traceback.format_exc().rstrip())
-        for stream in streams:
-            with contextlib.suppress(Exception):
-                stream.flush()
-        out_sink.finish()
-        err_sink.finish()
-        ctx.flush_progress()
-        channel.send({"k": "done", "s": status, "e": error})
-        code = 0 if status == "SUCCESS" else 1
+        status, error = run_job(job, ctx, flag, channel)
+        code = report_done(capture, ctx, channel, status, error)
     except BaseException as exc:
-        # The executor's own setup failed (or a signal struck outside the job).
-        with contextlib.suppress(BaseException):
-            if channel is not None:
-                channel.log("ERROR", traceback.format_exc().rstrip())
-                error = f"could not run the job: {_describe_exception(exc)}"
-                channel.send({"k": "done", "s": "FAILED", "e": error})
-            else:
-                os.write(2, traceback.format_exc().encode("utf-8", "replace"))
+        report_setup_failure(channel, exc)
     finally:
         os._exit(code)

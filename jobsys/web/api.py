@@ -318,7 +318,9 @@ def list_jobs(ctx: WebContext, call: Call) -> Response:
     activity = job_activity(ctx.engine, names)
     return _json(
         {
-            "jobs": [views.job_entry(ctx.app, n, activity[n]) for n in names],
+            "jobs": [
+                views.job_entry(ctx.app, n, activity[n], ctx.settings.isolation) for n in names
+            ],
             "groups": ctx.app.groups,
         }
     )

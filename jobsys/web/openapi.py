@@ -338,6 +338,11 @@ SCHEMAS: dict[str, Any] = {
                 "type": ["object", "null"],
                 "description": "declared parameters: name -> {type, default?, required?, ...}",
             },
+            "isolation": {
+                "type": "string",
+                "enum": ["pool", "process"],
+                "description": "pool: a warm worker process; process: a fresh process per run",
+            },
             "last_run": {"oneOf": [_ref("RunSummary"), {"type": "null"}]},
             "running_run_id": _OPT_INT,
             "active": {**_COUNTS, "description": "queued and running runs"},

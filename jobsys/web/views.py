@@ -23,9 +23,13 @@ from jobsys.store.schedules import ScheduleView
 from jobsys.vocabulary import MissedPolicy
 
 
-def job_entry(app: App, name: str, activity: JobActivity) -> dict[str, Any]:
-    """One job of the registry with its newest run and what is active now."""
+def job_entry(
+    app: App, name: str, activity: JobActivity, isolation: str = "pool"
+) -> dict[str, Any]:
+    """One job of the registry with its newest run and what is active now.
+    ``isolation``: the application's (``JOBSYS_ISOLATION``), for a job without its own."""
     data = app.jobs[name].to_dict()
+    data["isolation"] = app.jobs[name].isolation or isolation
     last = activity.last_run
     data["last_run"] = present.run_summary_json(last) if last is not None else None
     data["running_run_id"] = activity.running_run_id

@@ -60,7 +60,11 @@ def purge(ctx: Any) -> None:
     raise RuntimeError("session store is read-only: cannot purge")
 
 
-@app.job(group="housekeeping", description="Compact tables (takes any JSON params)")
+@app.job(
+    group="housekeeping",
+    description="Compact tables (takes any JSON params)",
+    isolation="process",
+)
 def compact(ctx: Any) -> None:
     ctx.log.info(f"compact with {ctx.params}")
 

@@ -26,7 +26,17 @@ FORBIDDEN: dict[str, set[str]] = {
     "jobsys.runspec": {"jobsys.executor", "jobsys.runtime", "jobsys.forking"},
     "jobsys.forking": {"jobsys.executor", "jobsys.runtime", "jobsys.runspec"},
     "jobsys.runtime": {"jobsys.executor", "jobsys.forkserver"},
-    "jobsys.forkserver": {"jobsys.executor", "jobsys.store", "jobsys.daemon"},
+    "jobsys.forkserver": {"jobsys.executor", "jobsys.store", "jobsys.daemon", "jobsys.pool"},
+    # The warm worker runs jobs like a forked process does: the run's side only.
+    "jobsys.poolworker": {
+        "jobsys.executor",
+        "jobsys.forkserver",
+        "jobsys.pool",
+        "jobsys.store",
+        "jobsys.daemon",
+    },
+    # The daemon's pool hands runs to workers; it never loads what runs inside them.
+    "jobsys.pool": {"jobsys.executor", "jobsys.runtime", "jobsys.poolworker", "jobsys.store"},
 }
 
 
@@ -62,7 +72,7 @@ def test_the_run_side_does_not_load_the_daemon_side(module: str) -> None:
 def test_the_executor_builds_on_the_run_side() -> None:
     # The daemon's side builds on the run's side (one direction only).
     loaded = set(loaded_by("jobsys.executor"))
-    assert {"jobsys.runtime", "jobsys.forking", "jobsys.runspec"} <= loaded
+    assert {"jobsys.runtime", "jobsys.forking", "jobsys.runspec", "jobsys.pool"} <= loaded
     assert "jobsys.forkserver" not in loaded  # named for type hints only
 
 

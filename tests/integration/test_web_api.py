@@ -394,6 +394,7 @@ def test_list_jobs_in_dependency_order_with_last_run(web: Web) -> None:
     transform = jobs["transform"]
     for field in ("name", "group", "description", "depends_on", "timeout_s", "params"):
         assert field in transform
+    assert {j["isolation"] for j in body["jobs"]} == {"pool"}  # JOBSYS_ISOLATION's default
     assert transform["depends_on"] == ["extract"] and transform["timeout_s"] == 300
     assert jobs["report"]["params"]["day"] == {"type": "string", "required": True}
     assert jobs["extract"]["last_run"]["id"] == run_id

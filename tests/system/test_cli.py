@@ -89,6 +89,19 @@ def test_jobs_list_json() -> None:
             assert names.index(dep) < names.index(job["name"])
 
 
+def test_jobs_list_shows_each_jobs_isolation() -> None:
+    app = str(ROOT / "tests" / "system" / "test_executor.py")
+    jobs = {
+        j["name"]: j for j in json.loads(run(["jobs", "list", "--json"], JOBSYS_APP=app).stdout)
+    }
+    assert (jobs["noop"]["isolation"], jobs["fresh"]["isolation"]) == ("pool", "process")
+    out = run(["jobs", "list"], JOBSYS_APP=app, JOBSYS_ISOLATION="process")
+    assert out.returncode == 0, out.stderr
+    header, *rows = out.stdout.splitlines()
+    assert "ISOLATION" in header.split()
+    assert {line.split()[0]: line.split()[3] for line in rows}["noop"] == "process"
+
+
 def test_cron_next_fall_back_day() -> None:
     out = run(
         [

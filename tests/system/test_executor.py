@@ -195,6 +195,58 @@ def sleepy(ctx: Any) -> None:
     time.sleep(0.05)
 
 
+@app.job(group="t")
+def probe_state(ctx: Any) -> None:
+    """What a run finds of the process-wide state a previous run may have changed."""
+    root = logging.getLogger()
+    handler = signal.getsignal(signal.SIGUSR1)
+    ctx.log.info(
+        json.dumps(
+            {
+                "cwd": os.getcwd(),
+                "env": os.environ.get("JOBSYS_TEST_LEFT_BEHIND"),
+                "root_handlers": [type(h).__name__ for h in root.handlers],
+                "root_level": root.level,
+                "sigusr1": handler if isinstance(handler, int) else "python handler",
+                "stdout": type(sys.stdout).__name__,
+                "umask": os.umask(0o022),
+            }
+        )
+    )
+
+
+@app.job(group="t")
+def change_state(ctx: Any) -> None:
+    """Changes what a job commonly changes, and leaves it so."""
+    os.chdir(ctx.params["dir"])
+    os.environ["JOBSYS_TEST_LEFT_BEHIND"] = "yes"
+    logging.getLogger().addHandler(logging.StreamHandler())
+    logging.getLogger().setLevel(logging.DEBUG)
+    signal.signal(signal.SIGUSR1, lambda *_: None)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+    os.umask(0o077)
+
+
+@app.job(group="t")
+def leaves_session(ctx: Any) -> None:
+    """A subprocess that left the run's process group (its own session)."""
+    proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    ctx.log.info(f"grandchild {proc.pid}")
+
+
+@app.job(group="t")
+def leaves_thread(ctx: Any) -> None:
+    import threading
+
+    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+
+
+@app.job(group="t", isolation="process")
+def fresh(ctx: Any) -> None:
+    pass
+
+
 # -- helpers ----------------------------------------------------------------------------
 
 GRACE = 0.5
@@ -341,11 +393,14 @@ def grandchild_pid(fin: Finished) -> int:
     return int(line.split()[1])
 
 
-@pytest.fixture(params=["fork", "server"])
+@pytest.fixture(params=["fork", "process", "pool"])
 def executor(request: pytest.FixtureRequest) -> Iterator[Executor]:
-    """Each test twice: children forked by this process, and by a fork server."""
-    server = ForkServer.start(app) if request.param == "server" else None
-    ex = Executor(app, kill_grace_s=GRACE, server=server)
+    """Each test in three ways: a fresh process per run forked by this process (the
+    fallback) or by the fork server (``isolation="process"``), and warm pool workers
+    forked by the fork server (``isolation="pool"``, the default)."""
+    server = ForkServer.start(app) if request.param != "fork" else None
+    isolation = "process" if request.param == "process" else "pool"
+    ex = Executor(app, kill_grace_s=GRACE, server=server, isolation=isolation, pool_size=2)
     try:
         yield ex
     finally:
@@ -630,7 +685,12 @@ def test_the_parent_is_unaffected(executor: Executor) -> None:
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)}
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, ())
     group, stdout, stderr = os.getpgrp(), sys.stdout, sys.stderr
-    fds_before = set(os.listdir("/proc/self/fd"))
+
+    def fds() -> set[str]:  # the pool's sockets to its workers are the executor's own
+        pool = executor.pool.fds if executor.pool is not None else set()
+        return set(os.listdir("/proc/self/fd")) - {str(fd) for fd in pool}
+
+    fds_before = fds()
     for job in ("boom", "exit3", "segv", "exit7", "oom", "interrupted"):
         assert run_one(executor, spec(job)).outcome.status == "FAILED"
     assert run_one(executor, spec("hang", timeout=0.2)).outcome.status == "FAILED"
@@ -638,7 +698,7 @@ def test_the_parent_is_unaffected(executor: Executor) -> None:
     assert {s: signal.getsignal(s) for s in handlers} == handlers
     assert signal.pthread_sigmask(signal.SIG_BLOCK, ()) == mask
     assert (os.getpgrp(), sys.stdout, sys.stderr) == (group, stdout, stderr)
-    assert set(os.listdir("/proc/self/fd")) == fds_before  # every fd closed
+    assert fds() == fds_before  # every fd closed
 
 
 def test_async_job_is_awaited(executor: Executor) -> None:
@@ -832,7 +892,7 @@ def test_a_last_line_without_newline_is_kept(executor: Executor) -> None:
 def test_a_drain_that_reads_the_servers_exit_record_leaves_the_child_readable() -> None:
     """The loop calls poll() then drain(); if drain() is what reads the fork server's exit
     record, the child's fd must stay readable so that the loop comes back to poll()."""
-    ex = Executor(app, kill_grace_s=GRACE, server=ForkServer.start(app))
+    ex = Executor(app, kill_grace_s=GRACE, server=ForkServer.start(app), isolation="process")
     try:
         child = ex.start(spec("noop"))
         end = time.monotonic() + 10
@@ -846,3 +906,149 @@ def test_a_drain_that_reads_the_servers_exit_record_leaves_the_child_readable() 
         child.close()
     finally:
         ex.close()
+
+
+# -- the warm pool --------------------------------------------------------------------
+
+
+@pytest.fixture
+def pool_of_one() -> Iterator[Executor]:
+    """One warm worker, so that consecutive runs share it."""
+    ex = Executor(app, kill_grace_s=GRACE, server=ForkServer.start(app), pool_size=1)
+    try:
+        yield ex
+    finally:
+        ex.close()
+
+
+def run_pid(executor: Executor, run: RunSpec) -> tuple[int, Finished]:
+    child = executor.start(run)
+    return child.pid, finish(child, Finished(Outcome("?", None, None, 0)))
+
+
+def test_a_worker_restores_what_a_job_changed_before_the_next_run(
+    pool_of_one: Executor, tmp_path: Path
+) -> None:
+    pid, before = run_pid(pool_of_one, spec("probe_state"))
+    assert before.outcome.status == "SUCCESS", before.text()
+    same, changed = run_pid(pool_of_one, spec("change_state", dir=str(tmp_path)))
+    assert changed.outcome.status == "SUCCESS", changed.text()
+    again, after = run_pid(pool_of_one, spec("probe_state"))
+    assert after.outcome.status == "SUCCESS", after.text()
+    assert pid == same == again  # one worker ran all three
+    assert json.loads(after.messages()[0]) == json.loads(before.messages()[0])
+    assert json.loads(after.messages()[0])["env"] is None
+    assert "JOBSYS_TEST_LEFT_BEHIND" not in os.environ  # nor did it reach this process
+
+
+@pytest.mark.parametrize("job", ["exit7", "segv", "oom"])
+def test_a_crashed_worker_is_replaced_and_the_next_run_succeeds(
+    pool_of_one: Executor, job: str
+) -> None:
+    pid, _ = run_pid(pool_of_one, spec("noop"))
+    crashed, fin = run_pid(pool_of_one, spec(job))
+    assert crashed == pid
+    assert fin.outcome.status == "FAILED" and fin.outcome.exit_code != 0, fin.text()
+    assert process_gone(pid)
+    new, fin = run_pid(pool_of_one, spec("ok"))
+    assert fin.outcome.status == "SUCCESS", fin.text()
+    assert new != pid
+
+
+def test_a_worker_killed_from_outside_fails_only_its_run() -> None:
+    ex = Executor(app, kill_grace_s=GRACE, server=ForkServer.start(app), pool_size=2)
+    try:
+        victim = ex.start(spec("hang", run_id=1))
+        bystander = ex.start(spec("cooperative", run_id=2))
+        assert victim.pid != bystander.pid
+        fin = Finished(Outcome("?", None, None, 0))
+        wait_for_line(victim, fin, "hanging")
+        other = Finished(Outcome("?", None, None, 0))
+        wait_for_line(bystander, other, "looping")
+        os.kill(victim.pid, signal.SIGKILL)  # as the kernel's OOM killer would
+        fin = finish(victim, fin)
+        assert (fin.outcome.status, fin.outcome.error) == (
+            "FAILED",
+            "killed by SIGKILL (out of memory?)",
+        )
+        assert bystander.poll() is None  # untouched
+        bystander.cancel("done")
+        other = finish(bystander, other)
+        assert other.outcome.status == "CANCELLED"
+        assert "saw cancellation" in other.messages()
+        pid, fin = run_pid(ex, spec("ok", run_id=3))
+        assert fin.outcome.status == "SUCCESS"
+        assert pid != victim.pid
+    finally:
+        ex.close()
+
+
+def test_a_worker_is_recycled_after_max_runs() -> None:
+    ex = Executor(
+        app, kill_grace_s=GRACE, server=ForkServer.start(app), pool_size=1, worker_max_runs=3
+    )
+    try:
+        pids = [run_pid(ex, spec("noop", run_id=i))[0] for i in range(7)]
+    finally:
+        ex.close()
+    assert pids[0] == pids[1] == pids[2] != pids[3]
+    assert pids[3] == pids[4] == pids[5] != pids[6]
+    assert process_gone(pids[0])  # it exited, and was reaped
+
+
+def test_a_worker_is_recycled_when_its_memory_passes_the_limit() -> None:
+    ex = Executor(
+        app, kill_grace_s=GRACE, server=ForkServer.start(app), pool_size=1, worker_max_rss=1
+    )
+    try:
+        pids = [run_pid(ex, spec("noop", run_id=i)) for i in range(3)]
+    finally:
+        ex.close()
+    assert {fin.outcome.status for _, fin in pids} == {"SUCCESS"}
+    assert len({pid for pid, _ in pids}) == 3
+
+
+def test_a_thread_left_running_retires_the_worker(pool_of_one: Executor) -> None:
+    pid, fin = run_pid(pool_of_one, spec("leaves_thread"))
+    assert fin.outcome.status == "SUCCESS"
+    assert process_gone(pid)
+    assert run_pid(pool_of_one, spec("noop"))[0] != pid
+
+
+def test_a_subprocess_that_left_the_runs_group_is_killed_at_its_end(
+    pool_of_one: Executor,
+) -> None:
+    pid, fin = run_pid(pool_of_one, spec("leaves_session"))
+    assert fin.outcome.status == "SUCCESS", fin.text()
+    assert process_gone(grandchild_pid(fin), limit=0.5)  # gone before the outcome, in fact
+    assert run_pid(pool_of_one, spec("noop"))[0] == pid  # the worker itself lives on
+
+
+def test_a_job_can_ask_for_a_fresh_process(pool_of_one: Executor) -> None:
+    assert pool_of_one.isolation_of("fresh") == "process"
+    assert pool_of_one.isolation_of("noop") == "pool"
+    worker, _ = run_pid(pool_of_one, spec("noop"))
+    first, fin = run_pid(pool_of_one, spec("fresh"))
+    assert fin.outcome.status == "SUCCESS"
+    second, _ = run_pid(pool_of_one, spec("fresh"))
+    assert len({worker, first, second}) == 3
+    assert process_gone(first)
+
+
+def test_a_drain_that_reads_a_workers_death_leaves_the_child_readable(
+    pool_of_one: Executor,
+) -> None:
+    """As above, for the fork server's record of a pool worker's death (on the worker's
+    socket): drain() reading it must not leave the loop without a reason to poll()."""
+    child = pool_of_one.start(spec("exit7"))
+    end = time.monotonic() + 10
+    while not process_gone(child.pid, limit=0.05):
+        assert time.monotonic() < end
+    time.sleep(0.2)  # the server reaps the worker and writes the record
+    child.drain()
+    child.drain()  # the pipes' ends, then the record
+    assert select.select([child.fileno()], [], [], 1.0)[0], "nothing left to wake the loop"
+    outcome = child.poll()
+    assert outcome is not None
+    assert outcome.error == "exited with code 7 without reporting a result"
+    child.close()

@@ -47,11 +47,13 @@ def spec(job: str, run_id: int = 1, **extra: object) -> RunSpec:
     return RunSpec(**base)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["direct", "fork-server"])
+@pytest.fixture(params=["direct", "process", "pool"])
 def executor(request: pytest.FixtureRequest) -> Iterator[Executor]:
+    """A fresh process per run forked here or by the fork server, and a warm worker."""
     app = load_app(APP)
-    server = ForkServer.start(app) if request.param == "fork-server" else None
-    ex = Executor(app, server=server, kill_grace_s=1.0)
+    server = ForkServer.start(app) if request.param != "direct" else None
+    isolation = "process" if request.param == "process" else "pool"
+    ex = Executor(app, server=server, kill_grace_s=1.0, isolation=isolation, pool_size=1)
     try:
         yield ex
     finally:
@@ -108,6 +110,19 @@ def test_memory_limit_ends_a_runaway_run_with_the_reason(executor: Executor) -> 
 def test_memory_limit_leaves_a_modest_run_alone(executor: Executor) -> None:
     app = load_app(APP)
     child = executor.start(spec("modest", memory_limit=app.jobs["modest"].memory_limit))
+    assert wait_outcome(child).status == "SUCCESS"
+
+
+def test_the_next_run_succeeds_after_a_run_was_fenced_or_killed(executor: Executor) -> None:
+    # In the pool, both take the worker down with them: a fresh one runs the next run.
+    app = load_app(APP)
+    child = executor.start(spec("pause", params={"seconds": 10.0}, keepalive_s=0.3))
+    assert wait_outcome(child).status == "FAILED"
+    executor.keepalive.beat()
+    child = executor.start(spec("hog", run_id=2, memory_limit=app.jobs["hog"].memory_limit))
+    assert wait_outcome(child).status == "FAILED"
+    executor.keepalive.beat()
+    child = executor.start(spec("pause", run_id=3, params={"seconds": 0.0}, keepalive_s=30.0))
     assert wait_outcome(child).status == "SUCCESS"
 
 

@@ -193,6 +193,13 @@ def test_run_now_runs_move_live(system_any_db: Jobsys, page: Page) -> None:
 def test_run_job_with_params_form(system: Jobsys, page: Page) -> None:
     login(page, system)
     page.get_by_role("link", name="Jobs", exact=True).click()
+    # Each job says how its runs are isolated (the app's default, or its own).
+    expect(page.locator("tr[data-job='report'] .job-isolation")).to_have_text(
+        "isolation: warm worker pool"
+    )
+    expect(page.locator("tr[data-job='compact'] .job-isolation")).to_have_text(
+        "isolation: fresh process per run"
+    )
     page.get_by_role("button", name="Run report").click()
     dialog = page.get_by_role("dialog")
     expect(dialog).to_contain_text("Run report")

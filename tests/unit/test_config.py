@@ -40,6 +40,10 @@ def test_production_needs_secret_key_for_sessions_only() -> None:
         ("JOBSYS_LOG_FORMAT", "xml"),
         ("JOBSYS_LOG_LEVEL", "LOUD"),
         ("JOBSYS_CONCURRENCY", "0"),
+        ("JOBSYS_ISOLATION", "thread"),
+        ("JOBSYS_WORKER_MAX_RUNS", "0"),
+        ("JOBSYS_WORKER_MAX_RSS_MB", "-1"),
+        ("JOBSYS_WORKER_MAX_RSS_MB", "lots"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
@@ -50,3 +54,20 @@ def test_bad_values_name_the_variable(name: str, value: str) -> None:
 def test_daemon_disabled() -> None:
     assert Settings.from_environ({"SCHEDULE_DAEMON_ENABLED": "false"}).daemon_enabled is False
     assert Settings.from_environ({"SCHEDULE_DAEMON_ENABLED": "TRUE"}).daemon_enabled is True
+
+
+def test_isolation_and_worker_recycling() -> None:
+    default = Settings.from_environ({})
+    assert (default.isolation, default.worker_max_runs, default.worker_max_rss_mb) == (
+        "pool",
+        1000,
+        512,
+    )
+    got = Settings.from_environ(
+        {
+            "JOBSYS_ISOLATION": " Process ",
+            "JOBSYS_WORKER_MAX_RUNS": "1",
+            "JOBSYS_WORKER_MAX_RSS_MB": "0",
+        }
+    )
+    assert (got.isolation, got.worker_max_runs, got.worker_max_rss_mb) == ("process", 1, 0)

@@ -155,3 +155,15 @@ def test_params_validation() -> None:
     free = App()
     free.job("f", group="g")(noop)
     assert validate_params(free.jobs["f"], {"anything": [1]}) == {"anything": [1]}
+
+
+def test_isolation_is_pool_process_or_the_applications() -> None:
+    app = App("t")
+    app.job("a", group="g")(lambda ctx: None)
+    app.job("b", group="g", isolation="process")(lambda ctx: None)
+    app.job("c", group="g", isolation="pool")(lambda ctx: None)
+    assert [app.jobs[n].isolation for n in "abc"] == [None, "process", "pool"]
+    assert "isolation" not in app.jobs["a"].to_dict()  # definitions unchanged without it
+    assert app.jobs["b"].to_dict()["isolation"] == "process"
+    with pytest.raises(DefinitionError, match=r"^job 'd': isolation 'thread' is not one of"):
+        app.job("d", group="g", isolation="thread")(lambda ctx: None)

@@ -376,8 +376,21 @@ def test_a_job_with_its_activity() -> None:
         "error": "boom",
     }
     assert (data["running_run_id"], data["active"]) == (7, {"RUNNING": 1})
-    idle = views.job_entry(app, "extract", JobActivity(None, None, {}))
+    assert data["isolation"] == "pool"
+    idle = views.job_entry(app, "extract", JobActivity(None, None, {}), "process")
     assert (idle["last_run"], idle["running_run_id"], idle["active"]) == (None, None, {})
+    assert idle["isolation"] == "process"  # the application's, for a job without its own
+
+
+def test_a_jobs_own_isolation_wins_over_the_applications() -> None:
+    app = App("t")
+
+    @app.job(group="etl", isolation="process")
+    def fresh(ctx: Any) -> None:
+        return None
+
+    data = views.job_entry(app, "fresh", JobActivity(None, None, {}), "pool")
+    assert data["isolation"] == "process"
 
 
 def test_a_run_reads_by_key_like_the_dicts_it_replaced() -> None:

@@ -124,7 +124,8 @@ function registrySection(ctx, onChanged) {
       active.QUEUED ? `${active.QUEUED} queued` : null].filter(Boolean).join(", ");
     return t.row([
       h("div", h("strong.job-name", jobLink(job.name)),
-        job.description ? h("div.job-desc.muted.small", { title: job.description }, job.description) : null),
+        job.description ? h("div.job-desc.muted.small", { title: job.description }, job.description) : null,
+        h("div.muted.small.job-isolation", job.isolation === "process" ? "isolation: fresh process per run" : "isolation: warm worker pool")),
       last ? h("div", statusBadge(last.status), " ", when(last.finished_at || last.started_at || last.queued_at),
         " ", runLink(last.id)) : h("span.muted", "never run"),
       last && last.duration_ms !== null ? duration(last.duration_ms) : h("span.muted", "—"),

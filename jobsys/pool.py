@@ -1,0 +1,197 @@
+"""The daemon's side of the warm worker pool (design 6.5): which workers exist, which
+are idle, and handing one a run.
+
+The workers are forked by the fork server (see ``forkserver`` and ``poolworker``); the
+daemon holds one end of a ``SOCK_SEQPACKET`` socket pair per worker. Handing a run to
+an idle worker is one ``sendmsg`` (the run's spec and its three pipe write ends), with
+no answer to wait for: much cheaper for the daemon than a fork. On that socket the
+daemon receives the worker's ``{"k": "ready", "pid": n}`` once, and the fork server's
+``{"k": "exit", "w": status}`` when the worker dies (``executor.Child`` reads it while
+the worker runs one of its runs; the pool sees it on an idle worker before reuse).
+
+The pool keeps ``size`` workers (``JOBSYS_CONCURRENCY``): more are forked on demand when
+more runs are started at once, and the surplus retires when it comes back idle. A worker
+that died, was killed or retired is replaced at once (asynchronously: its ``ready``
+is read when a run needs it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import select
+import socket
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from jobsys.forkserver import ForkServer
+
+_log = logging.getLogger("jobsys.executor")
+
+#: How long a run waits for a worker being forked to say it is ready.
+READY_WAIT_S = 10.0
+
+
+def _readable(sock: socket.socket, timeout_s: float) -> bool:
+    """``poll``, not ``select``: the daemon may hold fds above FD_SETSIZE."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(max(0, math.ceil(timeout_s * 1000))))
+
+
+class WorkerLost(OSError):
+    """A worker died before it could take a run."""
+
+
+class ServerGone(OSError):
+    """The fork server is gone: no worker can be forked (the executor falls back)."""
+
+
+class PoolWorker:
+    """The daemon's handle on one worker: its socket, its pid once it is ready."""
+
+    __slots__ = ("dead", "pid", "runs", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.pid = 0  # known from its "ready" message
+        self.runs = 0
+        self.dead = False
+
+    def __repr__(self) -> str:
+        return f"<PoolWorker pid={self.pid}>"
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def hand(self, data: bytes, fds: list[int]) -> None:
+        """Send one run: its spec and the write ends of its pipes."""
+        socket.send_fds(self.sock, [data], fds)
+        self.runs += 1
+
+    def read(self) -> tuple[list[dict[str, object]], bool]:
+        """Messages waiting on the socket (never blocks), and whether it has ended (the
+        worker and the fork server have both let go of it)."""
+        out: list[dict[str, object]] = []
+        while True:
+            try:
+                data = self.sock.recv(4096, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return out, False
+            except OSError:
+                return out, True
+            if not data:
+                return out, True
+            with contextlib.suppress(ValueError):
+                msg = json.loads(data)
+                if isinstance(msg, dict):
+                    out.append(msg)
+
+
+class WorkerPool:
+    """Idle, busy and starting workers; see the module's docstring."""
+
+    def __init__(self, server: ForkServer, *, size: int, max_runs: int, max_rss: int) -> None:
+        self._server = server
+        self.size = size
+        self.max_runs = max_runs
+        self.max_rss = max_rss
+        self._idle: list[PoolWorker] = []
+        self._busy: set[PoolWorker] = set()
+        self._starting: list[PoolWorker] = []
+        self._closed = False
+
+    @property
+    def fds(self) -> set[int]:
+        """The daemon's ends of the workers' sockets (for tests that count fds)."""
+        return {w.fileno() for w in (*self._idle, *self._busy, *self._starting)}
+
+    def fill(self) -> None:
+        """Fork workers up to ``size`` (not waiting for them)."""
+        while len(self._idle) + len(self._busy) + len(self._starting) < self.size:
+            self._spawn()
+
+    def _spawn(self) -> PoolWorker:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._server.spawn_worker(theirs.fileno(), max_runs=self.max_runs, max_rss=self.max_rss)
+        except OSError as exc:  # ForkServerError: the server is closed or gone
+            ours.close()
+            raise ServerGone(str(exc)) from exc
+        finally:
+            theirs.close()
+        worker = PoolWorker(ours)
+        self._starting.append(worker)
+        return worker
+
+    def acquire(self) -> PoolWorker:
+        """An idle worker (the most recently used first), or a new one once ready.
+        ``ForkServerError`` if the server is gone, ``WorkerLost`` if a new worker died."""
+        while self._idle:
+            worker = self._idle.pop()
+            got, ended = worker.read()  # a worker that died while idle says so here
+            if not got and not ended:
+                self._busy.add(worker)
+                return worker
+            self._drop(worker)
+        for worker in self._starting:  # one that is ready already
+            if _readable(worker.sock, 0):
+                break
+        else:
+            worker = self._starting[0] if self._starting else self._spawn()
+        self._starting.remove(worker)
+        self._wait_ready(worker)
+        self._busy.add(worker)
+        return worker
+
+    def _wait_ready(self, worker: PoolWorker) -> None:
+        end = time.monotonic() + READY_WAIT_S
+        while True:
+            left = end - time.monotonic()
+            if left <= 0 or not _readable(worker.sock, left):
+                worker.sock.close()
+                raise WorkerLost(f"a new pool worker did not start within {READY_WAIT_S:.0f}s")
+            got, ended = worker.read()
+            for msg in got:
+                if msg.get("k") == "ready":
+                    worker.pid = int(str(msg["pid"]))
+                    return
+            if got or ended:
+                worker.sock.close()
+                reason = next((str(m["error"]) for m in got if "error" in m), None)
+                if reason is None and not got:  # nobody held the other end: no server
+                    raise ServerGone("the fork server is gone")
+                raise WorkerLost(f"a new pool worker failed: {reason or got}")
+
+    def release(self, worker: PoolWorker, reusable: bool) -> None:
+        """A run in ``worker`` ended; keep it for the next run, or replace it."""
+        self._busy.discard(worker)
+        if self._closed:
+            worker.sock.close()
+            return
+        total = len(self._idle) + len(self._busy) + len(self._starting)
+        if reusable and not worker.dead and total < self.size:
+            self._idle.append(worker)
+            return
+        self._drop(worker)
+        try:
+            self.fill()
+        except OSError as exc:  # the server is gone: the next start falls back
+            _log.warning("could not fork a new pool worker: %s", exc)
+
+    def _drop(self, worker: PoolWorker) -> None:
+        """Forget ``worker``: closing our end makes a live one exit."""
+        worker.dead = True
+        worker.sock.close()
+
+    def close(self) -> None:
+        """Close every idle and starting worker's socket (they exit); busy ones are
+        closed when their run ends."""
+        self._closed = True
+        for worker in (*self._idle, *self._starting):
+            worker.sock.close()
+        self._idle.clear()
+        self._starting.clear()
