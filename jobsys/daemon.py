@@ -42,6 +42,7 @@ from jobsys.planning import schedule_plans
 from jobsys.runspec import RunSpec
 from jobsys.store import firing, overlap, runs, upkeep, workers
 from jobsys.store.db import make_autocommit_engine
+from jobsys.store.hotpath import HotConnection
 from jobsys.store.migrate import ensure_current
 from jobsys.store.models import RunStatus, WorkerStatus
 from jobsys.store.retention import Pruner
@@ -56,6 +57,10 @@ PROGRESS_WRITE_S = 0.5
 
 #: Pause after a database error before the next attempt.
 DB_RETRY_S = 2.0
+
+#: A started run's pid waits at most this long to be written with the next outcomes
+#: (``runs.finish_runs``) before it is written on its own.
+PID_WRITE_S = 0.05
 
 #: Longest single sleep: bounds the effect of a wall-clock jump on the next due slot.
 MAX_SLEEP_S = 60.0
@@ -136,6 +141,12 @@ class Daemon:
         # The idle path (heartbeat, overview poll) uses its own autocommit connection so an
         # idle daemon costs one statement per poll plus the heartbeat.
         self.idle_engine: Engine = make_autocommit_engine(self.settings.database_url)
+        # Claims and outcomes (the hot path) use one kept connection and plain SQL.
+        self.hot = HotConnection(self.engine, keep=True)
+        # (run id, pid) of runs started but not yet recorded: written with the next
+        # outcomes, so starting runs costs no transaction of its own.
+        self._unwritten_pids: list[tuple[int, int]] = []
+        self._pids_since = 0.0  # monotonic: when the oldest of them was started
         # Maintenance (see _maintenance): alerts only with a webhook, retention unless 0.
         self.alerter: Alerter | None = None
         if self.settings.alert_webhook_url:
@@ -250,6 +261,8 @@ class Daemon:
         woken, self._woken = self._woken, False
 
         stats.finished = self._service_children()
+        if self._unwritten_pids and mono - self._pids_since >= PID_WRITE_S:
+            self._write_pids()  # no outcome carried them: on their own
 
         poll_due = mono >= self._next_heartbeat
         if poll_due or (self.running and mono >= self._next_renew):
@@ -385,6 +398,8 @@ class Daemon:
 
     def _sleep_seconds(self, now: datetime, mono: float) -> float:
         waits = [self._next_heartbeat - mono, MAX_SLEEP_S]
+        if self._unwritten_pids:
+            waits.append(self._pids_since + PID_WRITE_S - mono)
         if self.running:
             waits.append(self._next_renew - mono)
         if self._due_at is not None:
@@ -466,6 +481,7 @@ class Daemon:
             clock=self.clock.now,
             known_jobs=self.app.jobs,
             queue=self.queue,
+            hot=self.hot,
         )
         assert self.executor is not None
         ready: list[RunSpec] = []
@@ -518,11 +534,17 @@ class Daemon:
             log.debug("run %s started (pid %s)", run.run_id, child.pid, extra=entry.log_extra)
             if self._selector is not None:
                 self._selector.register(child, selectors.EVENT_READ, run.run_id)
+        if pids and not self._unwritten_pids:
+            self._pids_since = self.clock.monotonic()
+        self._unwritten_pids += pids
+        return len(claimed)
+
+    def _write_pids(self) -> None:
+        pids, self._unwritten_pids = self._unwritten_pids, []
         try:
-            runs.set_pids(self.engine, pids)
+            runs.set_pids(self.engine, pids, hot=self.hot)
         except (DatabaseError, SQLAlchemyError) as exc:  # informative only: keep going
             log.warning("could not record the pids of %d run(s): %s", len(pids), exc)
-        return len(claimed)
 
     def _fail_unstarted(self, run: RunSpec, error: str) -> None:
         finished = runs.Finished(
@@ -534,7 +556,9 @@ class Daemon:
             exit_code=None,
             started_at=run.started_at,
         )
-        runs.finish_runs(self.engine, [finished], worker_id=self.worker_id, now=self.clock.now())
+        runs.finish_runs(
+            self.engine, [finished], worker_id=self.worker_id, now=self.clock.now(), hot=self.hot
+        )
 
     def _service_children(self, *, everything: bool = False) -> int:
         """Store logs and progress; record outcomes of children that exited (all of them
@@ -593,11 +617,21 @@ class Daemon:
                     raise failure
                 for finished in ended:  # lines of runs that ended before the outcome
                     self._write_logs(finished.run_id)
-                runs.finish_runs(self.engine, ended, worker_id=self.worker_id, now=self.clock.now())
+                # One transaction for every outcome of this tick, with the pids of runs
+                # started since the last one (see ``runs.finish_runs`` on crash safety).
+                runs.finish_runs(
+                    self.engine,
+                    ended,
+                    worker_id=self.worker_id,
+                    now=self.clock.now(),
+                    hot=self.hot,
+                    pids=self._unwritten_pids,
+                )
+                self._unwritten_pids = []
             except Exception:
                 self._unrecorded = ended  # the children are gone; their outcomes are not
                 raise
-            if self.queue.gated or any(row.depends_on for row in self.queue.rows):
+            if self.queue.gated or self.queue.has_dependencies:
                 # Dependents (or the next backfill slot) may now run or be skipped: the
                 # snapshot's statuses are old.
                 self.queue.stale = True
@@ -756,6 +790,8 @@ class Daemon:
                 waits.append(grace_end - self.clock.monotonic())
             if self._selector is not None:
                 self._selector.select(max(0.0, min(waits)))
+        if self._unwritten_pids:
+            self._write_pids()
         now = self.clock.now()
         workers.release_all(self.engine, self.worker_id, now)
         workers.set_status(self.engine, self.worker_id, WorkerStatus.STOPPED, now)
@@ -766,6 +802,7 @@ class Daemon:
         self._close()
 
     def _close(self) -> None:
+        self.hot.close()
         self.idle_engine.dispose()
         if self.executor is not None:
             self.executor.close()
