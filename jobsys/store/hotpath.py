@@ -59,6 +59,14 @@ class HotConnection:
             return value
         return f"{value:%Y-%m-%d %H:%M:%S}.{value.microsecond:06d}"
 
+    def read_ts(self, value: Any) -> datetime:
+        """A stored instant read back as plain SQL returns it (SQLite: text), aware UTC."""
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        if not isinstance(value, datetime):
+            raise TypeError(f"not an instant: {value!r}")
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
     def sql(self, text: str) -> str:
         """``text`` written with ``?`` placeholders, in the driver's paramstyle."""
         return _mysql_sql(text) if self._mysql else text

@@ -696,10 +696,10 @@ def settle_batches(
         # while a large batch runs. Asked before taking the write lock; the settling
         # UPDATE below is conditional, so a stale answer cannot settle a batch twice.
         hot = hot if hot is not None else HotConnection(engine)
-        with hot.transaction("cannot settle batches in", write=False) as tx:
+        with hot.transaction("cannot settle batches in", write=False) as reads:
             active = {
                 int(b)
-                for (b,) in tx.rows(
+                for (b,) in reads.rows(
                     "SELECT batch_id FROM job_run WHERE batch_id IN"
                     f" ({marks(len(ids))}) AND status IN ('QUEUED', 'RUNNING')"
                     + (" LIMIT 1" if len(ids) == 1 else ""),
@@ -710,39 +710,61 @@ def settle_batches(
     cascading = sorted(b for b, cascade in batches.items() if cascade)
     if not ids and not cascading:
         return
-    with write_engine(engine).begin() as conn:
-        for batch_id in cascading:
-            _settle(conn, batch_id, now, cascade=True)
-        if not ids:
-            return
-        counts: dict[int, dict[str, int]] = {b: {} for b in ids}
-        for batch_id, status, n in conn.execute(_BATCH_COUNTS, {"b_ids": ids}):
-            counts[batch_id][status] = int(n)
-        schedules = []
-        for row in conn.execute(_BATCH_TIMES, {"b_ids": ids}).all():
-            outcome = _outcome(counts[row.id])
-            began = row.started_at or row.created_at
-            settled = conn.execute(
-                _SETTLE_BATCH,
-                {
-                    "b_id": row.id,
-                    "b_status": outcome,
-                    "b_at": now,
-                    "b_duration": max(0, int((now - began).total_seconds() * 1000)),
-                },
-            )
-            if settled.rowcount == 1 and row.schedule_id is not None:
-                schedules.append(
-                    {
-                        "b_sid": row.schedule_id,
-                        "b_id": row.id,
-                        "b_status": outcome,
-                        "b_failed": 1 if outcome == RunStatus.FAILED else 0,
-                        "b_at": now,
-                    }
-                )
-        if schedules:
-            conn.execute(_SETTLE_SCHEDULE, schedules)
+    hot = hot if hot is not None else HotConnection(engine)
+    with contextlib.ExitStack() as stack:
+        tx: Tx
+        if cascading:  # uncommon (something failed): Core, and the rest in its transaction
+            conn = stack.enter_context(write_engine(engine).begin())
+            for batch_id in cascading:
+                _settle(conn, batch_id, now, cascade=True)
+            tx = CoreTx(hot, conn)
+        else:
+            tx = stack.enter_context(hot.transaction("cannot settle batches in"))
+        if ids:
+            _settle_done(tx, ids, now)
+
+
+_SETTLE_BATCH_SQL = (
+    "UPDATE job_batch SET status = ?, finished_at = ?, updated_at = ?, duration_ms = ?"
+    " WHERE id = ? AND status IN ('QUEUED', 'RUNNING')"
+)
+_SETTLE_SCHEDULE_SQL = (
+    "UPDATE job_schedule SET failure_count = failure_count + ?,"
+    # +1 after a failure, back to 0 after anything else
+    " consecutive_failures = (consecutive_failures + 1) * ?,"
+    " last_run_status = CASE WHEN last_batch_id = ? THEN ? ELSE last_run_status END,"
+    " locked_by = CASE WHEN last_batch_id = ? THEN NULL ELSE locked_by END,"
+    " updated_at = ? WHERE id = ?"
+)
+
+
+def _settle_done(tx: Tx, ids: list[int], now: datetime) -> None:
+    """Settle these batches, none of whose runs is active any more (only successes
+    ended since: nothing to skip), with their schedules' counters; plain SQL (the
+    daemon settles a batch per fired slot)."""
+    counts: dict[int, dict[str, int]] = {b: {} for b in ids}
+    for batch_id, status, n in tx.rows(
+        "SELECT batch_id, status, COUNT(*) FROM job_run"
+        f" WHERE batch_id IN ({marks(len(ids))}) AND next_attempt_id IS NULL"
+        " GROUP BY batch_id, status",
+        ids,
+    ):
+        counts[int(batch_id)][str(status)] = int(n)
+    at = tx.hot.ts(now)
+    schedules = []
+    for batch_id, schedule_id, created_at, started_at in tx.rows(
+        f"SELECT id, schedule_id, created_at, started_at FROM job_batch WHERE id IN"
+        f" ({marks(len(ids))})",
+        ids,
+    ):
+        outcome = str(_outcome(counts[int(batch_id)]))
+        began = tx.hot.read_ts(started_at or created_at)
+        duration = max(0, int((now - began).total_seconds() * 1000))
+        settled = tx.execute(_SETTLE_BATCH_SQL, (outcome, at, at, duration, batch_id))
+        if settled == 1 and schedule_id is not None:
+            failed = 1 if outcome == RunStatus.FAILED else 0
+            schedules.append((failed, failed, batch_id, outcome, batch_id, at, schedule_id))
+    tx.executemany(_SETTLE_SCHEDULE_SQL, schedules)
 
 
 def _settle(conn: Connection, batch_id: int, now: datetime, *, cascade: bool) -> str | None:
