@@ -18,6 +18,7 @@ wait for the final outcome.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -345,6 +346,50 @@ _END_QUEUED = (
 )
 
 
+@functools.lru_cache(maxsize=64)
+def _take_mutexes_sql(count: int) -> str:
+    """``_TAKE_MUTEX`` for ``count`` jobs at once: (name, run id) pairs, the worker id,
+    then the names again."""
+    cases = " ".join(["WHEN ? THEN ?"] * count)
+    return (
+        f"UPDATE job_definition SET running_run_id = CASE name {cases} END,"
+        f" running_worker_id = ? WHERE name IN ({marks(count)}) AND running_run_id IS NULL"
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _finish_runs_sql(count: int) -> str:
+    """``_FINISH_RUN`` for ``count`` runs in one statement: for each column, (run id,
+    value) pairs; then the run ids and the worker id."""
+    sets = ", ".join(
+        f"{column} = CASE id {' '.join(['WHEN ? THEN ?'] * count)} END"
+        for column in _FINISH_COLUMNS
+    )
+    return (
+        f"UPDATE job_run SET {sets} WHERE id IN ({marks(count)})"
+        " AND status = 'RUNNING' AND worker_id = ?"
+    )
+
+
+_FINISH_COLUMNS = ("status", "error", "exit_code", "finished_at", "duration_ms", "updated_at")
+
+
+@functools.lru_cache(maxsize=64)
+def _set_pids_sql(count: int) -> str:
+    cases = " ".join(["WHEN ? THEN ?"] * count)
+    return f"UPDATE job_run SET pid = CASE id {cases} END WHERE id IN ({marks(count)})"
+
+
+def _set_pids(tx: Tx, pids: Sequence[tuple[int, int]]) -> None:
+    if len(pids) == 1:
+        tx.execute(_SET_PID, (pids[0][1], pids[0][0]))
+    elif pids:
+        tx.execute(
+            _set_pids_sql(len(pids)),
+            (*(v for pair in pids for v in pair), *(run_id for run_id, _ in pids)),
+        )
+
+
 def _start_runs_sql(count: int) -> str:
     return (
         "UPDATE job_run SET status = 'RUNNING', worker_id = ?, started_at = ?, updated_at = ?"
@@ -363,11 +408,36 @@ def _claim_round(
     UPDATE; returns the start instant by run id. Runs whose job runs elsewhere go to
     ``keep`` (they wait); runs taken by another daemon meanwhile are dropped."""
     won: list[Any] = []
-    for row in sorted(candidates, key=lambda r: r.job_name):
-        if conn.execute(_TAKE_MUTEX, (row.id, worker_id, row.job_name)) == 1:
-            won.append(row)
-        else:
-            keep.append(row)  # the job runs elsewhere: this run waits
+    ordered = sorted(candidates, key=lambda r: r.job_name)
+    if len(ordered) == 1:
+        row = ordered[0]
+        taken_mutexes = conn.execute(_TAKE_MUTEX, (row.id, worker_id, row.job_name))
+    else:
+        # Every mutex in one statement (one round trip on MySQL); its rows are locked
+        # in key order, the same in every daemon.
+        taken_mutexes = conn.execute(
+            _take_mutexes_sql(len(ordered)),
+            (
+                *(v for r in ordered for v in (r.job_name, r.id)),
+                worker_id,
+                *(r.job_name for r in ordered),
+            ),
+        )
+    if taken_mutexes == len(ordered):
+        won = ordered
+    else:  # some job runs elsewhere: ask which mutexes hold our candidates
+        held = dict(
+            conn.rows(
+                "SELECT name, running_run_id FROM job_definition"
+                f" WHERE name IN ({marks(len(ordered))})",
+                [r.job_name for r in ordered],
+            )
+        )
+        for row in ordered:
+            if held.get(row.job_name) == row.id:
+                won.append(row)
+            else:
+                keep.append(row)  # the job runs elsewhere: this run waits
     if not won:
         return {}
     now = clock()  # after every mutex: the previous run of each job has finished
@@ -490,7 +560,16 @@ def finish_runs(
                 tx = CoreTx(hot, conn)
             else:
                 tx = stack.enter_context(hot.transaction("cannot finish runs in"))
-            recorded = tx.executemany(_FINISH_RUN, rows)
+            if len(rows) == 1:
+                recorded = tx.execute(_FINISH_RUN, rows[0])
+            else:  # one statement (one round trip on MySQL, where executemany sends each)
+                args: list[Any] = []
+                for column in range(len(_FINISH_COLUMNS)):
+                    for row in rows:
+                        args += (row[6], row[column])
+                args += [row[6] for row in rows]
+                args.append(worker_id)
+                recorded = tx.execute(_finish_runs_sql(len(rows)), args)
             if failed:
                 _queue_retries(conn, failed, worker_id)
             if outcomes:
@@ -499,7 +578,7 @@ def finish_runs(
                     _release_mutexes_sql(len(jobs), len(outcomes)),
                     (*jobs, *(o.run_id for o in outcomes)),
                 )
-            tx.executemany(_SET_PID, [(pid, run_id) for run_id, pid in pids])
+            _set_pids(tx, pids)
         cascade: dict[int, bool] = {}
         for o in outcomes:
             cascade[o.batch_id] = cascade.get(o.batch_id, False) or o.status != RunStatus.SUCCESS
@@ -856,7 +935,7 @@ def set_pids(
         return
     hot = hot if hot is not None else HotConnection(engine)
     with hot.transaction("cannot record pids in") as tx:
-        tx.executemany(_SET_PID, [(pid, run_id) for run_id, pid in pids])
+        _set_pids(tx, pids)
 
 
 def append_logs(engine: Engine, run_id: int, lines: Sequence[tuple[datetime, str, str]]) -> None:
