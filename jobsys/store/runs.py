@@ -347,17 +347,6 @@ _END_QUEUED = (
 
 
 @functools.lru_cache(maxsize=64)
-def _take_mutexes_sql(count: int) -> str:
-    """``_TAKE_MUTEX`` for ``count`` jobs at once: (name, run id) pairs, the worker id,
-    then the names again."""
-    cases = " ".join(["WHEN ? THEN ?"] * count)
-    return (
-        f"UPDATE job_definition SET running_run_id = CASE name {cases} END,"
-        f" running_worker_id = ? WHERE name IN ({marks(count)}) AND running_run_id IS NULL"
-    )
-
-
-@functools.lru_cache(maxsize=64)
 def _finish_runs_sql(count: int) -> str:
     """``_FINISH_RUN`` for ``count`` runs in one statement: for each column, (run id,
     value) pairs; then the run ids and the worker id."""
@@ -406,38 +395,17 @@ def _claim_round(
 ) -> dict[int, datetime]:
     """Take each candidate job's mutex (in name order), then all their runs in one
     UPDATE; returns the start instant by run id. Runs whose job runs elsewhere go to
-    ``keep`` (they wait); runs taken by another daemon meanwhile are dropped."""
+    ``keep`` (they wait); runs taken by another daemon meanwhile are dropped.
+
+    One conditional UPDATE per mutex, on purpose: taking them all in one statement
+    (``CASE name ...``, tried) let two daemons run one job at once on MariaDB under
+    contention (tests/system/test_multi_daemon.py caught it)."""
     won: list[Any] = []
-    ordered = sorted(candidates, key=lambda r: r.job_name)
-    if len(ordered) == 1:
-        row = ordered[0]
-        taken_mutexes = conn.execute(_TAKE_MUTEX, (row.id, worker_id, row.job_name))
-    else:
-        # Every mutex in one statement (one round trip on MySQL); its rows are locked
-        # in key order, the same in every daemon.
-        taken_mutexes = conn.execute(
-            _take_mutexes_sql(len(ordered)),
-            (
-                *(v for r in ordered for v in (r.job_name, r.id)),
-                worker_id,
-                *(r.job_name for r in ordered),
-            ),
-        )
-    if taken_mutexes == len(ordered):
-        won = ordered
-    else:  # some job runs elsewhere: ask which mutexes hold our candidates
-        held = dict(
-            conn.rows(
-                "SELECT name, running_run_id FROM job_definition"
-                f" WHERE name IN ({marks(len(ordered))})",
-                [r.job_name for r in ordered],
-            )
-        )
-        for row in ordered:
-            if held.get(row.job_name) == row.id:
-                won.append(row)
-            else:
-                keep.append(row)  # the job runs elsewhere: this run waits
+    for row in sorted(candidates, key=lambda r: r.job_name):
+        if conn.execute(_TAKE_MUTEX, (row.id, worker_id, row.job_name)) == 1:
+            won.append(row)
+        else:
+            keep.append(row)  # the job runs elsewhere: this run waits
     if not won:
         return {}
     now = clock()  # after every mutex: the previous run of each job has finished
