@@ -9,6 +9,8 @@ keeps its state in SQL) and a ``ThreadPoolExecutor``. Modes:
           ``$BENCH_MARKS``.
 ``idle``  ``--count`` jobs on ``0 0 1 1 *``; counters as in ``daemon_with_stats.py``
           (SIGUSR1 writes a snapshot to ``--stats``).
+``memory`` ``--count`` jobs spread over the minutes, hours and days of month
+          ``--month`` (as jobsys's memory app: nothing is due), no counters.
 ``burst`` ``--count`` jobs added with ``next_run_time`` = now (date trigger, no misfire
           limit); writes ``{"add_s", "total_s", ...}`` to ``--out`` when all ran.
 """
@@ -88,7 +90,8 @@ def _status(path: Path | None, data: dict[str, Any]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=("fire", "idle", "burst"))
+    parser.add_argument("mode", choices=("fire", "idle", "memory", "burst"))
+    parser.add_argument("--month", type=int, default=1)
     parser.add_argument("--url", required=True)
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--workers", type=int, default=4)
@@ -143,6 +146,20 @@ def main() -> int:
                     id=f"i{i:03d}",
                 )
             _status(args.out, {"state": "armed", "time": time.time()})
+        elif args.mode == "memory":
+            t0 = time.time()
+            for i in range(args.count):
+                cron = f"{i % 60} {(i // 60) % 24} {1 + (i // 1440) % 28} {args.month} *"
+                scheduler.add_job(
+                    fire_noop,
+                    CronTrigger.from_crontab(cron, timezone=UTC),
+                    args=[f"m{i:05d}"],
+                    id=f"m{i:05d}",
+                )
+            _status(
+                args.out,
+                {"state": "armed", "time": time.time(), "add_s": round(time.time() - t0, 1)},
+            )
         else:
             _TARGET[0] = args.count
             time.sleep(0.5)

@@ -222,6 +222,61 @@ class ApsIdle:
             self.proc = None
 
 
+class ApsMemory:
+    """APScheduler with ``count`` cron jobs in its SQLAlchemy store (spread as jobsys's
+    memory app's schedules): VmRSS once they are added, and after idling."""
+
+    system = "apscheduler"
+    measurement = "memory"
+
+    def __init__(self, bench: Bench, backend: str, count: int) -> None:
+        self.bench = bench
+        self.backend = backend
+        self.count = count
+        self.key = f"apscheduler.{backend}.memory"
+        self.label = f"apscheduler-{backend} memory ({count} jobs)"
+        self.proc: Proc | None = None
+        self.result: dict[str, Any] = {}
+
+    def start(self) -> None:
+        from datetime import UTC, datetime
+
+        url = aps_store_url(self.bench, self.backend, "aps_mem")
+        month = (datetime.now(UTC).month + 5) % 12 + 1
+        self.proc, out = _start_aps(
+            self.bench, f"aps-{self.backend}-mem", "memory", url, self.count, month=month
+        )
+        state: dict[str, Any] = wait_for(
+            lambda: d if (d := _read_json(out)) and d.get("state") == "armed" else None,
+            600,
+            0.2,
+            "APScheduler jobs added",
+        )
+        time.sleep(2.0)
+        mem = memory_kb(self.proc.pid)
+        self.result = {
+            "jobs": self.count,
+            "add_s": state.get("add_s"),
+            "after_start_rss_kb": mem.get("VmRSS"),
+            "after_start_hwm_kb": mem.get("VmHWM"),
+        }
+
+    def finish(self) -> dict[str, Any]:
+        assert self.proc is not None
+        mem = memory_kb(self.proc.pid)
+        self.bench.procs.stop(self.proc)
+        self.proc = None
+        self.result.update(
+            {"after_idle_rss_kb": mem.get("VmRSS"), "after_idle_hwm_kb": mem.get("VmHWM")}
+        )
+        return self.result
+
+    def abort(self) -> None:
+        if self.proc is not None:
+            self.bench.procs.stop(self.proc)
+            self.proc = None
+
+
 # -- Celery -----------------------------------------------------------------------------
 def celery_env(bench: Bench, prefix: str, **extra: str) -> dict[str, str]:
     return base_env(
@@ -477,6 +532,60 @@ def celery_worker_idle(bench: Bench, window_s: float, concurrency: int = 4) -> d
         "cpu_s_per_hour": round(cpu * 3600 / window, 3),
         "rss_kb_all_processes": rss,
     }
+
+
+class CeleryMemory:
+    """Celery beat with ``count`` entries plus a prefork worker (``-c 4``): VmRSS of beat,
+    of the worker and its pool processes, and the total."""
+
+    system = "celery"
+    measurement = "memory"
+
+    def __init__(self, bench: Bench, count: int, concurrency: int = 4) -> None:
+        self.bench = bench
+        self.count = count
+        self.concurrency = concurrency
+        self.key = "celery.memory"
+        self.label = f"celery memory ({count} beat entries)"
+        self.prefix = f"jobsys_bench:{uuid.uuid4().hex[:8]}:"
+        self.beat: Proc | None = None
+        self.worker: Proc | None = None
+
+    def start(self) -> None:
+        marks = self.bench.tmp / "marks-celery-memory.txt"
+        self.worker = start_worker(
+            self.bench, "celery-worker-mem", self.prefix, self.concurrency, marks
+        )
+        self.beat = start_beat(self.bench, "celery-beat-mem", self.prefix, self.count, "0 0 1 1 *")
+        wait_for(
+            lambda: "beat: Starting" in self.beat.log_path.read_text(errors="replace"),  # type: ignore[union-attr]
+            120,
+            0.1,
+            "beat started",
+        )
+        time.sleep(5.0)
+
+    def finish(self) -> dict[str, Any]:
+        assert self.beat is not None and self.worker is not None
+        beat = memory_kb(self.beat.pid).get("VmRSS", 0)
+        pids = [self.worker.pid, *_children(self.worker.pid)]
+        worker = sum(memory_kb(p).get("VmRSS", 0) for p in pids)
+        self.abort()
+        return {
+            "entries": self.count,
+            "concurrency": self.concurrency,
+            "beat_rss_kb": beat,
+            "worker_processes": len(pids),
+            "worker_rss_kb": worker,
+            "total_rss_kb": beat + worker,
+        }
+
+    def abort(self) -> None:
+        for proc in (self.beat, self.worker):
+            if proc is not None:
+                self.bench.procs.stop(proc)
+        self.beat = self.worker = None
+        _purge(self.prefix)
 
 
 def _children(pid: int) -> list[int]:

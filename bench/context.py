@@ -26,6 +26,8 @@ class Sizes:
     memory_idle_s: float
     burst_concurrency: tuple[int, ...]
     celery_worker_idle_s: float
+    #: Runs of a 1-second job for the scaling measurement (one daemon, then three).
+    scaling_runs: int = 1000
 
 
 FULL = Sizes(
@@ -56,6 +58,7 @@ QUICK = Sizes(
     memory_idle_s=20.0,
     burst_concurrency=(4,),
     celery_worker_idle_s=5.0,
+    scaling_runs=48,
 )
 
 

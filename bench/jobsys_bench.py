@@ -683,6 +683,8 @@ def burst(bench: Bench, backend: str, *, concurrency: int) -> dict[str, Any]:
             "total_s": round(total, 3),
             "runs_per_s": round(len(rows) / total, 1) if total > 0 else None,
             "daemon_cpu_s": round(cpu1 - cpu0, 3),
+            # The daemon process alone (its fork server and workers are not in it).
+            "daemon_cpu_ms_per_run": round((cpu1 - cpu0) * 1000 / max(1, len(rows)), 3),
         }
     finally:
         stop_daemon(bench, daemon)
@@ -729,6 +731,7 @@ class JobsysMemory:
         self.started_at = time.time()
         time.sleep(2.0)
         mem = memory_kb(self.daemon.pid)
+        workers = workers_rss_kb(self.daemon.pid)
         self.result = {
             "schedules": self.schedules,
             "bench_sync_and_enable_s": round(prep, 2),
@@ -736,6 +739,8 @@ class JobsysMemory:
             "startup_cpu_s": round(cpu_seconds(self.daemon.pid), 2),
             "after_start_rss_kb": mem.get("VmRSS"),
             "after_start_hwm_kb": mem.get("VmHWM"),
+            "after_start_workers": workers[0],
+            "after_start_workers_rss_kb": workers[1],
         }
 
     def ready_at(self) -> float:
@@ -745,6 +750,7 @@ class JobsysMemory:
         assert self.daemon is not None
         cpu0 = self.result["startup_cpu_s"]
         mem = memory_kb(self.daemon.pid)
+        workers = workers_rss_kb(self.daemon.pid)
         idle = time.time() - self.started_at
         cpu = cpu_seconds(self.daemon.pid)
         with self.daemon.engine.connect() as conn:
@@ -761,6 +767,9 @@ class JobsysMemory:
                 "idle_s": round(idle, 1),
                 "after_idle_rss_kb": mem.get("VmRSS"),
                 "after_idle_hwm_kb": mem.get("VmHWM"),
+                "after_idle_workers": workers[0],
+                "after_idle_workers_rss_kb": workers[1],
+                "after_idle_total_rss_kb": (mem.get("VmRSS") or 0) + workers[1],
                 "idle_cpu_s": round(cpu - cpu0, 3),
             }
         )
@@ -770,3 +779,117 @@ class JobsysMemory:
         if self.daemon is not None:
             stop_daemon(self.bench, self.daemon)
             self.daemon = None
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, their children, ...)."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                text = Path(f"/proc/{parent}/task/{task}/children").read_text()
+            except OSError:
+                continue
+            kids = [int(x) for x in text.split()]
+            out += kids
+            todo += kids
+    return out
+
+
+def workers_rss_kb(pid: int) -> tuple[int, int]:
+    """How many processes the daemon ``pid`` runs below it (its fork server and worker
+    processes) and their summed VmRSS."""
+    total = 0
+    pids = descendants(pid)
+    for child in pids:
+        try:
+            total += memory_kb(child).get("VmRSS", 0)
+        except OSError:
+            continue
+    return len(pids), total
+
+
+# -- 6. scaling across daemons ----------------------------------------------------------
+def write_sleep_app(path: Path, jobs: int, seconds: float) -> Path:
+    """``jobs`` jobs ``sleep_NNNN`` that each sleep ``seconds`` (each alone in its
+    group, so a *run all* batch has ``jobs`` independent runs)."""
+    body = _APP_HEADER.format(what=f"{jobs} jobs that sleep {seconds:g} s")
+    body += f"""
+
+def sleeper(ctx):
+    time.sleep({seconds!r})
+
+
+for i in range({jobs}):
+    app.job(f"sleep_{{i:04d}}", group=f"g{{i:04d}}", description="sleeps")(sleeper)
+"""
+    path.write_text(body)
+    return path
+
+
+def scaling(
+    bench: Bench, backend: str, *, runs: int, daemons: int, concurrency: int = 4
+) -> dict[str, Any]:
+    """One *run all* batch of ``runs`` jobs that sleep 1 s, shared by ``daemons`` daemon
+    processes (each ``concurrency``) on one database: time from the batch's creation to
+    the last run's end, and how the runs were spread."""
+    url = fresh_db(bench, backend, "burst")
+    app_path = write_sleep_app(bench.tmp / f"bench_sleep_{runs}.py", runs, 1.0)
+    app = load_app(str(app_path))
+    started: list[Daemon] = []
+    try:
+        for i in range(daemons):
+            started.append(
+                start_daemon(
+                    bench,
+                    url,
+                    app_path,
+                    f"jobsys-{backend}-scale{daemons}-{i}",
+                    concurrency=concurrency,
+                )
+            )
+        engine = started[0].engine
+        time.sleep(0.5)
+        t0 = utcnow()
+        created = create_manual_batch(engine, app, mode="ALL_JOBS", now=t0, actor="bench")
+        notify_daemons(engine, utcnow(), WAKE_STALE)
+
+        def batch_done() -> bool:
+            with engine.connect() as conn:
+                status = conn.execute(
+                    select(col(JobBatch.status)).where(col(JobBatch.id) == created.batch_id)
+                ).scalar_one()
+            return status in FINISHED
+
+        wait_for(batch_done, 60 + 3 * runs / concurrency, 0.2, "scaling batch finished")
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(col(JobRun.status), col(JobRun.finished_at), col(JobRun.worker_id)).where(
+                    col(JobRun.batch_id) == created.batch_id
+                )
+            ).all()
+        statuses: dict[str, int] = {}
+        per_daemon: dict[str, int] = {}
+        for r in rows:
+            statuses[r[0]] = statuses.get(r[0], 0) + 1
+            per_daemon[str(r[2])] = per_daemon.get(str(r[2]), 0) + 1
+        total = (max(r[1] for r in rows if r[1] is not None) - t0).total_seconds()
+        return {
+            "runs": len(rows),
+            "daemons": daemons,
+            "concurrency": concurrency,
+            "job_seconds": 1.0,
+            "statuses": statuses,
+            "runs_per_daemon": sorted(per_daemon.values(), reverse=True),
+            "total_s": round(total, 2),
+            "ideal_s": round(runs / (daemons * concurrency), 2),
+        }
+    finally:
+        for d in started:
+            stop_daemon(bench, d)

@@ -19,6 +19,7 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` and ``jobsys`` 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -46,7 +47,9 @@ from bench.common import (
 from bench.context import FULL, QUICK, Bench
 from bench.report import render
 
-MEASUREMENTS = ("firing", "idle", "runnow", "burst", "memory")
+MEASUREMENTS = ("firing", "idle", "runnow", "burst", "memory", "scaling")
+#: Daemons sharing one MariaDB database in the scaling measurement (compared with one).
+SCALING_DAEMONS = 3
 SYSTEMS = ("jobsys", "apscheduler", "celery")
 DEFAULT_MYSQL_URL = "mysql://root@127.0.0.1:3306/jobsys_bench"
 #: A firing measurement stops new firings this long after the boundary (before the next
@@ -301,7 +304,24 @@ def build(
                 )
         if wanted("jobsys", "memory"):
             memory.append(jb.JobsysMemory(bench, be, sz.memory_schedules, sz.memory_idle_s))
+        if wanted("jobsys", "scaling") and be == "mysql":
+            # Several daemons share one MariaDB (as on several hosts); SQLite is one host.
+            for n in (1, SCALING_DAEMONS):
+                tasks.append(
+                    Task(
+                        f"jobsys.{be}.scaling.d{n}",
+                        f"jobsys-{be} scaling {sz.scaling_runs} x 1 s, {n} daemon(s) c4",
+                        "jobsys",
+                        "scaling",
+                        15 + sz.scaling_runs / (4 * n) * 1.1,
+                        lambda be=be, n=n: jb.scaling(
+                            bench, be, runs=sz.scaling_runs, daemons=n, concurrency=4
+                        ),
+                    )
+                )
     for be in backends:
+        if wanted("apscheduler", "memory"):
+            backgrounds.append(comp.ApsMemory(bench, be, sz.memory_schedules))
         if wanted("apscheduler", "firing"):
             firings += [comp.ApsFiring(bench, be, n) for n in sz.fire_counts]
         if wanted("apscheduler", "idle"):
@@ -332,6 +352,8 @@ def build(
                 lambda: comp.celery_worker_idle(bench, sz.celery_worker_idle_s),
             )
         )
+    if wanted("celery", "memory"):
+        backgrounds.append(comp.CeleryMemory(bench, sz.memory_schedules))
     if wanted("celery", "burst"):
         for c in sz.burst_concurrency:
             tasks.append(
@@ -366,12 +388,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated measurements (firing, idle, runnow, burst, memory) and/or "
+        help="comma-separated measurements (firing, idle, runnow, burst, memory, scaling) and/or "
         "systems (jobsys, apscheduler, celery); default everything",
     )
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     parser.add_argument("--mysql-url", default=DEFAULT_MYSQL_URL)
     parser.add_argument("--keep", action="store_true", help="keep the temp dir and databases")
+    parser.add_argument(
+        "--scaling-runs",
+        type=int,
+        default=None,
+        help="runs of the 1-second job in the scaling measurement (default 1,000; 48 with "
+        "--quick): one daemon needs runs / 4 seconds",
+    )
     args = parser.parse_args(argv)
     only = {x.strip().lower() for x in args.only.split(",") if x.strip()}
     unknown = only - set(MEASUREMENTS) - set(SYSTEMS)
@@ -392,6 +421,10 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="jobsys-bench-"))
     procs = Processes(tmp / "logs")
     sizes = QUICK if args.quick else FULL
+    if args.scaling_runs is not None:
+        if args.scaling_runs < 1:
+            parser.error("--scaling-runs: at least 1")
+        sizes = dataclasses.replace(sizes, scaling_runs=args.scaling_runs)
     bench = Bench(procs=procs, tmp=tmp, quick=args.quick, sizes=sizes, mysql_url=args.mysql_url)
     runner = Runner(bench)
     started = datetime.now(UTC)

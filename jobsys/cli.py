@@ -582,7 +582,9 @@ def cmd_daemon(ctx: Context) -> int:
         worker_max_rss=settings.worker_max_rss_mb << 20,
     )
     try:
-        ctx.current_engine().dispose()  # the schema check; the daemon has its own engine
+        # A missing SQLite file is refused here; the schema check is the daemon's (in a
+        # short-lived child: the daemon itself never imports alembic). It has its own engine.
+        ctx.engine.dispose()
         from jobsys.clock import SystemClock
         from jobsys.daemon import Daemon
         from jobsys.store.db import make_engine

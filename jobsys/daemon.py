@@ -43,10 +43,10 @@ from jobsys.planning import schedule_plans
 from jobsys.runspec import RunSpec
 from jobsys.store import firing, overlap, runs, upkeep, workers
 from jobsys.store.db import make_autocommit_engine
-from jobsys.store.migrate import ensure_current
+from jobsys.store.hotpath import HotConnection
 from jobsys.store.models import RunStatus, WorkerStatus
 from jobsys.store.retention import Pruner
-from jobsys.store.schedules import sync_definitions
+from jobsys.store.schedules import SyncReport, sync_definitions
 from jobsys.store.types import BatchPlan
 from jobsys.wake import WakeListener, default_wake_host
 
@@ -57,6 +57,10 @@ PROGRESS_WRITE_S = 0.5
 
 #: Pause after a database error before the next attempt.
 DB_RETRY_S = 2.0
+
+#: A started run's pid waits at most this long to be written with the next outcomes
+#: (``runs.finish_runs``) before it is written on its own.
+PID_WRITE_S = 0.05
 
 #: Longest single sleep: bounds the effect of a wall-clock jump on the next due slot.
 MAX_SLEEP_S = 60.0
@@ -137,6 +141,12 @@ class Daemon:
         # The idle path (heartbeat, overview poll) uses its own autocommit connection so an
         # idle daemon costs one statement per poll plus the heartbeat.
         self.idle_engine: Engine = make_autocommit_engine(self.settings.database_url)
+        # Claims and outcomes (the hot path) use one kept connection and plain SQL.
+        self.hot = HotConnection(self.engine, keep=True)
+        # (run id, pid) of runs started but not yet recorded: written with the next
+        # outcomes, so starting runs costs no transaction of its own.
+        self._unwritten_pids: list[tuple[int, int]] = []
+        self._pids_since = 0.0  # monotonic: when the oldest of them was started
         # Maintenance (see _maintenance): alerts only with a webhook, retention unless 0.
         self.alerter: Alerter | None = None
         if self.settings.alert_webhook_url:
@@ -162,6 +172,7 @@ class Daemon:
         # and whether any schedule of this code can be paused on failure.
         self._checked_next_runs: upkeep.Checked = {}
         self._pausable = any(s.pause_on_failure for s in self.app.schedules.values())
+        self._trimmed = False  # see _trim_memory
 
     # -- settings ----------------------------------------------------------------------
     @property
@@ -189,11 +200,24 @@ class Daemon:
         return schedule_plans(self.app)
 
     # -- start-up ----------------------------------------------------------------------
-    def start(self) -> None:
-        """Check the schema, sync definitions, recover dead daemons, register."""
-        ensure_current(self.engine)
+    def start(self, *, in_child: bool = False) -> None:
+        """Check the schema, sync definitions, recover dead daemons, register.
+
+        ``in_child`` (``run``): the schema check and the sync run in a short-lived
+        forked child, so that what they need (alembic; an ORM row per schedule, ~60 MiB
+        at its peak with 10,000 schedules) never becomes the daemon's own memory."""
         now = self.clock.now()
-        report = sync_definitions(self.engine, self.app, self.settings.env, now)
+        if in_child:
+            # The first check of every schedule's next run too: it parses every cron.
+            report, self._checked_next_runs, repaired = _start_up_in_child(
+                self.engine, self.app, self.settings.env, now
+            )
+            self._log_repaired(repaired)
+        else:
+            from jobsys.store.migrate import ensure_current
+
+            ensure_current(self.engine)
+            report = sync_definitions(self.engine, self.app, self.settings.env, now)
         # Plan every schedule now (O(jobs) per group), not on the first, latency-bound firing.
         log.debug("planned %d schedule(s)", len(self.schedule_plans))
         if report.created or report.updated or report.removed:
@@ -251,6 +275,8 @@ class Daemon:
         woken, self._woken = self._woken, False
 
         stats.finished = self._service_children()
+        if self._unwritten_pids and mono - self._pids_since >= PID_WRITE_S:
+            self._write_pids()  # no outcome carried them: on their own
 
         poll_due = mono >= self._next_heartbeat
         if poll_due or (self.running and mono >= self._next_renew):
@@ -258,6 +284,9 @@ class Daemon:
         if poll_due:
             self._next_heartbeat = mono + self.poll_s
             self._repair_next_runs(now)
+            if not self._trimmed:
+                self._trimmed = True
+                _trim_memory()  # start-up parsed every cron: let it go
         if self._pausable and (poll_due or stats.finished):
             self._pause_failing(now)  # before firing: a paused schedule fires no more
         if poll_due or woken:
@@ -320,7 +349,12 @@ class Daemon:
         return self._sleep_seconds(now, mono)
 
     def _repair_next_runs(self, now: datetime) -> None:
-        for fixed in upkeep.repair_next_runs(self.engine, now=now, checked=self._checked_next_runs):
+        self._log_repaired(
+            upkeep.repair_next_runs(self.engine, now=now, checked=self._checked_next_runs)
+        )
+
+    def _log_repaired(self, repaired: list[upkeep.Repaired]) -> None:
+        for fixed in repaired:
             log.warning(
                 "schedule %s: %s; repaired: next run %s",
                 fixed.schedule_id,
@@ -386,6 +420,8 @@ class Daemon:
 
     def _sleep_seconds(self, now: datetime, mono: float) -> float:
         waits = [self._next_heartbeat - mono, MAX_SLEEP_S]
+        if self._unwritten_pids:
+            waits.append(self._pids_since + PID_WRITE_S - mono)
         if self.running:
             waits.append(self._next_renew - mono)
         if self._due_at is not None:
@@ -467,6 +503,7 @@ class Daemon:
             clock=self.clock.now,
             known_jobs=self.app.jobs,
             queue=self.queue,
+            hot=self.hot,
         )
         assert self.executor is not None
         ready: list[RunSpec] = []
@@ -519,11 +556,17 @@ class Daemon:
             log.debug("run %s started (pid %s)", run.run_id, child.pid, extra=entry.log_extra)
             if self._selector is not None:
                 self._selector.register(child, selectors.EVENT_READ, run.run_id)
+        if pids and not self._unwritten_pids:
+            self._pids_since = self.clock.monotonic()
+        self._unwritten_pids += pids
+        return len(claimed)
+
+    def _write_pids(self) -> None:
+        pids, self._unwritten_pids = self._unwritten_pids, []
         try:
-            runs.set_pids(self.engine, pids)
+            runs.set_pids(self.engine, pids, hot=self.hot)
         except (DatabaseError, SQLAlchemyError) as exc:  # informative only: keep going
             log.warning("could not record the pids of %d run(s): %s", len(pids), exc)
-        return len(claimed)
 
     def _fail_unstarted(self, run: RunSpec, error: str) -> None:
         finished = runs.Finished(
@@ -535,7 +578,9 @@ class Daemon:
             exit_code=None,
             started_at=run.started_at,
         )
-        runs.finish_runs(self.engine, [finished], worker_id=self.worker_id, now=self.clock.now())
+        runs.finish_runs(
+            self.engine, [finished], worker_id=self.worker_id, now=self.clock.now(), hot=self.hot
+        )
 
     def _service_children(self, *, everything: bool = False) -> int:
         """Store logs and progress; record outcomes of children that exited (all of them
@@ -594,11 +639,21 @@ class Daemon:
                     raise failure
                 for finished in ended:  # lines of runs that ended before the outcome
                     self._write_logs(finished.run_id)
-                runs.finish_runs(self.engine, ended, worker_id=self.worker_id, now=self.clock.now())
+                # One transaction for every outcome of this tick, with the pids of runs
+                # started since the last one (see ``runs.finish_runs`` on crash safety).
+                runs.finish_runs(
+                    self.engine,
+                    ended,
+                    worker_id=self.worker_id,
+                    now=self.clock.now(),
+                    hot=self.hot,
+                    pids=self._unwritten_pids,
+                )
+                self._unwritten_pids = []
             except Exception:
                 self._unrecorded = ended  # the children are gone; their outcomes are not
                 raise
-            if self.queue.gated or any(row.depends_on for row in self.queue.rows):
+            if self.queue.gated or self.queue.has_dependencies:
                 # Dependents (or the next backfill slot) may now run or be skipped: the
                 # snapshot's statuses are old.
                 self.queue.stale = True
@@ -669,7 +724,7 @@ class Daemon:
 
     def run(self) -> int:
         """Start, loop until SIGTERM/SIGINT, shut down gracefully. Returns the exit code."""
-        self.start()
+        self.start(in_child=True)
         self._selector = selectors.DefaultSelector()
         self._signal_r, self._signal_w = socket.socketpair()
         self._signal_r.setblocking(False)
@@ -757,6 +812,8 @@ class Daemon:
                 waits.append(grace_end - self.clock.monotonic())
             if self._selector is not None:
                 self._selector.select(max(0.0, min(waits)))
+        if self._unwritten_pids:
+            self._write_pids()
         now = self.clock.now()
         workers.release_all(self.engine, self.worker_id, now)
         workers.set_status(self.engine, self.worker_id, WorkerStatus.STOPPED, now)
@@ -767,6 +824,7 @@ class Daemon:
         self._close()
 
     def _close(self) -> None:
+        self.hot.close()
         self.idle_engine.dispose()
         if self.executor is not None:
             self.executor.close()
@@ -777,3 +835,92 @@ class Daemon:
             self._listener.close()
         if self._selector is not None:
             self._selector.close()
+
+
+def _start_up_in_child(
+    engine: Engine, app: App, env: str, now: datetime
+) -> tuple[SyncReport, upkeep.Checked, list[upkeep.Repaired]]:
+    """``ensure_current``, ``sync_definitions`` and the first ``repair_next_runs`` (its
+    ``Checked`` map and repairs are returned) in a forked child (see ``start``).
+
+    The child makes its own engine (the parent's pooled connections are not shared)
+    and reports (or the error, as its class name and message) on a pipe; the parent
+    raises the same error. Safe here: the daemon has no other thread yet, and the child
+    shares its hash seed, so the ``Checked`` hashes match the parent's."""
+    import json
+
+    from jobsys import errors
+    from jobsys.store.db import make_engine
+
+    url = engine.url.render_as_string(hide_password=False)
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        payload: dict[str, object]
+        try:
+            os.close(read_fd)
+            from jobsys.store.migrate import ensure_current
+
+            own = make_engine(url, pre_ping=False, create=False)
+            ensure_current(own)
+            done = sync_definitions(own, app, env, now)
+            checked: upkeep.Checked = {}
+            fixed = upkeep.repair_next_runs(own, now=now, checked=checked)
+            own.dispose()
+            payload = {
+                "report": [done.created, done.updated, done.removed, done.jobs_created],
+                "checked": checked,
+                "repaired": [[f.schedule_id, f.problem, f.next_run_at.isoformat()] for f in fixed],
+            }
+        except errors.JobsysError as exc:
+            payload = {"error": type(exc).__name__, "message": str(exc)}
+        except BaseException as exc:  # anything else: reported to the parent too
+            payload = {"error": "DatabaseError", "message": f"{type(exc).__name__}: {exc}"}
+        try:
+            data = json.dumps(payload).encode()
+            while data:
+                data = data[os.write(write_fd, data) :]
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    chunks = []
+    with os.fdopen(read_fd, "rb") as pipe:
+        while chunk := pipe.read(65536):
+            chunks.append(chunk)
+    _, status = os.waitpid(pid, 0)
+    try:
+        result = json.loads(b"".join(chunks))
+    except ValueError:
+        raise DatabaseError(
+            f"start-up check ended without an answer (wait status {status})"
+        ) from None
+    if "error" in result:
+        kind = getattr(errors, str(result["error"]), None)
+        if not (isinstance(kind, type) and issubclass(kind, errors.JobsysError)):
+            kind = DatabaseError
+        raise kind(result["message"])
+    created, updated, removed, jobs_created = result["report"]
+    repaired = [
+        upkeep.Repaired(sid, problem, datetime.fromisoformat(at))
+        for sid, problem, at in result["repaired"]
+    ]
+    return SyncReport(created, updated, removed, jobs_created), result["checked"], repaired
+
+
+def _trim_memory() -> None:
+    """After start-up: forget the parsed crons (every schedule's was parsed once) and
+    hand freed memory back to the system; freeze what is left (start-up objects live
+    for good) so that the garbage collector stops walking it."""
+    import gc
+
+    from jobsys import cron
+
+    cron.clear_caches()
+    gc.collect()
+    gc.freeze()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the memory stays reserved, no harm
+        pass

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from jobsys.cron import CronSchedule
 from jobsys.vocabulary import MissedPolicy
@@ -78,7 +79,7 @@ def plan_due(timing: ScheduleTiming, next_run_at: datetime, now: datetime) -> Du
     With jitter, a slot is due at ``slot + offset`` and its grace counts from then; a
     slot not yet due is left as the next run.
     """
-    cron = CronSchedule(timing.cron, timing.timezone)
+    cron = _Slots(timing.cron, timing.timezone)
     grace = timedelta(seconds=timing.grace_s)
     # The stored value is normally a slot itself; if the cron changed it may not be, so
     # the slots considered are the cron's slots in [next_run_at, now].
@@ -157,8 +158,28 @@ def _missed_reason(timing: ScheduleTiming) -> str:
     return "missed: not fired within its grace (policy SKIP)"
 
 
-def _is_slot(cron: CronSchedule, instant: datetime) -> bool:
+def _is_slot(cron: CronSchedule | _Slots, instant: datetime) -> bool:
     return cron.next_after(instant - timedelta(microseconds=1)) == instant
+
+
+class _Slots:
+    """``CronSchedule.next_after`` through a small shared memo: the schedules due at
+    one instant often share a cron (a thousand on ``* * * * *``), and each firing asks
+    the same two questions (is the stored instant a slot, which slot comes next)."""
+
+    __slots__ = ("cron", "tz")
+
+    def __init__(self, cron: str, tz: str) -> None:
+        self.cron = cron
+        self.tz = tz
+
+    def next_after(self, instant: datetime) -> datetime:
+        return _next_after(self.cron, self.tz, instant)
+
+
+@lru_cache(maxsize=1024)
+def _next_after(cron: str, tz: str, instant: datetime) -> datetime:
+    return CronSchedule(cron, tz).next_after(instant)
 
 
 def _human(delta: timedelta) -> str:

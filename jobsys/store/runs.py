@@ -17,6 +17,8 @@ wait for the final outcome.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,9 +30,11 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import aliased
 from sqlmodel import col
 
+from jobsys.errors import DatabaseError
 from jobsys.retries import RetryPolicy, backoff_delay
 from jobsys.runspec import RunSpec
 from jobsys.store.db import database_errors, write_engine
+from jobsys.store.hotpath import CoreTx, HotConnection, Tx, marks
 from jobsys.store.models import (
     JobBatch,
     JobDefinition,
@@ -137,6 +141,8 @@ class RunQueue:
     next_due: datetime | None = None
     #: Backfill batches waiting for an earlier slot's batch (``_gated_batches``).
     gated: set[int] = field(default_factory=set)
+    #: Some row of the last read waits for other runs of its batch.
+    has_dependencies: bool = False
 
     def refresh(self, conn: Connection) -> None:
         self.rows = queued_overview(conn)
@@ -144,6 +150,10 @@ class RunQueue:
         self.gated = _gated_batches(conn, self.rows)
         self.stale = False
         self.truncated = len(self.rows) >= CLAIM_WINDOW
+        self.has_dependencies = any(row.depends_on for row in self.rows)
+        self.next_due = min(
+            (r.not_before for r in self.rows if r.not_before is not None), default=None
+        )
 
     @property
     def needs_top_up(self) -> bool:
@@ -163,6 +173,7 @@ def claim_runnable(
     clock: Callable[[], datetime],
     known_jobs: Collection[str],
     queue: RunQueue | None = None,
+    hot: HotConnection | None = None,
 ) -> list[RunSpec]:
     """Claim up to ``limit`` queued runs whose dependencies all succeeded.
 
@@ -171,10 +182,12 @@ def claim_runnable(
     CANCELLED. One transaction per pass claims every free slot. ``clock`` is read after
     each job's mutex is won, so a run's ``started_at`` is never before the previous run
     of the same job finished. ``queue`` (the daemon's snapshot) saves re-reading the
-    queued runs on every call.
+    queued runs on every call; ``hot`` (the daemon's kept connection) carries the claim
+    transaction (see ``jobsys.store.hotpath``).
     """
     if limit <= 0:
         return []
+    hot = hot if hot is not None else HotConnection(engine)
     q = queue if queue is not None else RunQueue()
     known = set(known_jobs)
     claimed: list[RunSpec] = []
@@ -186,9 +199,12 @@ def claim_runnable(
                 conn.rollback()
         while True:
             try:
-                claimed += _claim_pass(engine, q, worker_id, limit - len(claimed), clock, known)
-            except OperationalError as exc:
-                code = getattr(exc.orig, "args", (None,))[0]
+                claimed += _claim_pass(
+                    engine, hot, q, worker_id, limit - len(claimed), clock, known
+                )
+            except (OperationalError, DatabaseError) as exc:
+                cause = exc.orig if isinstance(exc, OperationalError) else exc.__cause__
+                code = getattr(cause, "args", (None,))[0]
                 if code not in _RETRYABLE_MYSQL:
                     raise
                 q.stale = True
@@ -207,6 +223,7 @@ def claim_runnable(
 
 def _claim_pass(
     engine: Engine,
+    hot: HotConnection,
     q: RunQueue,
     worker_id: str,
     limit: int,
@@ -225,9 +242,10 @@ def _claim_pass(
     claimed: list[RunSpec] = []
     settle: set[int] = set()
     keep: list[Any] = []  # rows still queued after this pass
-    rows = list(q.rows)
+    rows = q.rows
     tried: set[str] = set()  # jobs tried in this pass: one run of a job at a time
-    with write_engine(engine).begin() as conn:
+    scanned = 0  # rows[:scanned] of the snapshot were looked at; the rest stay as they are
+    with hot.transaction("cannot claim runs in") as conn:
         while rows and len(claimed) < limit:
             candidates: list[Any] = []
             rest: list[Any] = []
@@ -235,6 +253,7 @@ def _claim_pass(
                 if len(candidates) >= limit - len(claimed):
                     rest = rows[i:]
                     break
+                scanned += 1
                 batch = q.statuses.setdefault(row.batch_id, {})
                 if row.batch_id in q.gated and not row.cancel_requested:
                     keep.append(row)  # a backfill slot waiting for the one before it
@@ -270,7 +289,6 @@ def _claim_pass(
                 tried.add(row.job_name)
                 candidates.append(row)
             if not candidates:
-                keep += rest
                 break
             started = _claim_round(conn, candidates, worker_id, clock, keep)
             for row in candidates:  # back in queue order
@@ -278,17 +296,19 @@ def _claim_pass(
                     q.statuses[row.batch_id][row.job_name] = RunStatus.RUNNING
                     claimed.append(_claimed_run(row, started[row.id]))
             rows = rest
-        else:
-            keep += rows
         _mark_batches_running(conn, claimed)
     settle_batches(engine, dict.fromkeys(settle, True), now)
+    # The snapshot keeps, in queue order, the rows looked at that still wait, then the
+    # rows not looked at (a slice: a claim does not cost a pass over a deep queue).
     done = {c.run_id for c in claimed}
-    keep_ids = {row.id for row in keep} - done
-    q.rows = [row for row in q.rows if row.id in keep_ids]
-    q.next_due = min(
-        (row.not_before for row in q.rows if row.not_before is not None and row.not_before > now),
-        default=None,
-    )
+    kept = sorted((row for row in keep if row.id not in done), key=lambda r: r.id)
+    q.rows = kept + q.rows[scanned:]
+    # The earliest back-off still ahead: among the rows kept, and (from ``refresh``) among
+    # the rest. A value left from a row claimed since only costs an early look.
+    ahead = [r.not_before for r in kept if r.not_before is not None and r.not_before > now]
+    if q.next_due is not None and q.next_due > now:
+        ahead.append(q.next_due)
+    q.next_due = min(ahead, default=None)
     return claimed
 
 
@@ -307,54 +327,67 @@ def _claimed_run(row: Any, started_at: datetime) -> RunSpec:
     )
 
 
+# The claim's statements (plain SQL on the hot path, see ``jobsys.store.hotpath``).
 _TAKE_MUTEX = (
-    update(JobDefinition)
-    .where(
-        col(JobDefinition.name) == bindparam("b_job"),
-        col(JobDefinition.running_run_id).is_(None),
-    )
-    .values(running_run_id=bindparam("b_run_id"), running_worker_id=bindparam("b_worker_id"))
+    "UPDATE job_definition SET running_run_id = ?, running_worker_id = ?"
+    " WHERE name = ? AND running_run_id IS NULL"
 )
 _RELEASE_MUTEX = (
-    update(JobDefinition)
-    .where(
-        col(JobDefinition.name) == bindparam("b_job"),
-        col(JobDefinition.running_run_id) == bindparam("b_run_id"),
-    )
-    .values(running_run_id=None, running_worker_id=None)
-)
-_START_RUNS = (
-    update(JobRun)
-    .where(
-        col(JobRun.id).in_(bindparam("b_ids", expanding=True)),
-        col(JobRun.status) == RunStatus.QUEUED,
-    )
-    .values(
-        status=RunStatus.RUNNING,
-        worker_id=bindparam("b_worker_id"),
-        started_at=bindparam("b_at"),
-        updated_at=bindparam("b_at"),
-    )
-)
-_RELEASE_MUTEXES = (
-    # Names and run ids as two lists: a job's mutex can only hold a run of that job,
-    # so the cross product matches exactly the pairs given.
-    update(JobDefinition)
-    .where(
-        col(JobDefinition.name).in_(bindparam("b_jobs", expanding=True)),
-        col(JobDefinition.running_run_id).in_(bindparam("b_run_ids", expanding=True)),
-    )
-    .values(running_run_id=None, running_worker_id=None)
+    "UPDATE job_definition SET running_run_id = NULL, running_worker_id = NULL"
+    " WHERE name = ? AND running_run_id = ?"
 )
 _START_BATCH = (
-    update(JobBatch)
-    .where(col(JobBatch.id) == bindparam("b_batch_id"), col(JobBatch.status) == RunStatus.QUEUED)
-    .values(status=RunStatus.RUNNING, started_at=bindparam("b_at"), updated_at=bindparam("b_at"))
+    "UPDATE job_batch SET status = 'RUNNING', started_at = ?, updated_at = ?"
+    " WHERE id = ? AND status = 'QUEUED'"
 )
+_END_QUEUED = (
+    "UPDATE job_run SET status = ?, error = ?, finished_at = ?, updated_at = ?"
+    " WHERE id = ? AND status = 'QUEUED'"
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _finish_runs_sql(count: int) -> str:
+    """``_FINISH_RUN`` for ``count`` runs in one statement: for each column, (run id,
+    value) pairs; then the run ids and the worker id."""
+    sets = ", ".join(
+        f"{column} = CASE id {' '.join(['WHEN ? THEN ?'] * count)} END"
+        for column in _FINISH_COLUMNS
+    )
+    return (
+        f"UPDATE job_run SET {sets} WHERE id IN ({marks(count)})"
+        " AND status = 'RUNNING' AND worker_id = ?"
+    )
+
+
+_FINISH_COLUMNS = ("status", "error", "exit_code", "finished_at", "duration_ms", "updated_at")
+
+
+@functools.lru_cache(maxsize=64)
+def _set_pids_sql(count: int) -> str:
+    cases = " ".join(["WHEN ? THEN ?"] * count)
+    return f"UPDATE job_run SET pid = CASE id {cases} END WHERE id IN ({marks(count)})"
+
+
+def _set_pids(tx: Tx, pids: Sequence[tuple[int, int]]) -> None:
+    if len(pids) == 1:
+        tx.execute(_SET_PID, (pids[0][1], pids[0][0]))
+    elif pids:
+        tx.execute(
+            _set_pids_sql(len(pids)),
+            (*(v for pair in pids for v in pair), *(run_id for run_id, _ in pids)),
+        )
+
+
+def _start_runs_sql(count: int) -> str:
+    return (
+        "UPDATE job_run SET status = 'RUNNING', worker_id = ?, started_at = ?, updated_at = ?"
+        f" WHERE id IN ({marks(count)}) AND status = 'QUEUED'"
+    )
 
 
 def _claim_round(
-    conn: Connection,
+    conn: Tx,
     candidates: list[Any],
     worker_id: str,
     clock: Callable[[], datetime],
@@ -362,11 +395,14 @@ def _claim_round(
 ) -> dict[int, datetime]:
     """Take each candidate job's mutex (in name order), then all their runs in one
     UPDATE; returns the start instant by run id. Runs whose job runs elsewhere go to
-    ``keep`` (they wait); runs taken by another daemon meanwhile are dropped."""
+    ``keep`` (they wait); runs taken by another daemon meanwhile are dropped.
+
+    One conditional UPDATE per mutex, on purpose: taking them all in one statement
+    (``CASE name ...``, tried) let two daemons run one job at once on MariaDB under
+    contention (tests/system/test_multi_daemon.py caught it)."""
     won: list[Any] = []
     for row in sorted(candidates, key=lambda r: r.job_name):
-        key = {"b_job": row.job_name, "b_run_id": row.id, "b_worker_id": worker_id}
-        if conn.execute(_TAKE_MUTEX, key).rowcount == 1:
+        if conn.execute(_TAKE_MUTEX, (row.id, worker_id, row.job_name)) == 1:
             won.append(row)
         else:
             keep.append(row)  # the job runs elsewhere: this run waits
@@ -374,49 +410,38 @@ def _claim_round(
         return {}
     now = clock()  # after every mutex: the previous run of each job has finished
     ids = [row.id for row in won]
-    taken = conn.execute(
-        _START_RUNS, {"b_ids": ids, "b_worker_id": worker_id, "b_at": now}
-    ).rowcount
+    at = conn.hot.ts(now)
+    taken = conn.execute(_start_runs_sql(len(ids)), (worker_id, at, at, *ids))
     if taken == len(won):
         return dict.fromkeys(ids, now)
     # Another daemon took some of them (or they were cancelled): find ours, and give
     # the other mutexes back.
     ours: set[int] = {
-        rid
-        for (rid,) in conn.execute(
-            select(col(JobRun.id)).where(
-                col(JobRun.id).in_(ids),
-                col(JobRun.status) == RunStatus.RUNNING,
-                col(JobRun.worker_id) == worker_id,
-            )
+        int(rid)
+        for (rid,) in conn.rows(
+            f"SELECT id FROM job_run WHERE id IN ({marks(len(ids))})"
+            " AND status = 'RUNNING' AND worker_id = ?",
+            (*ids, worker_id),
         )
-        if rid is not None
     }
     lost = [row for row in won if row.id not in ours]
-    conn.execute(_RELEASE_MUTEX, [{"b_job": r.job_name, "b_run_id": r.id} for r in lost])
+    conn.executemany(_RELEASE_MUTEX, [(r.job_name, r.id) for r in lost])
     return dict.fromkeys(sorted(ours), now)
 
 
-def _mark_batches_running(conn: Connection, claimed: Sequence[RunSpec]) -> None:
+def _mark_batches_running(conn: Tx, claimed: Sequence[RunSpec]) -> None:
     first: dict[int, datetime] = {}
     for run in claimed:
         if run.started_at is not None:  # always, for a claimed run
             first.setdefault(run.batch_id, run.started_at)
     if first:
-        conn.execute(
-            _START_BATCH, [{"b_batch_id": b, "b_at": at} for b, at in sorted(first.items())]
-        )
+        ts = conn.hot.ts
+        conn.executemany(_START_BATCH, [(ts(at), ts(at), b) for b, at in sorted(first.items())])
 
 
-def _end_queued_in(
-    conn: Connection, run_id: int, status: RunStatus, error: str, now: datetime
-) -> bool:
-    result = conn.execute(
-        update(JobRun)
-        .where(col(JobRun.id) == run_id, col(JobRun.status) == RunStatus.QUEUED)
-        .values(status=status, error=error, finished_at=now, updated_at=now)
-    )
-    return result.rowcount == 1
+def _end_queued_in(conn: Tx, run_id: int, status: RunStatus, error: str, now: datetime) -> bool:
+    at = conn.hot.ts(now)
+    return conn.execute(_END_QUEUED, (status.value, error, at, at, run_id)) == 1
 
 
 @dataclass(frozen=True)
@@ -442,67 +467,91 @@ class Finished:
 
 
 _FINISH_RUN = (
-    update(JobRun)
-    .where(
-        col(JobRun.id) == bindparam("b_run_id"),
-        col(JobRun.status) == RunStatus.RUNNING,
-        col(JobRun.worker_id) == bindparam("b_worker_id"),
-    )
-    .values(
-        status=bindparam("b_status"),
-        error=bindparam("b_error"),
-        exit_code=bindparam("b_exit_code"),
-        finished_at=bindparam("b_at"),
-        duration_ms=bindparam("b_duration"),
-        updated_at=bindparam("b_at"),
-    )
+    "UPDATE job_run SET status = ?, error = ?, exit_code = ?, finished_at = ?,"
+    " duration_ms = ?, updated_at = ? WHERE id = ? AND status = 'RUNNING' AND worker_id = ?"
 )
+_SET_PID = "UPDATE job_run SET pid = ? WHERE id = ?"
+
+
+def _release_mutexes_sql(jobs: int, runs: int) -> str:
+    # Names and run ids as two lists: a job's mutex can only hold a run of that job,
+    # so the cross product matches exactly the pairs given.
+    return (
+        "UPDATE job_definition SET running_run_id = NULL, running_worker_id = NULL"
+        f" WHERE name IN ({marks(jobs)}) AND running_run_id IN ({marks(runs)})"
+    )
 
 
 def finish_runs(
-    engine: Engine, outcomes: Sequence[Finished], *, worker_id: str, now: datetime
+    engine: Engine,
+    outcomes: Sequence[Finished],
+    *,
+    worker_id: str,
+    now: datetime,
+    hot: HotConnection | None = None,
+    pids: Sequence[tuple[int, int]] = (),
 ) -> int:
     """Record outcomes and release the job mutexes (one transaction), then settle the
     batches (a second one, see ``settle_batches``). Only the lease holder can finish a
     run: one recovered meanwhile (this daemon was declared dead) is left alone. Returns
-    how many outcomes were recorded."""
-    if not outcomes:
+    how many outcomes were recorded. ``pids`` (``(run_id, pid)`` pairs of runs started
+    since the last call, see ``set_pids``) ride in the same transaction.
+
+    The daemon records every outcome of a tick here at once. That is safe on a crash:
+    until this transaction commits, its runs stay RUNNING under this daemon's lease,
+    so a daemon that dies before committing leaves them to ``workers.recover_dead``,
+    which fails them ("daemon lost", retried by their policy) once the lease expires,
+    exactly as for a daemon that died while they ran; and a run's job mutex is released
+    only in the transaction that records its outcome.
+    """
+    if not outcomes and not pids:
         return 0
-    params = []
+    hot = hot if hot is not None else HotConnection(engine)
+    ts = hot.ts
+    rows = []
     for o in outcomes:
         ended = o.ended_at(now)
-        params.append(
-            {
-                "b_run_id": o.run_id,
-                "b_worker_id": worker_id,
-                "b_status": o.status,
-                "b_error": o.error,
-                "b_exit_code": o.exit_code,
-                "b_at": ended,
-                "b_duration": None
-                if o.started_at is None
-                else max(0, int((ended - o.started_at).total_seconds() * 1000)),
-            }
+        duration = (
+            None
+            if o.started_at is None
+            else max(0, int((ended - o.started_at).total_seconds() * 1000))
         )
+        at = ts(ended)
+        rows.append((str(o.status), o.error, o.exit_code, at, duration, at, o.run_id, worker_id))
+    failed = [o.run_id for o in outcomes if o.status == RunStatus.FAILED]
     with database_errors(engine, "cannot finish runs in"):
-        with write_engine(engine).begin() as conn:
-            # One row: a plain execute, whose rowcount is exact on every driver.
-            recorded = conn.execute(_FINISH_RUN, params[0] if len(params) == 1 else params)
-            failed = [o.run_id for o in outcomes if o.status == RunStatus.FAILED]
+        with contextlib.ExitStack() as stack:
+            tx: Tx
+            if failed:
+                # Uncommon: a failed attempt's retry (Core) goes in the same transaction.
+                conn = stack.enter_context(write_engine(engine).begin())
+                tx = CoreTx(hot, conn)
+            else:
+                tx = stack.enter_context(hot.transaction("cannot finish runs in"))
+            if len(rows) == 1:
+                recorded = tx.execute(_FINISH_RUN, rows[0])
+            else:  # one statement (one round trip on MySQL, where executemany sends each)
+                args: list[Any] = []
+                for column in range(len(_FINISH_COLUMNS)):
+                    for row in rows:
+                        args += (row[6], row[column])
+                args += [row[6] for row in rows]
+                args.append(worker_id)
+                recorded = tx.execute(_finish_runs_sql(len(rows)), args)
             if failed:
                 _queue_retries(conn, failed, worker_id)
-            conn.execute(
-                _RELEASE_MUTEXES,
-                {
-                    "b_jobs": sorted({o.job_name for o in outcomes}),
-                    "b_run_ids": [o.run_id for o in outcomes],
-                },
-            )
+            if outcomes:
+                jobs = sorted({o.job_name for o in outcomes})
+                tx.execute(
+                    _release_mutexes_sql(len(jobs), len(outcomes)),
+                    (*jobs, *(o.run_id for o in outcomes)),
+                )
+            _set_pids(tx, pids)
         cascade: dict[int, bool] = {}
         for o in outcomes:
             cascade[o.batch_id] = cascade.get(o.batch_id, False) or o.status != RunStatus.SUCCESS
-        settle_batches(engine, cascade, now)
-    return max(0, recorded.rowcount)
+        settle_batches(engine, cascade, now, hot=hot)
+    return max(0, recorded)
 
 
 def finish_run(
@@ -626,14 +675,6 @@ def settle_batch(
         return _settle(conn, batch_id, now, cascade=cascade)
 
 
-_ACTIVE_BATCHES = (
-    select(col(JobRun.batch_id))
-    .distinct()
-    .where(
-        col(JobRun.batch_id).in_(bindparam("b_ids", expanding=True)),
-        col(JobRun.status).in_(ACTIVE),
-    )
-)
 _BATCH_COUNTS = (
     select(col(JobRun.batch_id), col(JobRun.status), func.count())
     .where(
@@ -685,7 +726,9 @@ def _outcome(counts: dict[str, int]) -> str:
     return RunStatus.FAILED
 
 
-def settle_batches(engine: Engine, batches: dict[int, bool], now: datetime) -> None:
+def settle_batches(
+    engine: Engine, batches: dict[int, bool], now: datetime, *, hot: HotConnection | None = None
+) -> None:
     """``settle_batch`` for many batches (id → cascade), in one transaction.
 
     Run after the outcomes are committed, never in their transaction: two daemons that
@@ -699,50 +742,76 @@ def settle_batches(engine: Engine, batches: dict[int, bool], now: datetime) -> N
         # Only successes: a batch with a run still active is not done, the common case
         # while a large batch runs. Asked before taking the write lock; the settling
         # UPDATE below is conditional, so a stale answer cannot settle a batch twice.
-        with engine.connect() as conn:
-            if len(ids) == 1:
-                busy = conn.execute(_ANY_ACTIVE, {"b_batch_id": ids[0]}).first() is not None
-                active = set(ids) if busy else set()
-            else:
-                active = {b for (b,) in conn.execute(_ACTIVE_BATCHES, {"b_ids": ids})}
-            conn.rollback()
+        hot = hot if hot is not None else HotConnection(engine)
+        with hot.transaction("cannot settle batches in", write=False) as reads:
+            active = {
+                int(b)
+                for (b,) in reads.rows(
+                    "SELECT batch_id FROM job_run WHERE batch_id IN"
+                    f" ({marks(len(ids))}) AND status IN ('QUEUED', 'RUNNING')"
+                    + (" LIMIT 1" if len(ids) == 1 else ""),
+                    ids,
+                )
+            }
         ids = [b for b in ids if b not in active]
     cascading = sorted(b for b, cascade in batches.items() if cascade)
     if not ids and not cascading:
         return
-    with write_engine(engine).begin() as conn:
-        for batch_id in cascading:
-            _settle(conn, batch_id, now, cascade=True)
-        if not ids:
-            return
-        counts: dict[int, dict[str, int]] = {b: {} for b in ids}
-        for batch_id, status, n in conn.execute(_BATCH_COUNTS, {"b_ids": ids}):
-            counts[batch_id][status] = int(n)
-        schedules = []
-        for row in conn.execute(_BATCH_TIMES, {"b_ids": ids}).all():
-            outcome = _outcome(counts[row.id])
-            began = row.started_at or row.created_at
-            settled = conn.execute(
-                _SETTLE_BATCH,
-                {
-                    "b_id": row.id,
-                    "b_status": outcome,
-                    "b_at": now,
-                    "b_duration": max(0, int((now - began).total_seconds() * 1000)),
-                },
-            )
-            if settled.rowcount == 1 and row.schedule_id is not None:
-                schedules.append(
-                    {
-                        "b_sid": row.schedule_id,
-                        "b_id": row.id,
-                        "b_status": outcome,
-                        "b_failed": 1 if outcome == RunStatus.FAILED else 0,
-                        "b_at": now,
-                    }
-                )
-        if schedules:
-            conn.execute(_SETTLE_SCHEDULE, schedules)
+    hot = hot if hot is not None else HotConnection(engine)
+    with contextlib.ExitStack() as stack:
+        tx: Tx
+        if cascading:  # uncommon (something failed): Core, and the rest in its transaction
+            conn = stack.enter_context(write_engine(engine).begin())
+            for batch_id in cascading:
+                _settle(conn, batch_id, now, cascade=True)
+            tx = CoreTx(hot, conn)
+        else:
+            tx = stack.enter_context(hot.transaction("cannot settle batches in"))
+        if ids:
+            _settle_done(tx, ids, now)
+
+
+_SETTLE_BATCH_SQL = (
+    "UPDATE job_batch SET status = ?, finished_at = ?, updated_at = ?, duration_ms = ?"
+    " WHERE id = ? AND status IN ('QUEUED', 'RUNNING')"
+)
+_SETTLE_SCHEDULE_SQL = (
+    "UPDATE job_schedule SET failure_count = failure_count + ?,"
+    # +1 after a failure, back to 0 after anything else
+    " consecutive_failures = (consecutive_failures + 1) * ?,"
+    " last_run_status = CASE WHEN last_batch_id = ? THEN ? ELSE last_run_status END,"
+    " locked_by = CASE WHEN last_batch_id = ? THEN NULL ELSE locked_by END,"
+    " updated_at = ? WHERE id = ?"
+)
+
+
+def _settle_done(tx: Tx, ids: list[int], now: datetime) -> None:
+    """Settle these batches, none of whose runs is active any more (only successes
+    ended since: nothing to skip), with their schedules' counters; plain SQL (the
+    daemon settles a batch per fired slot)."""
+    counts: dict[int, dict[str, int]] = {b: {} for b in ids}
+    for batch_id, status, n in tx.rows(
+        "SELECT batch_id, status, COUNT(*) FROM job_run"
+        f" WHERE batch_id IN ({marks(len(ids))}) AND next_attempt_id IS NULL"
+        " GROUP BY batch_id, status",
+        ids,
+    ):
+        counts[int(batch_id)][str(status)] = int(n)
+    at = tx.hot.ts(now)
+    schedules = []
+    for batch_id, schedule_id, created_at, started_at in tx.rows(
+        f"SELECT id, schedule_id, created_at, started_at FROM job_batch WHERE id IN"
+        f" ({marks(len(ids))})",
+        ids,
+    ):
+        outcome = str(_outcome(counts[int(batch_id)]))
+        began = tx.hot.read_ts(started_at or created_at)
+        duration = max(0, int((now - began).total_seconds() * 1000))
+        settled = tx.execute(_SETTLE_BATCH_SQL, (outcome, at, at, duration, batch_id))
+        if settled == 1 and schedule_id is not None:
+            failed = 1 if outcome == RunStatus.FAILED else 0
+            schedules.append((failed, failed, batch_id, outcome, batch_id, at, schedule_id))
+    tx.executemany(_SETTLE_SCHEDULE_SQL, schedules)
 
 
 def _settle(conn: Connection, batch_id: int, now: datetime, *, cascade: bool) -> str | None:
@@ -824,17 +893,17 @@ def _skip_blocked(conn: Connection, batch_id: int, now: datetime) -> None:
                 status[r.job_name] = RunStatus.SKIPPED
 
 
-def set_pids(engine: Engine, pids: Sequence[tuple[int, int]]) -> None:
-    """Record the process running each run: ``(run_id, pid)`` pairs."""
+def set_pids(
+    engine: Engine, pids: Sequence[tuple[int, int]], *, hot: HotConnection | None = None
+) -> None:
+    """Record the process running each run: ``(run_id, pid)`` pairs. (The daemon
+    writes them with the next outcomes, see ``finish_runs``; this is for a tick that
+    has none.)"""
     if not pids:
         return
-    with write_engine(engine).begin() as conn:
-        conn.execute(
-            update(JobRun)
-            .where(col(JobRun.id) == bindparam("b_id"))
-            .values(pid=bindparam("b_pid")),
-            [{"b_id": run_id, "b_pid": pid} for run_id, pid in pids],
-        )
+    hot = hot if hot is not None else HotConnection(engine)
+    with hot.transaction("cannot record pids in") as tx:
+        _set_pids(tx, pids)
 
 
 def append_logs(engine: Engine, run_id: int, lines: Sequence[tuple[datetime, str, str]]) -> None:

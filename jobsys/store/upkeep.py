@@ -110,8 +110,9 @@ class Repaired:
     next_run_at: datetime
 
 
-#: What a schedule's row looked like when its ``next_run_at`` was last found right.
-Checked = dict[str, tuple[str, str, datetime | None]]
+#: What a schedule's row looked like (a hash of its cron, time zone and ``next_run_at``)
+#: when its ``next_run_at`` was last found right.
+Checked = dict[str, int]
 
 
 def repair_next_runs(engine: Engine, *, now: datetime, checked: Checked) -> list[Repaired]:
@@ -134,7 +135,8 @@ def repair_next_runs(engine: Engine, *, now: datetime, checked: Checked) -> list
         seen: set[str] = set()
         for sid, cron, tz, next_run_at in rows:
             seen.add(sid)
-            state = (cron, tz, next_run_at)
+            # A hash, not the values: with 10,000 schedules the daemon keeps 10,000 of them.
+            state = hash((cron, tz, next_run_at))
             if checked.get(sid) == state:
                 continue
             timing = ScheduleTiming(cron=cron, timezone=tz)
