@@ -225,3 +225,20 @@ __all__ = [
     "wait_for",
     "web_process",
 ]
+
+
+def api_fetch(page: Page, method: str, path: str, body: Any = None) -> dict[str, Any]:
+    """A request from inside the page (its cookie; the CSRF token from /me)."""
+    result: dict[str, Any] = page.evaluate(
+        """async ([method, path, body]) => {
+            const me = await (await fetch('/api/admin/me')).json();
+            const r = await fetch('/api/admin' + path, {
+                method,
+                headers: {'Content-Type': 'application/json', 'X-CSRF-Token': me.csrf_token},
+                body: body === null ? undefined : JSON.stringify(body),
+            });
+            return {status: r.status, body: await r.json().catch(() => null)};
+        }""",
+        [method, path, body],
+    )
+    return result

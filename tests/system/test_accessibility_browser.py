@@ -22,6 +22,7 @@ from tests.ui_helpers import (
     PASSWORD,
     VIEWER,
     Jobsys,
+    api_fetch,
     running_jobsys,
     screenshot,
 )
@@ -82,22 +83,6 @@ def _log_in(context: BrowserContext, system: Jobsys, email: str) -> Page:
     return page
 
 
-def _api(page: Page, method: str, path: str, body: Any = None) -> dict[str, Any]:
-    result: dict[str, Any] = page.evaluate(
-        """async ([method, path, body]) => {
-            const me = await (await fetch('/api/admin/me')).json();
-            const r = await fetch('/api/admin' + path, {
-                method,
-                headers: {'Content-Type': 'application/json', 'X-CSRF-Token': me.csrf_token},
-                body: body === null ? undefined : JSON.stringify(body),
-            });
-            return {status: r.status, body: await r.json().catch(() => null)};
-        }""",
-        [method, path, body],
-    )
-    return result
-
-
 def _skipped_batch(system: Jobsys) -> int:
     """A batch of a slot skipped because the previous batch still ran (no runs)."""
     from jobsys.clock import SystemClock
@@ -142,10 +127,10 @@ def site(
             context = browser.new_context()
             page = _log_in(context, system, email)
             if role == "admin":
-                failed = _api(page, "POST", "/jobs/purge/run", {})["body"]["job_run_ids"][0]
-                batch = _api(page, "POST", "/jobs/run-group/etl", {})["body"]
+                failed = api_fetch(page, "POST", "/jobs/purge/run", {})["body"]["job_run_ids"][0]
+                batch = api_fetch(page, "POST", "/jobs/run-group/etl", {})["body"]
                 # a second extract waits behind the first (one run of a job at a time)
-                queued = _api(page, "POST", "/jobs/extract/run", {})["body"]["job_run_ids"][0]
+                queued = api_fetch(page, "POST", "/jobs/extract/run", {})["body"]["job_run_ids"][0]
                 page.wait_for_function(
                     """async (id) => (await (await fetch('/api/admin/job-runs/' + id))
                         .json()).status === 'FAILED'""",

@@ -8,11 +8,8 @@ from datetime import UTC, datetime
 from jobsys.store.queries import get_run
 from jobsys.store.runs import append_logs
 from tests.process_helpers import wait_for
-from tests.system.test_ui_browser import (  # noqa: F401  (pytestmark)
-    api_fetch,
-    pytestmark,
-)
-from tests.ui_helpers import CHROMIUM, Jobsys, login
+from tests.system.test_ui_browser import pytestmark  # noqa: F401
+from tests.ui_helpers import CHROMIUM, Jobsys, api_fetch, login
 
 if CHROMIUM.exists():
     from playwright.sync_api import Page, expect

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import signal
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from sqlalchemy import update
@@ -15,7 +14,7 @@ from sqlmodel import col
 
 from jobsys.clock import SystemClock
 from jobsys.store.models import JobSchedule
-from tests.ui_helpers import ADMIN, CHROMIUM, PASSWORD, VIEWER, Jobsys, login, screenshot
+from tests.ui_helpers import ADMIN, CHROMIUM, PASSWORD, VIEWER, Jobsys, api_fetch, login, screenshot
 
 pytestmark = [
     pytest.mark.browser,
@@ -30,23 +29,6 @@ if CHROMIUM.exists():
     expect.set_options(timeout=15_000)
 
 WIDTHS = (1280, 375)
-
-
-def api_fetch(page: Page, method: str, path: str, body: Any = None) -> dict[str, Any]:
-    """A request from inside the page (its cookie; the CSRF token from /me)."""
-    result: dict[str, Any] = page.evaluate(
-        """async ([method, path, body]) => {
-            const me = await (await fetch('/api/admin/me')).json();
-            const r = await fetch('/api/admin' + path, {
-                method,
-                headers: {'Content-Type': 'application/json', 'X-CSRF-Token': me.csrf_token},
-                body: body === null ? undefined : JSON.stringify(body),
-            });
-            return {status: r.status, body: await r.json().catch(() => null)};
-        }""",
-        [method, path, body],
-    )
-    return result
 
 
 def stop_daemon(system: Jobsys) -> None:

@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.system.test_ui_browser import api_fetch
-from tests.ui_helpers import CHROMIUM, VIEWER, Jobsys, login, screenshot
+from tests.ui_helpers import CHROMIUM, VIEWER, Jobsys, api_fetch, login, screenshot
 
 pytestmark = [
     pytest.mark.browser,

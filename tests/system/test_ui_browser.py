@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
 
 import pytest
 
@@ -18,6 +17,7 @@ from tests.ui_helpers import (
     CHROMIUM,
     VIEWER,
     Jobsys,
+    api_fetch,
     login,
     screenshot,
 )
@@ -35,23 +35,6 @@ if CHROMIUM.exists():
     expect.set_options(timeout=10_000)
 
 SCHEDULE = "#schedule-nightly-etl"
-
-
-def api_fetch(page: Page, method: str, path: str, body: Any = None) -> dict[str, Any]:
-    """A request from inside the page (its cookie; the CSRF token from /me)."""
-    result: dict[str, Any] = page.evaluate(
-        """async ([method, path, body]) => {
-            const me = await (await fetch('/api/admin/me')).json();
-            const r = await fetch('/api/admin' + path, {
-                method,
-                headers: {'Content-Type': 'application/json', 'X-CSRF-Token': me.csrf_token},
-                body: body === null ? undefined : JSON.stringify(body),
-            });
-            return {status: r.status, body: await r.json().catch(() => null)};
-        }""",
-        [method, path, body],
-    )
-    return result
 
 
 def schedule_enabled(system: Jobsys, schedule_id: str) -> bool:
