@@ -8,11 +8,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.ui_helpers import CHROMIUM, VIEWER, Jobsys, login, running_jobsys, screenshot
+from tests.ui_helpers import CHROMIUM, VIEWER, Jobsys, api_fetch, login, running_jobsys, screenshot
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -53,22 +53,6 @@ def page(browser: Browser) -> Iterator[Page]:
         assert not errors, f"JavaScript errors: {errors}"
     finally:
         context.close()
-
-
-def api_fetch(page: Page, method: str, path: str, body: Any = None) -> dict[str, Any]:
-    result: dict[str, Any] = page.evaluate(
-        """async ([method, path, body]) => {
-            const me = await (await fetch('/api/admin/me')).json();
-            const r = await fetch('/api/admin' + path, {
-                method,
-                headers: {'Content-Type': 'application/json', 'X-CSRF-Token': me.csrf_token},
-                body: body === null ? undefined : JSON.stringify(body),
-            });
-            return {status: r.status, body: await r.json().catch(() => null)};
-        }""",
-        [method, path, body],
-    )
-    return result
 
 
 def add_batch(system: Jobsys, status: str, reason: str | None, minutes_ago: int) -> int:
@@ -168,17 +152,17 @@ def test_back_links_return_where_you_came_from(slow: Jobsys, page: Page) -> None
     login(page, slow)
     created = api_fetch(page, "POST", "/jobs/purge/run", {})["body"]
     run_id = created["job_run_ids"][0]
-    # From the audit log to the run: back goes to the audit log, not to Jobs.
+    # From the audit log to the run: back goes to the audit log, not to Runs.
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Audit").click()
     expect(page.locator("h1")).to_have_text("Audit")
     page.goto(slow.admin_url(f"/runs/{run_id}"))  # a fresh load: no previous page
-    expect(page.locator(".back-link")).to_have_text("← Jobs")
+    expect(page.locator(".back-link")).to_have_text("← Runs")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Schedules").click()
     expect(page.locator("h1")).to_have_text("Schedules")
     page.locator(".sched-name a[href='/admin/schedules/nightly-etl']").click()
     expect(page.locator("h1")).to_have_text("Nightly ETL")
     expect(page.locator(".back-link")).to_have_text("← Schedules")
-    # From the jobs page filtered by status, to a batch, and back to that filter.
+    # From the runs page filtered by status, to a run, and back to that filter.
     page.wait_for_function(
         """async (id) => (await (await fetch('/api/admin/job-runs/' + id))
             .json()).status === 'FAILED'""",
@@ -186,13 +170,13 @@ def test_back_links_return_where_you_came_from(slow: Jobsys, page: Page) -> None
         timeout=30_000,
         polling=300,
     )
-    page.goto(slow.admin_url("/jobs?status=FAILED"))
+    page.goto(slow.admin_url("/runs?status=FAILED"))
     expect(page.locator("#main")).to_have_attribute("data-ready", "1")
-    page.locator(f"a[href='/admin/batches/{created['batch_id']}']").first.click()
-    expect(page.locator("h1")).to_have_text(f"Batch #{created['batch_id']}")
-    expect(page.locator(".back-link")).to_have_text("← Jobs")
+    page.locator(f"a[href='/admin/runs/{run_id}']").first.click()
+    expect(page.locator("#run-status .status-text")).to_have_text("FAILED")
+    expect(page.locator(".back-link")).to_have_text("← Runs")
     page.locator(".back-link").click()
-    expect(page).to_have_url(re.compile(r"/admin/jobs\?status=FAILED$"))
+    expect(page).to_have_url(re.compile(r"/admin/runs\?status=FAILED$"))
 
 
 def test_time_switch_is_remembered_and_log_lines_carry_a_date(slow: Jobsys, page: Page) -> None:

@@ -107,7 +107,7 @@ export async function renderBatch(ctx) {
   const errorsEl = h("div");
   const actions = h("div.actions");
   fill(ctx.el,
-    h("p.crumbs", backLink("/admin/jobs", "Jobs")),
+    h("p.crumbs", backLink("/admin/runs", "Runs")),
     h("div.page-head.run-head", heading, statusEl, actions),
     reasonEl, metaEl, countsEl,
     h("section.section", { "aria-labelledby": "tl-title" },
@@ -186,7 +186,7 @@ export async function renderBatch(ctx) {
     await load();
   } catch (err) {
     if (err.status === 404) {
-      fill(ctx.el, h("p.crumbs", backLink("/admin/jobs", "Jobs")), h("h1", "Batch not found"), errorBox(err));
+      fill(ctx.el, h("p.crumbs", backLink("/admin/runs", "Runs")), h("h1", "Batch not found"), errorBox(err));
       return;
     }
     throw err;

@@ -47,7 +47,7 @@ export async function renderRun(ctx) {
     "Load earlier lines");
   const countBar = h("p.muted.small.log-count-bar", countNote, " ", earlierBtn);
   fill(ctx.el,
-    h("p.crumbs", backLink("/admin/jobs", "Jobs")),
+    h("p.crumbs", backLink("/admin/runs", "Runs")),
     h("div.page-head.run-head", heading, statusEl, actions),
     metaEl, errorEl, progressEl, attemptsEl,
     h("section.section", { "aria-labelledby": "params-title" },
@@ -225,7 +225,7 @@ export async function renderRun(ctx) {
     await fetchRun();
   } catch (err) {
     if (err.status === 404) {
-      fill(ctx.el, h("p.crumbs", backLink("/admin/jobs", "Jobs")), h("h1", "Run not found"), errorBox(err));
+      fill(ctx.el, h("p.crumbs", backLink("/admin/runs", "Runs")), h("h1", "Run not found"), errorBox(err));
       return;
     }
     throw err;
