@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -64,18 +65,29 @@ def drop_database(url: str) -> None:
     server.dispose()
 
 
-def seed(url: str, runs: int, jobs: list[str]) -> None:
-    rng = random.Random(7)
+def seed(
+    url: str,
+    runs: int,
+    jobs: list[str],
+    *,
+    start: datetime = datetime(2026, 1, 1, tzinfo=UTC),
+    step: timedelta = timedelta(minutes=15),
+    rng_seed: int = 7,
+    run_seconds: Callable[[int], int] = lambda position: 1,
+) -> None:
+    """Bulk insert: batches of 50 runs ``step`` apart from ``start`` (one multi-row INSERT
+    per 2,000), then their runs (5,000 per statement; the run at ``position`` in its batch
+    lasts ``run_seconds(position)``), then ANALYZE so the optimizer knows the tables."""
+    rng = random.Random(rng_seed)
     engine = make_engine(url)
     upgrade(engine)
-    start = datetime(2026, 1, 1, tzinfo=UTC)
     per_batch = 50
-    batches = runs // per_batch
+    batches = max(1, runs // per_batch)
     t0 = time.perf_counter()
     with engine.begin() as conn:
         batch_rows = []
         for b in range(batches):
-            at = start + timedelta(minutes=15 * b)
+            at = start + step * b
             manual = rng.random() < 0.2
             batch_rows.append(
                 {
@@ -112,7 +124,7 @@ def seed(url: str, runs: int, jobs: list[str]) -> None:
                     "depends_on": [],
                     "queued_at": at,
                     "started_at": at,
-                    "finished_at": at + timedelta(seconds=1),
+                    "finished_at": at + timedelta(seconds=run_seconds(position)),
                     "duration_ms": rng.randint(5, 5000),
                     "error": "RuntimeError: demo failure" if status == "FAILED" else None,
                     "cancel_requested": False,

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import subprocess
 import sys
 import time
@@ -32,89 +31,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from sqlalchemy import insert, select, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import percentile  # noqa: E402
-from bench.job_runs_api import drop_database, free_port, recreate_database  # noqa: E402
+from bench.job_runs_api import drop_database, free_port, recreate_database, seed  # noqa: E402
 from jobsys.loader import load_app  # noqa: E402
 from jobsys.store import users  # noqa: E402
 from jobsys.store.db import make_engine  # noqa: E402
-from jobsys.store.migrate import upgrade  # noqa: E402
-from jobsys.store.models import JobBatch, JobRun  # noqa: E402
 
-STATUSES = ["SUCCESS"] * 90 + ["FAILED"] * 7 + ["SKIPPED"] * 2 + ["CANCELLED"]
-SCHEDULES = ["daily-full-sync", "hourly-matching", "feed-refresh", "dev-quick-test", "nightly"]
 EMAIL, PASSWORD = "bench@example.com", "bench-password"
-
-
-def seed(url: str, runs: int, jobs: list[str], now: datetime) -> None:
-    """Bulk insert: batches first (one multi-row INSERT per 2,000), then their runs
-    (5,000 per statement), then ANALYZE so the optimizer knows the table."""
-    rng = random.Random(11)
-    engine = make_engine(url)
-    upgrade(engine)
-    per_batch = 50
-    batches = max(1, runs // per_batch)
-    span = timedelta(days=10)
-    t0 = time.perf_counter()
-    with engine.begin() as conn:
-        batch_rows = []
-        for b in range(batches):
-            at = now - span + span * (b / batches)
-            manual = rng.random() < 0.2
-            batch_rows.append(
-                {
-                    "schedule_id": None if manual else SCHEDULES[b % len(SCHEDULES)],
-                    "trigger": "MANUAL" if manual else "CRON",
-                    "scheduled_for": None if manual else at,
-                    "status": "SUCCESS",
-                    "mode": "ALL_JOBS",
-                    "total_runs": per_batch,
-                    "created_at": at,
-                    "updated_at": at,
-                    "finished_at": at,
-                }
-            )
-        for i in range(0, len(batch_rows), 2000):
-            conn.execute(insert(JobBatch), batch_rows[i : i + 2000])
-        batch_info = conn.execute(
-            select(
-                JobBatch.id, JobBatch.schedule_id, JobBatch.trigger, JobBatch.created_at
-            ).order_by(JobBatch.id)  # type: ignore[call-overload]
-        ).all()
-    rows = []
-    for batch_id, schedule_id, trigger, at in batch_info:
-        for position in range(per_batch):
-            status = rng.choice(STATUSES)
-            rows.append(
-                {
-                    "batch_id": batch_id,
-                    "job_name": jobs[position % len(jobs)],
-                    "status": status,
-                    "trigger": trigger,
-                    "schedule_id": schedule_id,
-                    "position": position,
-                    "depends_on": [],
-                    "queued_at": at,
-                    "started_at": at,
-                    "finished_at": at + timedelta(seconds=1 + position),
-                    "duration_ms": rng.randint(5, 5000),
-                    "error": "RuntimeError: demo failure" if status == "FAILED" else None,
-                    "cancel_requested": False,
-                    "updated_at": at,
-                }
-            )
-    for i in range(0, len(rows), 5000):
-        with engine.begin() as conn:
-            conn.execute(insert(JobRun), rows[i : i + 5000])
-    with engine.begin() as conn:
-        conn.execute(text("ANALYZE TABLE job_run, job_batch"))
-    took = time.perf_counter() - t0
-    print(f"seeded {len(rows):,} runs in {len(batch_info):,} batches in {took:.1f} s")
-    engine.dispose()
 
 
 def time_api(client: httpx.Client, path: str, requests: int) -> list[float] | None:
@@ -200,7 +127,16 @@ def main() -> int:
     web: subprocess.Popen[bytes] | None = None
     try:
         now = datetime.now(UTC)
-        seed(args.mysql_url, args.runs, jobs, now)
+        span = timedelta(days=10)  # up to now: the overview's 24 h and 7 days have runs
+        seed(
+            args.mysql_url,
+            args.runs,
+            jobs,
+            start=now - span,
+            step=span / max(1, args.runs // 50),
+            rng_seed=11,
+            run_seconds=lambda position: 1 + position,
+        )
         engine = make_engine(args.mysql_url)
         users.create_user(engine, EMAIL, PASSWORD, "admin", now=now)
         token = users.create_token(engine, EMAIL, now=now)
