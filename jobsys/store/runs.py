@@ -254,6 +254,11 @@ def _claim_pass(
                     rest = rows[i:]
                     break
                 scanned += 1
+                if row.job_name in tried and not row.cancel_requested and not row.depends_on:
+                    # Its job was tried in this pass: it waits. First, and cheap, because a
+                    # deep queue of one job is mostly such rows.
+                    keep.append(row)
+                    continue
                 batch = q.statuses.setdefault(row.batch_id, {})
                 if row.batch_id in q.gated and not row.cancel_requested:
                     keep.append(row)  # a backfill slot waiting for the one before it
