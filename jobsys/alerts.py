@@ -72,9 +72,9 @@ from jobsys.store.alerts import (
     SkippedSlot,
     alert_reads,
 )
-from jobsys.store.models import WorkerStatus
 from jobsys.store.retention import skip_reason
 from jobsys.store.upkeep import AUTO_PAUSED_BY
+from jobsys.vocabulary import WorkerStatus
 
 log = logging.getLogger("jobsys.alerts")
 

@@ -28,12 +28,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from jobsys import __version__
-from jobsys.alerts import Alerter, AlertSettings
 from jobsys.clock import Clock
 from jobsys.config import Settings
 from jobsys.definitions import App, validate_params
@@ -44,11 +44,18 @@ from jobsys.runspec import RunSpec
 from jobsys.store import firing, overlap, runs, upkeep, workers
 from jobsys.store.db import make_autocommit_engine
 from jobsys.store.hotpath import HotConnection
-from jobsys.store.models import RunStatus, WorkerStatus
 from jobsys.store.retention import Pruner
-from jobsys.store.schedules import SyncReport, sync_definitions
-from jobsys.store.types import BatchPlan
+from jobsys.store.types import BatchPlan, SyncReport
+from jobsys.vocabulary import RunStatus, WorkerStatus
 from jobsys.wake import WakeListener, default_wake_host
+
+if TYPE_CHECKING:
+    from jobsys.alerts import Alerter
+
+# What the daemon process imports stays lean (issue 9 item 5): its store code builds
+# statements from ``jobsys.store.tables``, never from the SQLModel models, and what needs
+# the models (the definitions sync, the schema check) runs in a short-lived child;
+# ``tests/system/test_daemon_process.py`` checks that SQLModel and pydantic stay out.
 
 log = logging.getLogger("jobsys.daemon")
 
@@ -150,6 +157,8 @@ class Daemon:
         # Maintenance (see _maintenance): alerts only with a webhook, retention unless 0.
         self.alerter: Alerter | None = None
         if self.settings.alert_webhook_url:
+            from jobsys.alerts import Alerter, AlertSettings  # only with a webhook
+
             self.alerter = Alerter(
                 self.engine,
                 AlertSettings(
@@ -215,6 +224,7 @@ class Daemon:
             self._log_repaired(repaired)
         else:
             from jobsys.store.migrate import ensure_current
+            from jobsys.store.schedules import sync_definitions
 
             ensure_current(self.engine)
             report = sync_definitions(self.engine, self.app, self.settings.env, now)
@@ -860,6 +870,7 @@ def _start_up_in_child(
         try:
             os.close(read_fd)
             from jobsys.store.migrate import ensure_current
+            from jobsys.store.schedules import sync_definitions
 
             own = make_engine(url, pre_ping=False, create=False)
             ensure_current(own)

@@ -1,5 +1,5 @@
 """The words definitions and the store share: batch modes, missed-slot and overlap
-policies.
+policies, and the values the store's status columns take.
 
 One definition of each, as enums: ``jobsys.definitions`` validates against them and
 ``jobsys.store`` writes their values. This module imports nothing heavy (the CLI loads
@@ -36,6 +36,39 @@ class OverlapPolicy(StrEnum):
     BUFFER_ONE = "BUFFER_ONE"  # runs once right after the running batch ends; more are skipped
     ALLOW = "ALLOW"  # runs concurrently (a job still never runs twice at once)
     CANCEL_OTHER = "CANCEL_OTHER"  # the running batch is cancelled, then the slot starts
+
+
+class RunStatus(StrEnum):
+    """Status of a job run and of a batch."""
+
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    SKIPPED = "SKIPPED"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+class Trigger(StrEnum):
+    CRON = "CRON"
+    MANUAL = "MANUAL"
+    EVENT = "EVENT"
+    BACKFILL = "BACKFILL"  # one past slot, asked for by an admin (``schedules backfill``)
+
+
+class WorkerStatus(StrEnum):
+    RUNNING = "RUNNING"
+    STOPPING = "STOPPING"
+    STOPPED = "STOPPED"
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    VIEWER = "viewer"
 
 
 def values(enum: type[StrEnum]) -> tuple[str, ...]:

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -87,15 +87,21 @@ def worker_rows(engine: Engine) -> list[WorkerInstance]:
 
 @contextmanager
 def daemon_process(
-    db_url: str, tmp_path: Path, engine: Engine | None = None, *, name: str = "daemon", **extra: str
+    db_url: str,
+    tmp_path: Path,
+    engine: Engine | None = None,
+    *,
+    name: str = "daemon",
+    argv: Sequence[str] = ("-m", "jobsys", "daemon"),
+    **extra: str,
 ) -> Iterator[DaemonProcess]:
-    """Start ``jobsys daemon``; wait until it registered (when ``engine`` is given); on
-    exit stop it (SIGTERM, then SIGKILL) and close its log."""
+    """Start ``jobsys daemon`` (``python`` with ``argv``); wait until it registered (when
+    ``engine`` is given); on exit stop it (SIGTERM, then SIGKILL) and close its log."""
     log_path = tmp_path / f"{name}.log"
     before = {w.id for w in worker_rows(engine)} if engine is not None else set()
     with open(log_path, "w") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "jobsys", "daemon"],
+            [sys.executable, *argv],
             env=jobsys_env(db_url, **extra),
             stdout=log_file,
             stderr=subprocess.STDOUT,

@@ -16,22 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, insert, select, update
+from sqlalchemy import ColumnClause, case, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col
 
 from jobsys.store.db import write_engine
-from jobsys.store.models import (
-    AlertIncident,
-    JobBatch,
-    JobRun,
-    JobSchedule,
-    RunStatus,
-    Trigger,
-    WorkerInstance,
-    WorkerStatus,
-)
+from jobsys.store.tables import AlertIncident, JobBatch, JobRun, JobSchedule, WorkerInstance, col
+from jobsys.vocabulary import RunStatus, Trigger, WorkerStatus
 
 
 @dataclass(frozen=True)
@@ -108,7 +99,7 @@ class FiredSlot:
     scheduled_for: datetime | None
 
 
-_INCIDENT = [
+_INCIDENT: list[ColumnClause[Any]] = [
     col(AlertIncident.id),
     col(AlertIncident.kind),
     col(AlertIncident.subject),

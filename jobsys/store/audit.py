@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlmodel import Session
+from sqlalchemy import insert
+from sqlalchemy.engine import Connection
 
-from jobsys.store.models import AuditLog
+from jobsys.store.tables import AuditLog
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
 
 
 def record(
-    session: Session,
+    where: Session | Connection,
     *,
     at: datetime,
     actor: str | None,
@@ -23,9 +27,11 @@ def record(
     ip: str | None = None,
     detail: str | None = None,
 ) -> None:
-    """Add an audit row to ``session`` (committed with the change it describes)."""
-    session.add(
-        AuditLog(
+    """Insert an audit row in ``where``'s transaction (committed with the change it
+    describes). A Core statement, so the daemon can audit without the ORM."""
+    conn = where if isinstance(where, Connection) else where.connection()
+    conn.execute(
+        insert(AuditLog).values(
             at=at,
             actor=actor,
             action=action,

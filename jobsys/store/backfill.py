@@ -166,7 +166,7 @@ def _write(
         if slot in taken:
             continue
         batch = insert_batch(
-            s,
+            s.connection(),
             plan,
             trigger=Trigger.BACKFILL,
             schedule_id=schedule_id,

@@ -13,13 +13,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, col
+from sqlalchemy.engine import Connection, Engine
 
 from jobsys.store import audit
-from jobsys.store.db import database_errors, session
-from jobsys.store.models import BatchMode, JobBatch, JobRun, JobSchedule, RunStatus, Trigger
+from jobsys.store.db import connect, database_errors
+from jobsys.store.tables import JobBatch, JobRun, JobSchedule, col
 from jobsys.store.types import BatchPlan
+from jobsys.vocabulary import BatchMode, RunStatus, Trigger
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class CreatedBatch:
 
 
 def insert_batch(
-    s: Session,
+    conn: Connection,
     plan: BatchPlan,
     *,
     trigger: str,
@@ -42,50 +42,53 @@ def insert_batch(
     jitter_ms: int | None = None,
     now: datetime,
 ) -> CreatedBatch:
-    """Insert a batch and its runs in ``s`` (the caller commits)."""
-    batch = JobBatch(
-        schedule_id=schedule_id,
-        trigger=trigger,
-        scheduled_for=scheduled_for,
-        status=RunStatus.QUEUED if plan.runs else RunStatus.SUCCESS,
-        reason=reason,
-        mode=plan.mode,
-        job_group=plan.group,
-        skip_dependencies=plan.skip_dependencies,
-        triggered_by=triggered_by,
-        fired_by=fired_by,
-        lateness_ms=lateness_ms,
-        jitter_ms=jitter_ms,
-        total_runs=len(plan.runs),
-        created_at=now,
-        updated_at=now,
-        finished_at=None if plan.runs else now,
-        duration_ms=None if plan.runs else 0,
-    )
-    s.add(batch)
-    s.flush()  # assigns batch.id; a duplicate cron slot raises IntegrityError here
-    assert batch.id is not None
+    """Insert a batch and its runs in ``conn``'s transaction (the caller commits; with a
+    session, pass ``s.connection()``). Core statements: the daemon fires through here."""
+    inserted = conn.execute(
+        insert(JobBatch).values(
+            schedule_id=schedule_id,
+            trigger=trigger,
+            scheduled_for=scheduled_for,
+            status=RunStatus.QUEUED if plan.runs else RunStatus.SUCCESS,
+            reason=reason,
+            mode=plan.mode,
+            job_group=plan.group,
+            skip_dependencies=plan.skip_dependencies,
+            triggered_by=triggered_by,
+            fired_by=fired_by,
+            lateness_ms=lateness_ms,
+            jitter_ms=jitter_ms,
+            total_runs=len(plan.runs),
+            created_at=now,
+            updated_at=now,
+            finished_at=None if plan.runs else now,
+            duration_ms=None if plan.runs else 0,
+        )
+    )  # a duplicate cron slot raises IntegrityError here
+    (key,) = inserted.inserted_primary_key or (None,)
+    assert key is not None
+    batch_id = int(key)
     if not plan.runs:
-        return CreatedBatch(batch.id, [])
+        return CreatedBatch(batch_id, [])
     rows = run_rows(
         plan,
-        batch_id=batch.id,
+        batch_id=batch_id,
         trigger=trigger,
         schedule_id=schedule_id,
         scheduled_for=scheduled_for,
         triggered_by=triggered_by,
         now=now,
     )
-    s.execute(insert(JobRun), rows)  # executemany: one round trip per chunk
+    conn.execute(insert(JobRun), rows)  # executemany: one round trip per chunk
     run_ids = [
         rid
-        for (rid,) in s.execute(
+        for (rid,) in conn.execute(
             select(col(JobRun.id))
-            .where(col(JobRun.batch_id) == batch.id)
+            .where(col(JobRun.batch_id) == batch_id)
             .order_by(col(JobRun.position))
         )
     ]
-    return CreatedBatch(batch.id, run_ids)
+    return CreatedBatch(batch_id, run_ids)
 
 
 def run_rows(
@@ -146,7 +149,7 @@ def write_manual_batch(
     )
     if schedule_id is not None:
         action, target_type, target_id = "schedule.trigger", "schedule", schedule_id
-    with database_errors(engine, "cannot create batch in"), session(engine) as s:
+    with database_errors(engine, "cannot create batch in"), connect(engine) as s:
         created = insert_batch(
             s,
             plan,

@@ -24,14 +24,16 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
-from sqlmodel import Session
 
 from jobsys.errors import ConfigError, DatabaseError
+
+if TYPE_CHECKING:  # imported when a session is made: the daemon never loads SQLModel
+    from sqlmodel import Session
 
 #: Execution option that makes SQLite transactions start with ``BEGIN IMMEDIATE``.
 SQLITE_IMMEDIATE = "jobsys_sqlite_begin_immediate"
@@ -239,7 +241,17 @@ def session(engine: Engine, *, write: bool = False) -> Session:
     them to the API and CLI after the session is gone, and jobsys never relies on
     re-reading them implicitly.
     """
+    from sqlmodel import Session
+
     return Session(write_engine(engine) if write else engine, expire_on_commit=False)
+
+
+def connect(engine: Engine, *, write: bool = False) -> Connection:
+    """A Core connection used like ``session`` (``execute``, ``commit``, ``rollback``;
+    what is not committed is rolled back when it closes), for store code that runs in
+    the daemon: no ORM, so the daemon process never imports SQLModel (issue 9 item 5).
+    ``write=True`` for read-then-write transactions, as for ``session``."""
+    return (write_engine(engine) if write else engine).connect()
 
 
 #: How long a writer waits for the process's write lock before going ahead anyway (and

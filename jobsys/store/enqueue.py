@@ -12,12 +12,11 @@ from datetime import datetime
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
-from sqlmodel import Session
 
 from jobsys.store.batches import insert_batch
-from jobsys.store.models import Trigger
 from jobsys.store.types import BatchPlan
 from jobsys.store.workers import live_window, wake_addresses_on
+from jobsys.vocabulary import Trigger
 
 #: ``triggered_by`` of a run queued by ``jobsys.enqueue``.
 ENQUEUED_BY = "jobsys.enqueue"
@@ -30,11 +29,7 @@ def insert_event_run(
     (begun here if none is); return the run id and where to wake live daemons."""
     if not conn.in_transaction():
         conn.begin()  # the caller's to commit, like SQLAlchemy's autobegin
-    # A session joined to the caller's transaction ("conservative_savepoint", the
-    # default): closing it neither commits nor rolls back that transaction.
-    with Session(bind=conn) as s:
-        created = insert_batch(s, plan, trigger=Trigger.EVENT, triggered_by=ENQUEUED_BY, now=now)
-        s.flush()
+    created = insert_batch(conn, plan, trigger=Trigger.EVENT, triggered_by=ENQUEUED_BY, now=now)
     addresses = wake_addresses_on(conn, now, live_window())
     return created.run_ids[0], addresses
 

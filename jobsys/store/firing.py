@@ -24,17 +24,15 @@ from typing import Any, NamedTuple
 from sqlalchemy import ColumnElement, Connection, bindparam, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col
 
 from jobsys.clock import iso_utc
 from jobsys.scheduler import DuePlan, ScheduleTiming, jitter_offset, plan_due
 from jobsys.store.batches import insert_batch, run_rows
-from jobsys.store.db import database_errors, session, write_engine
-from jobsys.store.models import JobBatch, JobRun, JobSchedule, RunStatus, Trigger
+from jobsys.store.db import connect, database_errors, write_engine
 from jobsys.store.overlap import cancel_batch_in
-from jobsys.store.schedules import timing_of
+from jobsys.store.tables import JobBatch, JobRun, JobSchedule, WorkerInstance, col
 from jobsys.store.types import BatchPlan
-from jobsys.vocabulary import OverlapPolicy
+from jobsys.vocabulary import OverlapPolicy, RunStatus, Trigger, WorkerStatus
 
 #: What fires, by schedule id: the plan of each schedule in this daemon's code
 #: (``jobsys.planning.schedule_plans``); a schedule not in it never fires here.
@@ -59,6 +57,19 @@ class Fired:
     cancelled_batch: int | None = None
     #: The slots recorded as missed/skipped, each with its SKIPPED batch, oldest first.
     missed: tuple[tuple[datetime, int | None], ...] = ()
+
+
+def timing_of(row: Any) -> ScheduleTiming:
+    """The timing of a ``job_schedule`` row (a Core row or a ``JobSchedule`` model)."""
+    return ScheduleTiming(
+        cron=row.cron,
+        timezone=row.timezone,
+        missed=row.missed_policy,
+        max_catch_up_s=row.max_catch_up_s,
+        grace_s=row.grace_s,
+        jitter_s=row.jitter_s,
+        jitter_key=row.id,
+    )
 
 
 def runnable_filter() -> list[ColumnElement[bool]]:
@@ -344,8 +355,8 @@ def fire_schedule(
     batch = plans.get(schedule_id)
     if batch is None:
         return None  # removed from this daemon's code: it never fires
-    with database_errors(engine, "cannot fire schedule in"), session(engine, write=True) as s:
-        row = s.get(JobSchedule, schedule_id)
+    with database_errors(engine, "cannot fire schedule in"), connect(engine, write=True) as s:
+        row = s.execute(select(JobSchedule).where(col(JobSchedule.id) == schedule_id)).first()
         if (
             row is None
             or not (row.enabled and row.in_code and row.env_active)
@@ -356,7 +367,7 @@ def fire_schedule(
         plan = plan_due(timing_of(row), row.next_run_at, now)
         if plan.fire is None and not plan.skipped:
             return None  # its slot waits for its jitter
-        claimed = s.connection().execute(
+        claimed = s.execute(
             update(JobSchedule)
             .where(
                 col(JobSchedule.id) == schedule_id, col(JobSchedule.next_run_at) == row.next_run_at
@@ -380,7 +391,7 @@ def fire_schedule(
             if running and policy == OverlapPolicy.CANCEL_OTHER and row.last_batch_id:
                 cancelled = row.last_batch_id
                 why = f"cancelled: slot {iso_utc(plan.fire)} came (overlap CANCEL_OTHER)"
-                cancel_batch_in(s.connection(), cancelled, why, now)
+                cancel_batch_in(s, cancelled, why, now)
                 running = False
             if plan.fire is None:
                 fired = Fired(schedule_id, None, None, [], len(missed), missed=tuple(missed))
@@ -472,34 +483,37 @@ def _jitter_and_lateness(schedule_id: str, jitter_s: int, slot: datetime, now: d
     )
 
 
-def _previous_still_running(s: Session, row: JobSchedule) -> bool:
+def _previous_still_running(s: Connection, row: Any) -> bool:
     if row.last_batch_id is None:
         return False
-    prev = s.get(JobBatch, row.last_batch_id)
-    return prev is not None and prev.status in (RunStatus.QUEUED, RunStatus.RUNNING)
+    status = s.execute(
+        select(col(JobBatch.status)).where(col(JobBatch.id) == row.last_batch_id)
+    ).scalar()
+    return status in (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
 def _record_skipped(
-    s: Session, schedule_id: str, slot: datetime, reason: str, worker_id: str, now: datetime
+    s: Connection, schedule_id: str, slot: datetime, reason: str, worker_id: str, now: datetime
 ) -> int | None:
-    batch = JobBatch(
-        schedule_id=schedule_id,
-        trigger=Trigger.CRON,
-        scheduled_for=slot,
-        status=RunStatus.SKIPPED,
-        reason=reason,
-        mode="SLOT",
-        fired_by=worker_id,
-        total_runs=0,
-        created_at=now,
-        finished_at=now,
-        duration_ms=0,
-        updated_at=now,
-        lateness_ms=int((now - slot).total_seconds() * 1000),
+    inserted = s.execute(
+        insert(JobBatch).values(
+            schedule_id=schedule_id,
+            trigger=Trigger.CRON,
+            scheduled_for=slot,
+            status=RunStatus.SKIPPED,
+            reason=reason,
+            mode="SLOT",
+            fired_by=worker_id,
+            total_runs=0,
+            created_at=now,
+            finished_at=now,
+            duration_ms=0,
+            updated_at=now,
+            lateness_ms=int((now - slot).total_seconds() * 1000),
+        )
     )
-    s.add(batch)
-    s.flush()
-    return batch.id
+    (batch_id,) = inserted.inserted_primary_key or (None,)
+    return None if batch_id is None else int(batch_id)
 
 
 @dataclass(frozen=True)
@@ -513,8 +527,6 @@ class Overview:
 
 
 def poll_overview(engine: Engine, stale_before: datetime) -> Overview:
-    from jobsys.store.models import JobRun, WorkerInstance, WorkerStatus
-
     query = select(
         select(func.min(col(JobSchedule.next_run_at))).where(*runnable_filter()).scalar_subquery(),
         select(func.min(col(JobRun.id)))

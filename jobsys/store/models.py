@@ -4,7 +4,11 @@
 every instant is a ``UTCDateTime``; every indexed string has a length (MySQL cannot
 index an unbounded one); every index and constraint is named, so migrations can refer
 to it on both backends. Statuses, triggers and modes are stored as plain strings; the
-``StrEnum`` classes below name the allowed values.
+``StrEnum`` classes of ``jobsys.vocabulary`` (re-exported here) name the allowed values.
+
+``jobsys.store.tables`` is generated from these classes (``python -m
+jobsys.store.tablegen``): the same tables as plain SQLAlchemy Core, for code that must
+not import SQLModel (the daemon).
 
 Created/updated times have no default: logic takes "now" from a ``Clock``.
 Columns named ``trigger`` and ``before`` are reserved words in MySQL: SQLAlchemy quotes
@@ -14,49 +18,21 @@ them, hand-written SQL must too.
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from jobsys.store.types import JSONText, UTCDateTime, long_text
-from jobsys.vocabulary import BatchMode as BatchMode  # re-exported: the store's callers use it
+
+# Re-exported: the store's callers use them (they live in jobsys.vocabulary so that the
+# daemon can name them without importing SQLModel).
+from jobsys.vocabulary import BatchMode as BatchMode
 from jobsys.vocabulary import MissedPolicy, OverlapPolicy
-
-
-class RunStatus(StrEnum):
-    """Status of a job run and of a batch."""
-
-    QUEUED = "QUEUED"
-    RUNNING = "RUNNING"
-    SUCCESS = "SUCCESS"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-    SKIPPED = "SKIPPED"
-
-    @property
-    def finished(self) -> bool:
-        return self not in (RunStatus.QUEUED, RunStatus.RUNNING)
-
-
-class Trigger(StrEnum):
-    CRON = "CRON"
-    MANUAL = "MANUAL"
-    EVENT = "EVENT"
-    BACKFILL = "BACKFILL"  # one past slot, asked for by an admin (``schedules backfill``)
-
-
-class WorkerStatus(StrEnum):
-    RUNNING = "RUNNING"
-    STOPPING = "STOPPING"
-    STOPPED = "STOPPED"
-
-
-class Role(StrEnum):
-    ADMIN = "admin"
-    VIEWER = "viewer"
-
+from jobsys.vocabulary import Role as Role
+from jobsys.vocabulary import RunStatus as RunStatus
+from jobsys.vocabulary import Trigger as Trigger
+from jobsys.vocabulary import WorkerStatus as WorkerStatus
 
 # InnoDB, 4-byte UTF-8, and binary collation so that names compare exactly as in
 # Python and SQLite (case-sensitive); ignored by SQLite.

@@ -14,13 +14,13 @@ from datetime import datetime
 from sqlalchemy import Connection, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col
 
 from jobsys.clock import iso_utc
 from jobsys.store.batches import insert_batch
-from jobsys.store.db import database_errors, session
-from jobsys.store.models import JobBatch, JobRun, JobSchedule, RunStatus, Trigger
+from jobsys.store.db import connect, database_errors
+from jobsys.store.tables import JobBatch, JobRun, JobSchedule, col
 from jobsys.store.types import BatchPlan
+from jobsys.vocabulary import RunStatus, Trigger
 
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 
@@ -123,8 +123,8 @@ def _fire_one(
     worker_id: str,
     now: datetime,
 ) -> BufferedFire | None:
-    with session(engine, write=True) as s:
-        claimed = s.connection().execute(
+    with connect(engine, write=True) as s:
+        claimed = s.execute(
             update(JobSchedule)
             .where(col(JobSchedule.id) == schedule_id, col(JobSchedule.buffered_slot) == slot)
             .values(buffered_slot=None, updated_at=now)
@@ -147,7 +147,7 @@ def _fire_one(
             )
         except IntegrityError:
             s.rollback()  # the slot has a batch already (it cannot fire twice)
-            with session(engine, write=True) as again:
+            with connect(engine, write=True) as again:
                 again.execute(
                     update(JobSchedule)
                     .where(

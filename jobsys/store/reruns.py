@@ -151,7 +151,12 @@ def _write(
     now: datetime,
 ) -> CreatedBatch:
     created = insert_batch(
-        s, plan, trigger=Trigger.MANUAL, schedule_id=schedule_id, triggered_by=actor, now=now
+        s.connection(),
+        plan,
+        trigger=Trigger.MANUAL,
+        schedule_id=schedule_id,
+        triggered_by=actor,
+        now=now,
     )
     s.execute(
         update(JobBatch).where(col(JobBatch.id) == created.batch_id).values(rerun_of=rerun_of)

@@ -33,10 +33,9 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Engine
-from sqlmodel import col
 
 from jobsys.store.db import dialect_name, write_engine
-from jobsys.store.models import (
+from jobsys.store.tables import (
     AlertIncident,
     AuditLog,
     JobBatch,
@@ -45,10 +44,10 @@ from jobsys.store.models import (
     JobRun,
     JobSchedule,
     PrunedCount,
-    RunStatus,
     WorkerInstance,
-    WorkerStatus,
+    col,
 )
+from jobsys.vocabulary import RunStatus, WorkerStatus
 
 #: Rows per statement (and per transaction).
 CHUNK = 1000
@@ -481,7 +480,7 @@ def _add_counts(conn: Connection, kind: str, counts: Counter[tuple[str, str]]) -
         {"kind": kind, "label1": a[:100], "label2": b[:32], "count": n}
         for (a, b), n in sorted(counts.items())
     ]
-    table = PrunedCount.__table__  # type: ignore[attr-defined]
+    table = PrunedCount.__table__
     if dialect_name(conn.engine) == "mysql":
         stmt_my = mysql.insert(table).values(values)
         conn.execute(stmt_my.on_duplicate_key_update(count=table.c.count + stmt_my.inserted.count))

@@ -27,23 +27,14 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, case, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import aliased
-from sqlmodel import col
 
 from jobsys.errors import DatabaseError
 from jobsys.retries import RetryPolicy, backoff_delay
 from jobsys.runspec import RunSpec
 from jobsys.store.db import database_errors, write_engine
 from jobsys.store.hotpath import CoreTx, HotConnection, Tx, marks
-from jobsys.store.models import (
-    JobBatch,
-    JobDefinition,
-    JobLog,
-    JobRun,
-    JobSchedule,
-    RunStatus,
-    Trigger,
-)
+from jobsys.store.tables import JobBatch, JobDefinition, JobLog, JobRun, JobSchedule, col
+from jobsys.vocabulary import RunStatus, Trigger
 
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 BROKEN = (RunStatus.FAILED, RunStatus.SKIPPED, RunStatus.CANCELLED)
@@ -106,13 +97,13 @@ def _gated_batches(conn: Connection, queued: Sequence[Any]) -> set[int]:
     backfill = sorted({row.batch_id for row in queued if row.trigger == Trigger.BACKFILL})
     if not backfill:
         return set()
-    earlier = aliased(JobBatch)
+    earlier = JobBatch.__table__.alias("earlier")
     return {
         bid
         for (bid,) in conn.execute(
             select(col(JobBatch.id))
-            .join(earlier, col(earlier.id) == col(JobBatch.after_batch_id))
-            .where(col(JobBatch.id).in_(backfill), col(earlier.status).in_(ACTIVE))
+            .join(earlier, earlier.c.id == col(JobBatch.after_batch_id))
+            .where(col(JobBatch.id).in_(backfill), earlier.c.status.in_(ACTIVE))
         )
         if bid is not None
     }

@@ -22,25 +22,14 @@ from sqlmodel import Session, col, select
 
 from jobsys.clock import iso_utc
 from jobsys.errors import NotFound
-from jobsys.scheduler import ScheduleTiming, next_run_after
+from jobsys.scheduler import next_run_after
 from jobsys.store.db import database_errors, session
+from jobsys.store.firing import timing_of
 from jobsys.store.models import AuditLog, JobDefinition, JobSchedule
-from jobsys.store.types import Definitions, ScheduleSpec
+from jobsys.store.types import Definitions, ScheduleSpec, SyncReport
 
 #: Longest note a disable may carry (the web and the CLI refuse longer ones).
 MAX_NOTE_LENGTH = 1000
-
-
-def timing_of(row: JobSchedule) -> ScheduleTiming:
-    return ScheduleTiming(
-        cron=row.cron,
-        timezone=row.timezone,
-        missed=row.missed_policy,
-        max_catch_up_s=row.max_catch_up_s,
-        grace_s=row.grace_s,
-        jitter_s=row.jitter_s,
-        jitter_key=row.id,
-    )
 
 
 _DEFINITION_KEYS = (
@@ -82,14 +71,6 @@ def _definition_fields(sched: ScheduleSpec, env: str) -> dict[str, Any]:
         "in_code": True,
         "env_active": sched.active_in(env),
     }
-
-
-@dataclass(frozen=True)
-class SyncReport:
-    created: list[str]
-    updated: list[str]
-    removed: list[str]
-    jobs_created: list[str]
 
 
 def sync_definitions(

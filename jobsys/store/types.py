@@ -118,6 +118,16 @@ class BatchPlan:
     skip_dependencies: bool = False
 
 
+@dataclass(frozen=True)
+class SyncReport:
+    """What ``jobsys.store.schedules.sync_definitions`` changed (schedule ids, job names)."""
+
+    created: list[str]
+    updated: list[str]
+    removed: list[str]
+    jobs_created: list[str]
+
+
 class ScheduleSpec(Protocol):
     """What the store reads of a schedule defined in code (``ScheduleDef`` fits)."""
 

@@ -19,14 +19,13 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
-from sqlmodel import col
 
 from jobsys.clock import iso_utc
 from jobsys.errors import CronError
 from jobsys.scheduler import ScheduleTiming, next_run_after, next_run_problem
 from jobsys.store import audit
-from jobsys.store.db import database_errors, session
-from jobsys.store.models import JobSchedule
+from jobsys.store.db import connect, database_errors
+from jobsys.store.tables import JobSchedule, col
 
 #: ``paused_by`` and the audit actor of a schedule the daemon paused itself.
 AUTO_PAUSED_BY = "jobsys (pause_on_failure)"
@@ -67,8 +66,8 @@ def pause_failing(engine: Engine, *, now: datetime, worker_id: str) -> list[Paus
                 f"paused by the daemon: {failures} failed batches in a row "
                 f"(pause_on_failure={limit}); last batch #{last_batch}"
             )
-            with session(engine, write=True) as s:
-                done = s.connection().execute(
+            with connect(engine, write=True) as s:
+                done = s.execute(
                     update(JobSchedule)
                     .where(
                         col(JobSchedule.id) == sid,
@@ -165,8 +164,8 @@ def _repair_one(
 ) -> bool:
     at = col(JobSchedule.next_run_at)
     where = [col(JobSchedule.id) == sid, *_RUNNABLE, at.is_(None) if was is None else at == was]
-    with session(engine, write=True) as s:
-        done = s.connection().execute(
+    with connect(engine, write=True) as s:
+        done = s.execute(
             update(JobSchedule).where(*where).values(next_run_at=fixed, updated_at=now)
         )
         if done.rowcount != 1:

@@ -10,21 +10,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection, Engine
-from sqlmodel import col
 
 from jobsys.store.db import database_errors, session, write_engine
-from jobsys.store.models import (
-    JobDefinition,
-    JobRun,
-    JobSchedule,
-    RunStatus,
-    WorkerInstance,
-    WorkerStatus,
-)
 from jobsys.store.runs import fail_runs
+from jobsys.store.tables import JobDefinition, JobRun, JobSchedule, WorkerInstance, col
+from jobsys.vocabulary import RunStatus, WorkerStatus
+
+if TYPE_CHECKING:
+    from jobsys.store import models
 
 DAEMON_LOST = "daemon lost"
 
@@ -58,9 +55,9 @@ def register(
     now: datetime,
     info: dict[str, object] | None = None,
 ) -> None:
-    with database_errors(engine, "cannot register worker in"), session(engine) as s:
-        s.add(
-            WorkerInstance(
+    with database_errors(engine, "cannot register worker in"), engine.begin() as conn:
+        conn.execute(
+            insert(WorkerInstance).values(
                 id=worker_id,
                 hostname=hostname,
                 pid=pid,
@@ -74,7 +71,6 @@ def register(
                 info=dict(info or {}),
             )
         )
-        s.commit()
 
 
 def heartbeat(engine: Engine, worker_id: str, now: datetime) -> bool:
@@ -133,9 +129,15 @@ def notify_daemons(engine: Engine, now: datetime, stale_after: timedelta) -> int
     return send_wake(live_wake_addresses(engine, now, stale_after))
 
 
-def list_workers(engine: Engine) -> list[WorkerInstance]:
+def list_workers(engine: Engine) -> list[models.WorkerInstance]:
+    # The web's and the CLI's: ORM rows (one table per statement: the model's, not the
+    # mirror's, or the two would be joined).
+    from sqlmodel import col as model_col
+
+    from jobsys.store.models import WorkerInstance as Model
+
     with session(engine) as s:
-        query = select(WorkerInstance).order_by(col(WorkerInstance.started_at).desc())
+        query = select(Model).order_by(model_col(Model.started_at).desc())
         return list(s.execute(query).scalars().all())
 
 

@@ -1,4 +1,5 @@
-"""Which jobsys modules may import which (issue 9 item 4: no cycle around the executor).
+"""Which jobsys modules may import which (issue 9 item 4: no cycle around the executor;
+item 5: the daemon loads no ORM).
 
 The run's side (``forking``, ``runtime``, ``runspec``) and the fork server never import
 the daemon's side (``executor``), and the fork server stays free of the database layer
@@ -39,6 +40,24 @@ FORBIDDEN: dict[str, set[str]] = {
     "jobsys.pool": {"jobsys.executor", "jobsys.runtime", "jobsys.poolworker", "jobsys.store"},
 }
 
+#: The daemon stays lean (issue 9 item 5): its store code uses the Core mirror of the
+#: models (``jobsys.store.tables``); what needs the models runs in a start-up child, and
+#: the alerts module is loaded only with a webhook. Checked on a fresh import only (the
+#: daemon names these inside functions); tests/system/test_daemon_process.py checks the
+#: running daemon process.
+LEAN: dict[str, set[str]] = {
+    "jobsys.daemon": {
+        "sqlmodel",
+        "pydantic",
+        "sqlalchemy.orm",
+        "alembic",
+        "jobsys.store.models",
+        "jobsys.store.schedules",
+        "jobsys.alerts",
+    },
+    "jobsys.store.tables": {"sqlmodel", "pydantic", "sqlalchemy.orm", "jobsys.store.models"},
+}
+
 
 def loaded_by(module: str) -> list[str]:
     """The modules a fresh interpreter has loaded after ``import module``."""
@@ -67,6 +86,18 @@ def test_the_run_side_does_not_load_the_daemon_side(module: str) -> None:
     assert bad == [], f"{module} loads {bad}"
     if module == "jobsys.forkserver":  # forked before the database layer is imported
         assert "sqlalchemy" not in loaded
+
+
+@pytest.mark.parametrize("module", sorted(LEAN))
+def test_the_daemon_loads_no_orm(module: str) -> None:
+    loaded = loaded_by(module)
+    bad = sorted(
+        forbidden
+        for forbidden in LEAN[module]
+        if any(name == forbidden or name.startswith(forbidden + ".") for name in loaded)
+    )
+    assert bad == [], f"{module} loads {bad}"
+    assert "sqlalchemy" in loaded  # the check sees what was loaded
 
 
 def test_the_executor_builds_on_the_run_side() -> None:

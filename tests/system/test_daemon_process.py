@@ -1,5 +1,5 @@
 """The real daemon process: isolation of misbehaving jobs, cancel, wake-ups, SIGTERM,
-SCHEDULE_DAEMON_ENABLED=false, and the health command against it."""
+SCHEDULE_DAEMON_ENABLED=false, the health command against it, and what it imports."""
 
 from __future__ import annotations
 
@@ -11,13 +11,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
 from jobsys.loader import load_app
 from jobsys.manual import create_manual_batch
+from jobsys.store.models import JobBatch, JobSchedule
 from jobsys.store.queries import get_run
 from jobsys.store.rows import RunWithLogs
 from jobsys.store.runs import request_cancel
+from jobsys.store.schedules import set_enabled
 from jobsys.store.workers import notify_daemons
 from tests.process_helpers import ROOT, daemon_process, run_cli, wait_for, worker_rows
 
@@ -170,3 +173,80 @@ def test_health_unknown_when_the_database_is_unreachable(url: str) -> None:
     out = run_cli(["health"], url)
     assert out.returncode == 3, out.stdout + out.stderr
     assert "UNKNOWN" in out.stdout or "UNKNOWN" in out.stderr
+
+
+#: ``jobsys daemon`` as the CLI runs it; on the way out (after its graceful stop) the
+#: daemon process (not its forked children) writes the names of the modules it loaded.
+_DAEMON_LISTING_MODULES = """
+import json, os, sys
+from jobsys.cli import main
+pid = os.getpid()
+code = main(["daemon"])
+if os.getpid() == pid:
+    with open(os.environ["MODULES_OUT"], "w") as out:
+        json.dump(sorted(sys.modules), out)
+sys.exit(code)
+"""
+
+#: What the daemon process must never load (issue 9 item 5: ~16 MiB it would keep for
+#: good); the definitions sync and the schema check that need them run in a child.
+NOT_IN_THE_DAEMON = (
+    "sqlmodel",
+    "pydantic",
+    "pydantic_core",
+    "sqlalchemy.orm",
+    "alembic",
+    "jobsys.store.models",
+    "jobsys.store.schedules",
+)
+
+
+def test_the_daemon_process_never_loads_the_orm(
+    db_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    """Start-up, a due slot with a missed one before it (the slow firing path), a cron
+    run and a manual run, alerts (a webhook nobody answers), retention, a graceful stop:
+    none of it loads SQLModel, pydantic or the ORM into the daemon process."""
+    app = load_app(APP)
+    out = tmp_path / "modules.json"
+    set_enabled(engine, app, "development", "every-minute", True, now=now(), actor="test")
+    with engine.begin() as conn:  # two slots due: one missed (past the grace), one to fire
+        conn.execute(
+            update(JobSchedule)
+            .where(JobSchedule.id == "every-minute")  # type: ignore[arg-type]
+            .values(next_run_at=now().replace(second=0, microsecond=0) - timedelta(minutes=2))
+        )
+    with daemon_process(
+        db_url,
+        tmp_path,
+        engine,
+        argv=("-c", _DAEMON_LISTING_MODULES),
+        JOBSYS_APP=APP,
+        MODULES_OUT=str(out),
+        JOBSYS_ALERT_WEBHOOK_URL="http://127.0.0.1:9/hook",
+    ) as daemon:
+
+        def statuses() -> list[str]:
+            with engine.connect() as conn:
+                return [
+                    s
+                    for (s,) in conn.execute(
+                        select(JobBatch.status).where(  # type: ignore[call-overload]
+                            JobBatch.schedule_id == "every-minute"
+                        )
+                    )
+                ]
+
+        wait_for(lambda: "SKIPPED" in statuses() and "SUCCESS" in statuses(), 30)
+        assert finished(engine, queue(engine, "ok"))["status"] == "SUCCESS"
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(30) == 0, daemon.log()
+    loaded = set(json.loads(out.read_text()))
+    assert {"jobsys.daemon", "jobsys.store.firing", "jobsys.store.alerts"} <= loaded
+    assert "jobsys.store.retention" in loaded
+    found = [
+        bad
+        for bad in NOT_IN_THE_DAEMON
+        if any(name == bad or name.startswith(bad + ".") for name in loaded)
+    ]
+    assert found == [], f"the daemon process loaded {found}"
