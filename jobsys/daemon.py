@@ -218,9 +218,15 @@ class Daemon:
         now = self.clock.now()
         if in_child:
             # The first check of every schedule's next run too: it parses every cron.
-            report, self._checked_next_runs, repaired = _start_up_in_child(
+            report, checked, repaired = _start_up_in_child(
                 self.engine, self.app, self.settings.env, now
             )
+            # Keyed by the app's own id strings where it has them, not by a second copy
+            # of each (the map holds an entry per enabled schedule, for the daemon's life).
+            self._checked_next_runs = {
+                sid: checked.pop(sid) for sid in self.app.schedules if sid in checked
+            }
+            self._checked_next_runs.update(checked)
             self._log_repaired(repaired)
         else:
             from jobsys.store.migrate import ensure_current

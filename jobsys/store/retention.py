@@ -31,7 +31,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, select
-from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Engine
 
 from jobsys.store.db import dialect_name, write_engine
@@ -481,10 +480,15 @@ def _add_counts(conn: Connection, kind: str, counts: Counter[tuple[str, str]]) -
         for (a, b), n in sorted(counts.items())
     ]
     table = PrunedCount.__table__
+    # Each dialect's upsert, imported when used: a daemon on SQLite never loads MySQL's.
     if dialect_name(conn.engine) == "mysql":
+        from sqlalchemy.dialects import mysql
+
         stmt_my = mysql.insert(table).values(values)
         conn.execute(stmt_my.on_duplicate_key_update(count=table.c.count + stmt_my.inserted.count))
     else:
+        from sqlalchemy.dialects import sqlite
+
         stmt_lite = sqlite.insert(table).values(values)
         conn.execute(
             stmt_lite.on_conflict_do_update(

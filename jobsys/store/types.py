@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy import DateTime, Text
-from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
@@ -28,6 +27,9 @@ def long_text() -> TypeEngine[str]:
     MySQL's TEXT holds 64 KiB and strict mode rejects a longer value, so a long
     traceback or log line would fail the whole write; MEDIUMTEXT (16 MiB) costs the same.
     """
+    # The MySQL dialect is imported where it is used: a daemon on SQLite never loads it.
+    from sqlalchemy.dialects import mysql
+
     return Text().with_variant(mysql.MEDIUMTEXT(), *_MYSQL)
 
 
@@ -43,6 +45,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name in _MYSQL:
+            from sqlalchemy.dialects import mysql
+
             return dialect.type_descriptor(mysql.DATETIME(fsp=6))
         return dialect.type_descriptor(DateTime())
 
@@ -73,6 +77,8 @@ class JSONText(TypeDecorator[Any]):
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name in _MYSQL:
+            from sqlalchemy.dialects import mysql
+
             return dialect.type_descriptor(mysql.MEDIUMTEXT())
         return dialect.type_descriptor(Text())
 

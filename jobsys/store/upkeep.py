@@ -109,6 +109,9 @@ class Repaired:
     next_run_at: datetime
 
 
+#: Rows read per fetch while ``repair_next_runs`` streams the enabled schedules.
+STREAM_ROWS = 500
+
 #: What a schedule's row looked like (a hash of its cron, time zone and ``next_run_at``)
 #: when its ``next_run_at`` was last found right.
 Checked = dict[str, int]
@@ -120,6 +123,10 @@ def repair_next_runs(engine: Engine, *, now: datetime, checked: Checked) -> list
     ``checked`` (kept by the caller between polls) remembers rows found right, so the
     cron is only consulted for rows whose cron, time zone or ``next_run_at`` changed
     since: a correct slot stays correct as time passes.
+
+    The daemon calls this every poll over every enabled schedule, so the rows are
+    streamed, not loaded at once: reading 10,000 rows into a list cost it ~3 MiB of
+    peak memory per poll, which fragmentation then kept (issue 9 item 5).
     """
     query = select(
         col(JobSchedule.id),
@@ -127,31 +134,44 @@ def repair_next_runs(engine: Engine, *, now: datetime, checked: Checked) -> list
         col(JobSchedule.timezone),
         col(JobSchedule.next_run_at),
     ).where(*_RUNNABLE)
-    repaired: list[Repaired] = []
+    lost: list[tuple[str, datetime | None, datetime, str]] = []
+    known = 0  # rows already in ``checked``: fewer than its size = some left
     with database_errors(engine, "cannot check schedules in"):
         with engine.connect() as conn:
-            rows = conn.execute(query).all()
-        seen: set[str] = set()
-        for sid, cron, tz, next_run_at in rows:
-            seen.add(sid)
-            # A hash, not the values: with 10,000 schedules the daemon keeps 10,000 of them.
-            state = hash((cron, tz, next_run_at))
-            if checked.get(sid) == state:
-                continue
-            timing = ScheduleTiming(cron=cron, timezone=tz)
-            try:
-                problem = next_run_problem(timing, next_run_at, now)
-                fixed = next_run_after(timing, now) if problem else None
-            except CronError:
-                continue  # a cron the code never had: nothing sensible to repair to
-            if problem is None or fixed is None:
-                checked[sid] = state
-                continue
-            if _repair_one(engine, sid, next_run_at, fixed, problem, now):
-                repaired.append(Repaired(sid, problem, fixed))
-        for sid in set(checked) - seen:
-            del checked[sid]
-    return repaired
+            for sid, cron, tz, next_run_at in conn.execution_options(
+                stream_results=True, max_row_buffer=STREAM_ROWS
+            ).execute(query):
+                # A hash, not the values: with 10,000 schedules the daemon keeps 10,000.
+                state = hash((cron, tz, next_run_at))
+                was = checked.get(sid)
+                known += was is not None
+                if was == state:
+                    continue
+                timing = ScheduleTiming(cron=cron, timezone=tz)
+                try:
+                    problem = next_run_problem(timing, next_run_at, now)
+                    fixed = next_run_after(timing, now) if problem else None
+                except CronError:
+                    continue  # a cron the code never had: nothing sensible to repair to
+                if problem is None or fixed is None:
+                    if was is None:
+                        known += 1  # counted as seen: it is in ``checked`` from now on
+                    checked[sid] = state
+                    continue
+                lost.append((sid, next_run_at, fixed, problem))
+        if known < len(checked):  # schedules no longer runnable: forget them
+            with engine.connect() as conn:
+                runnable = set(
+                    conn.execute(select(col(JobSchedule.id)).where(*_RUNNABLE)).scalars()
+                )
+            for sid in set(checked) - runnable:
+                del checked[sid]
+        # Written once the read is over (a repair is rare: a row edited by hand or a bug).
+        return [
+            Repaired(sid, problem, fixed)
+            for sid, was_at, fixed, problem in lost
+            if _repair_one(engine, sid, was_at, fixed, problem, now)
+        ]
 
 
 def _repair_one(

@@ -286,6 +286,29 @@ def test_a_correct_next_run_is_left_alone(engine: Engine) -> None:
     assert len(batches(engine, "r")) == 1
 
 
+def test_repair_remembers_rows_found_right_and_forgets_disabled_ones(engine: Engine) -> None:
+    from jobsys.store.upkeep import Checked, repair_next_runs
+
+    app = make_app(
+        lambda a: [
+            a.schedule(sid, cron="*/5 * * * *", mode="JOB", job="quick") for sid in ("a", "b")
+        ]
+    )
+    now = utc("2027-01-01T10:00:30")
+    make_daemon(engine, app, FakeClock(now))  # syncs the definitions
+    for sid in ("a", "b"):
+        enable(engine, app, sid, now)
+    checked: Checked = {}
+    assert repair_next_runs(engine, now=now, checked=checked) == []
+    assert sorted(checked) == ["a", "b"]
+    remembered = dict(checked)
+    assert repair_next_runs(engine, now=now, checked=checked) == []
+    assert checked == remembered
+    set_enabled(engine, app, "development", "b", False, now=now, actor="t")
+    assert repair_next_runs(engine, now=now, checked=checked) == []
+    assert checked == {"a": remembered["a"]}  # b is no longer runnable: forgotten
+
+
 @pytest.mark.parametrize(
     ("stored", "problem"),
     [
