@@ -95,7 +95,9 @@ class JobDef:
         return out
 
 
-@dataclass(frozen=True)
+# Slots: an app may define thousands of schedules, held by the daemon, its fork server
+# and every worker (~55 bytes less each than an instance dict; issue 9 item 5).
+@dataclass(frozen=True, slots=True)
 class ScheduleDef:
     id: str
     cron: str
