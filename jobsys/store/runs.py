@@ -353,22 +353,23 @@ def _claim_pass(
                     claimed.append(_claimed_run(row, started[row.id]))
             rows = rest
         _mark_batches_running(conn, claimed, q.started)
+        cascade = _settle_map(finished)
+        busy = {run.batch_id for run in claimed}.union(busy_batches)
+        _settle_in(conn, sorted(b for b, c in cascade.items() if not c and b not in busy), now)
     q.started.update(run.batch_id for run in claimed)
     if len(q.started) > 10_000:  # only a saving: forget old batches now and then
         q.started = {run.batch_id for run in claimed}
-    cascade = _settle_map(finished)
-    for batch_id in settle:
-        cascade[batch_id] = True
-    for batch_id, flag in q.unsettled.items():
-        cascade[batch_id] = cascade.get(batch_id, False) or flag
-    busy = {run.batch_id for run in claimed}.union(busy_batches)
+    # What may have to skip dependents is settled after the commit, in Core.
+    cascading = {b: True for b, c in cascade.items() if c}
+    cascading.update(dict.fromkeys(settle, True))
+    cascading.update(q.unsettled)
     try:
-        settle_batches(engine, cascade, now, hot=hot, busy=busy)
+        settle_batches(engine, cascading, now, hot=hot, busy=busy)
         q.unsettled = {}
     except (DatabaseError, SQLAlchemyError):
         # The claims are committed: the caller must get them (or their runs would stay
         # RUNNING, never started); the batches are settled with the next claim.
-        q.unsettled = cascade
+        q.unsettled = cascading
     # The snapshot keeps, in queue order, the rows looked at that still wait, then the
     # rows not looked at (a slice: a claim does not cost a pass over a deep queue).
     done = {c.run_id for c in claimed}
@@ -600,11 +601,40 @@ def finish_runs(
     if not outcomes and not pids:
         return 0
     hot = hot if hot is not None else HotConnection(engine)
+    cascade = _settle_map(outcomes)
+    done = sorted(b for b, c in cascade.items() if not c and b not in busy_batches)
     with database_errors(engine, "cannot finish runs in"):
         with _outcome_transaction(engine, hot, outcomes, "cannot finish runs in") as (tx, core):
             recorded = _record_outcomes(tx, core, outcomes, pids, worker_id=worker_id, now=now)
-        settle_batches(engine, _settle_map(outcomes), now, hot=hot, busy=busy_batches)
+            _settle_in(tx, done, now)
+        settle_batches(engine, {b: True for b, c in cascade.items() if c}, now, hot=hot)
     return max(0, recorded)
+
+
+def _settle_in(tx: Tx, ids: list[int], now: datetime) -> None:
+    """Settle those of these batches (in which only successes just ended) that are done,
+    in the transaction that recorded the outcomes (``tx``).
+
+    Safe, although the outcome is not committed yet: two transactions that end a
+    batch's last two runs at once must not both miss the other's end. On SQLite they
+    cannot overlap (one writer at a time). On MySQL every settler (this, ``_settle``,
+    ``settle_batches``) first locks the batch's row, so the later one waits for the
+    earlier one's commit and its read (READ COMMITTED) sees that run ended.
+    """
+    if not ids:
+        return
+    if tx.hot.dialect == "mysql":
+        ids = [
+            int(b)
+            for (b,) in tx.rows(
+                f"SELECT id FROM job_batch WHERE id IN ({marks(len(ids))})"
+                " AND status IN ('QUEUED', 'RUNNING') ORDER BY id FOR UPDATE",
+                ids,
+            )
+        ]
+        if not ids:
+            return
+    _write_settled(tx, _read_done(tx, ids, now), exact=True)
 
 
 @contextlib.contextmanager
@@ -882,13 +912,10 @@ def settle_batches(
     # failure), so on SQLite the read comes before the write lock is taken, and only
     # when something is done; on MySQL it is the write transaction's first statement.
     # The settling UPDATE is conditional: a stale answer cannot settle a batch twice.
-    if hot.dialect == "mysql":
-        try:
-            with hot.transaction("cannot settle batches in") as tx:
-                _write_settled(tx, _read_done(tx, ids, now))
-            return
-        except _Contended:
-            pass
+    if hot.dialect == "mysql":  # under the batch rows' locks (see _settle_in)
+        with hot.transaction("cannot settle batches in") as tx:
+            _settle_in(tx, ids, now)
+        return
     else:
         with hot.transaction("cannot settle batches in", write=False) as reads:
             done = _read_done(reads, ids, now)
@@ -944,11 +971,15 @@ def _read_done(tx: Tx, ids: list[int], now: datetime) -> list[_Done]:
     return done
 
 
-def _write_settled(tx: Tx, done: list[_Done], *, one_by_one: bool = False) -> None:
+def _write_settled(
+    tx: Tx, done: list[_Done], *, one_by_one: bool = False, exact: bool = False
+) -> None:
     """Settle ``done`` (conditional on each still being active) and move their schedules'
     counters. Many at once: one UPDATE for the batches and one for the schedules; if the
     batches' UPDATE matched fewer rows than given (another daemon settled one of them),
-    ``_Contended`` is raised: the caller rolls back and goes one by one."""
+    ``_Contended`` is raised: the caller rolls back and goes one by one. ``exact``: the
+    caller holds the write lock or the batches' row locks, so nobody else settles them
+    meanwhile."""
     if not done:
         return
     settled: list[_Done] = []
@@ -963,7 +994,7 @@ def _write_settled(tx: Tx, done: list[_Done], *, one_by_one: bool = False) -> No
         for d in done:
             args += (d.batch_id, d.duration_ms)
         args += (done[0].at, done[0].at, *(d.batch_id for d in done))
-        if tx.execute(_settle_batches_sql(len(done)), args) != len(done):
+        if tx.execute(_settle_batches_sql(len(done)), args) != len(done) and not exact:
             raise _Contended
         settled = done
     scheduled = [d for d in settled if d.schedule_id is not None]
@@ -1036,6 +1067,9 @@ def _settle(conn: Connection, batch_id: int, now: datetime, *, cascade: bool) ->
     question "is any run still active?" and stops there in the common case, so finishing
     the runs of a large batch stays linear.
     """
+    # The batch's row lock first (MySQL; see _settle_in): two settlers never both miss
+    # each other's last run.
+    conn.execute(_LOCK_BATCH, {"b_batch_id": batch_id})
     if not cascade and _has_active(conn, batch_id):
         return None
     if cascade:
@@ -1073,6 +1107,9 @@ def _settle(conn: Connection, batch_id: int, now: datetime, *, cascade: bool) ->
     return outcome
 
 
+_LOCK_BATCH = (
+    select(col(JobBatch.id)).where(col(JobBatch.id) == bindparam("b_batch_id")).with_for_update()
+)
 _ANY_ACTIVE = (
     select(col(JobRun.id))
     .where(col(JobRun.batch_id) == bindparam("b_batch_id"), col(JobRun.status).in_(ACTIVE))
