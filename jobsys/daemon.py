@@ -132,6 +132,9 @@ class Daemon:
         # Outcomes and log lines not yet written (the database failed us): written first
         # next time, so children keep being reaped (and timed) during an outage.
         self._unrecorded: list[runs.Finished] = []
+        # Outcomes read this tick, recorded by its claim transaction (or on their own
+        # before anything in the tick that must see them, see _claims_carry_outcomes).
+        self._ended: list[runs.Finished] = []
         self._unwritten_logs: dict[int, list[tuple[datetime, str, str]]] = {}
         self._next_renew = 0.0  # monotonic: the next lease renewal while runs are running
         self._ready: set[int] = set()  # run ids whose child's fd was readable
@@ -291,10 +294,12 @@ class Daemon:
         woken, self._woken = self._woken, False
 
         stats.finished = self._service_children()
-        if self._unwritten_pids and mono - self._pids_since >= PID_WRITE_S:
+        poll_due = mono >= self._next_heartbeat
+        if self._ended and not self._claims_carry_outcomes(now, poll_due or woken):
+            self._record_ended()
+        if self._unwritten_pids and not self._ended and mono - self._pids_since >= PID_WRITE_S:
             self._write_pids()  # no outcome carried them: on their own
 
-        poll_due = mono >= self._next_heartbeat
         if poll_due or (self.running and mono >= self._next_renew):
             self._renew_lease(now, mono)
         if poll_due:
@@ -350,6 +355,8 @@ class Daemon:
         if not self._stop and free > 0 and (self._more_queued or stats.finished):
             stats.claimed = self._claim_and_start(free, now)
             self._more_queued = stats.claimed == free
+        if self._ended:  # no claim carried them
+            self._record_ended()
 
         if recompute_due:
             self._due_at = firing.earliest_next_run(self.engine)
@@ -511,16 +518,58 @@ class Daemon:
             self.queue.stale = True
 
     # -- runs --------------------------------------------------------------------------
+    def _claims_carry_outcomes(self, now: datetime, looking: bool) -> bool:
+        """Whether this tick's outcomes may wait for its claim transaction (one commit
+        for both): only when nothing before the claim must see them recorded: a firing
+        (a batch that just ended is no overlap), a buffered slot, pausing a failing
+        schedule, a poll or wake-up (they may fire), or the shutdown."""
+        if self._stop or looking or self._buffered:
+            return False
+        if self._due_at is not None and self._due_at <= now:
+            return False
+        return not (self._pausable and any(f.status != RunStatus.SUCCESS for f in self._ended))
+
+    def _record_ended(self) -> None:
+        """Record this tick's outcomes (with the pids of runs started since the last
+        time), then settle their batches (``runs.finish_runs``)."""
+        ended, self._ended = self._ended, []
+        pids, self._unwritten_pids = self._unwritten_pids, []
+        try:
+            runs.finish_runs(
+                self.engine,
+                ended,
+                worker_id=self.worker_id,
+                now=self.clock.now(),
+                hot=self.hot,
+                pids=pids,
+                busy_batches={e.batch_id for e in self.running.values()},
+            )
+        except Exception:
+            self._unrecorded = ended  # the children are gone; their outcomes are not
+            self._unwritten_pids = pids + self._unwritten_pids
+            raise
+
     def _claim_and_start(self, free: int, now: datetime) -> int:
-        claimed = runs.claim_runnable(
-            self.engine,
-            worker_id=self.worker_id,
-            limit=free,
-            clock=self.clock.now,
-            known_jobs=self.app.jobs,
-            queue=self.queue,
-            hot=self.hot,
-        )
+        ended, self._ended = self._ended, []
+        written, self._unwritten_pids = self._unwritten_pids, []
+        try:
+            claimed = runs.claim_runnable(
+                self.engine,
+                worker_id=self.worker_id,
+                limit=free,
+                clock=self.clock.now,
+                known_jobs=self.app.jobs,
+                queue=self.queue,
+                hot=self.hot,
+                finished=ended,
+                pids=written,
+                busy_batches={e.batch_id for e in self.running.values()},
+            )
+        except Exception:
+            # Recorded again next tick (harmless if this one got as far as committing).
+            self._unrecorded = ended
+            self._unwritten_pids = written + self._unwritten_pids
+            raise
         assert self.executor is not None
         ready: list[RunSpec] = []
         for run in claimed:
@@ -543,6 +592,7 @@ class Daemon:
             )
         started = self.executor.start_many(ready)
         pids: list[tuple[int, int]] = []
+        debug = log.isEnabledFor(logging.DEBUG)
         for run, child in zip(ready, started, strict=True):
             if isinstance(child, Exception):
                 # fork failed (e.g. out of processes): fail the run and keep going
@@ -569,7 +619,8 @@ class Daemon:
             )
             self.running[run.run_id] = entry
             pids.append((run.run_id, child.pid))
-            log.debug("run %s started (pid %s)", run.run_id, child.pid, extra=entry.log_extra)
+            if debug:
+                log.debug("run %s started (pid %s)", run.run_id, child.pid, extra=entry.log_extra)
             if self._selector is not None:
                 self._selector.register(child, selectors.EVENT_READ, run.run_id)
         if pids and not self._unwritten_pids:
@@ -598,17 +649,21 @@ class Daemon:
             self.engine, [finished], worker_id=self.worker_id, now=self.clock.now(), hot=self.hot
         )
 
-    def _service_children(self, *, everything: bool = False) -> int:
-        """Store logs and progress; record outcomes of children that exited (all of them
-        in one transaction).
+    def _service_children(self, *, everything: bool = False, record: bool = False) -> int:
+        """Store logs and progress; collect the outcomes of children that exited, for
+        one transaction (``record``: at once, else ``tick`` decides when).
 
         Every due child is read and reaped even when the database fails (its lines and
         outcome wait in memory, written on a later tick): the outcome keeps the moment
         the child ended, not the moment the database came back."""
-        ended, self._unrecorded = self._unrecorded, []
+        # Outcomes not written yet (the database failed us, or the tick that read them
+        # failed before its claim) come first.
+        ended = self._unrecorded + self._ended
+        self._unrecorded, self._ended = [], []
         ready, self._ready = self._ready, set()
         mono = self.clock.monotonic()
         failure: Exception | None = None
+        debug = log.isEnabledFor(logging.DEBUG)
         for run_id, entry in list(self.running.items()):
             # In the loop, only children whose fd woke it, whose deadline came, or whose
             # progress waits to be written (tick() driven by hand: all of them).
@@ -629,14 +684,16 @@ class Daemon:
             if outcome is None:
                 continue
             self._forget(run_id)
-            log.log(
-                logging.INFO if outcome.status == RunStatus.SUCCESS else logging.WARNING,
-                "run %s %s%s",
-                run_id,
-                outcome.status,
-                f": {outcome.error}" if outcome.error else "",
-                extra=entry.log_extra,
-            )
+            if outcome.status != RunStatus.SUCCESS:
+                log.warning(
+                    "run %s %s%s",
+                    run_id,
+                    outcome.status,
+                    f": {outcome.error}" if outcome.error else "",
+                    extra=entry.log_extra,
+                )
+            elif debug:  # a line per successful run only at DEBUG: it costs the hot loop
+                log.debug("run %s %s", run_id, outcome.status, extra=entry.log_extra)
             ended.append(
                 runs.Finished(
                     run_id=run_id,
@@ -655,20 +712,15 @@ class Daemon:
                     raise failure
                 for finished in ended:  # lines of runs that ended before the outcome
                     self._write_logs(finished.run_id)
-                # One transaction for every outcome of this tick, with the pids of runs
-                # started since the last one (see ``runs.finish_runs`` on crash safety).
-                runs.finish_runs(
-                    self.engine,
-                    ended,
-                    worker_id=self.worker_id,
-                    now=self.clock.now(),
-                    hot=self.hot,
-                    pids=self._unwritten_pids,
-                )
-                self._unwritten_pids = []
             except Exception:
                 self._unrecorded = ended  # the children are gone; their outcomes are not
                 raise
+            # One transaction for every outcome of this tick, with the pids of runs
+            # started since the last one, and normally with the tick's claims (see
+            # ``tick`` and ``runs.finish_runs`` on crash safety).
+            self._ended = ended
+            if record:
+                self._record_ended()
             if self.queue.gated or self.queue.has_dependencies:
                 # Dependents (or the next backfill slot) may now run or be skipped: the
                 # snapshot's statuses are old.
@@ -804,7 +856,7 @@ class Daemon:
             )
         cancelled = False
         while self.running:
-            self._service_children(everything=True)
+            self._service_children(everything=True, record=True)
             if not self.running:
                 break
             mono = self.clock.monotonic()
@@ -828,6 +880,13 @@ class Daemon:
                 waits.append(grace_end - self.clock.monotonic())
             if self._selector is not None:
                 self._selector.select(max(0.0, min(waits)))
+        if self._unrecorded or self._ended:  # left by a tick that failed
+            self._ended = self._unrecorded + self._ended
+            self._unrecorded = []
+            try:
+                self._record_ended()
+            except (DatabaseError, SQLAlchemyError) as exc:
+                log.warning("could not record %d outcome(s): %s", len(self._unrecorded), exc)
         if self._unwritten_pids:
             self._write_pids()
         now = self.clock.now()

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, case, func, insert, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from jobsys.errors import DatabaseError
 from jobsys.retries import RetryPolicy, backoff_delay
@@ -134,6 +134,12 @@ class RunQueue:
     gated: set[int] = field(default_factory=set)
     #: Some row of the last read waits for other runs of its batch.
     has_dependencies: bool = False
+    #: Batches this daemon claimed runs of (so already RUNNING: see
+    #: ``_mark_batches_running``).
+    started: set[int] = field(default_factory=set)
+    #: Batches whose settling failed after their claim pass committed (id → cascade):
+    #: settled with the next claim.
+    unsettled: dict[int, bool] = field(default_factory=dict)
 
     def refresh(self, conn: Connection) -> None:
         self.rows = queued_overview(conn)
@@ -165,6 +171,9 @@ def claim_runnable(
     known_jobs: Collection[str],
     queue: RunQueue | None = None,
     hot: HotConnection | None = None,
+    finished: Sequence[Finished] = (),
+    pids: Sequence[tuple[int, int]] = (),
+    busy_batches: Collection[int] = (),
 ) -> list[RunSpec]:
     """Claim up to ``limit`` queued runs whose dependencies all succeeded.
 
@@ -175,10 +184,25 @@ def claim_runnable(
     of the same job finished. ``queue`` (the daemon's snapshot) saves re-reading the
     queued runs on every call; ``hot`` (the daemon's kept connection) carries the claim
     transaction (see ``jobsys.store.hotpath``).
+
+    ``finished`` and ``pids`` (what ``finish_runs`` takes) are recorded first in the
+    same transaction, so a tick that ends runs and starts others commits once; their
+    batches are settled after it (see ``finish_runs``; ``busy_batches`` as there). If
+    the claim meets a deadlock, they are recorded on their own before this returns.
     """
-    if limit <= 0:
-        return []
     hot = hot if hot is not None else HotConnection(engine)
+    if limit <= 0:
+        if finished or pids:
+            finish_runs(
+                engine,
+                finished,
+                worker_id=worker_id,
+                now=clock(),
+                hot=hot,
+                pids=pids,
+                busy_batches=busy_batches,
+            )
+        return []
     q = queue if queue is not None else RunQueue()
     known = set(known_jobs)
     claimed: list[RunSpec] = []
@@ -191,7 +215,16 @@ def claim_runnable(
         while True:
             try:
                 claimed += _claim_pass(
-                    engine, hot, q, worker_id, limit - len(claimed), clock, known
+                    engine,
+                    hot,
+                    q,
+                    worker_id,
+                    limit - len(claimed),
+                    clock,
+                    known,
+                    finished=finished,
+                    pids=pids,
+                    busy_batches=busy_batches,
                 )
             except (OperationalError, DatabaseError) as exc:
                 cause = exc.orig if isinstance(exc, OperationalError) else exc.__cause__
@@ -199,7 +232,18 @@ def claim_runnable(
                 if code not in _RETRYABLE_MYSQL:
                     raise
                 q.stale = True
+                if finished or pids:  # rolled back with the claim: on their own now
+                    finish_runs(
+                        engine,
+                        finished,
+                        worker_id=worker_id,
+                        now=clock(),
+                        hot=hot,
+                        pids=pids,
+                        busy_batches=busy_batches,
+                    )
                 return claimed
+            finished, pids = (), ()  # recorded by the first pass
             if len(claimed) >= limit or fresh or not q.needs_top_up:
                 # Not cut at the window: the snapshot holds every queued run (runs queued
                 # since mark it stale). Re-reading it here on every claim made a claim's
@@ -220,8 +264,13 @@ def _claim_pass(
     limit: int,
     clock: Callable[[], datetime],
     known: set[str],
+    *,
+    finished: Sequence[Finished] = (),
+    pids: Sequence[tuple[int, int]] = (),
+    busy_batches: Collection[int] = (),
 ) -> list[RunSpec]:
-    """One transaction: end what can no longer run, claim up to ``limit`` runs.
+    """One transaction: record ``finished`` and ``pids`` (see ``claim_runnable``), end
+    what can no longer run, claim up to ``limit`` runs.
 
     Candidates are tried in rounds, each round in job-name order, so that two daemons
     claiming at once take the job mutexes in the same order (no deadlock) as long as a
@@ -236,7 +285,9 @@ def _claim_pass(
     rows = q.rows
     tried: set[str] = set()  # jobs tried in this pass: one run of a job at a time
     scanned = 0  # rows[:scanned] of the snapshot were looked at; the rest stay as they are
-    with hot.transaction("cannot claim runs in") as conn:
+    with _outcome_transaction(engine, hot, finished, "cannot claim runs in") as (conn, core):
+        if finished or pids:
+            _record_outcomes(conn, core, finished, pids, worker_id=worker_id, now=now)
         while rows and len(claimed) < limit:
             candidates: list[Any] = []
             rest: list[Any] = []
@@ -292,8 +343,24 @@ def _claim_pass(
                     q.statuses[row.batch_id][row.job_name] = RunStatus.RUNNING
                     claimed.append(_claimed_run(row, started[row.id]))
             rows = rest
-        _mark_batches_running(conn, claimed)
-    settle_batches(engine, dict.fromkeys(settle, True), now)
+        _mark_batches_running(conn, claimed, q.started)
+        cascade = _settle_map(finished)
+        busy = {run.batch_id for run in claimed}.union(busy_batches)
+        _settle_in(conn, sorted(b for b, c in cascade.items() if not c and b not in busy), now)
+    q.started.update(run.batch_id for run in claimed)
+    if len(q.started) > 10_000:  # only a saving: forget old batches now and then
+        q.started = {run.batch_id for run in claimed}
+    # What may have to skip dependents is settled after the commit, in Core.
+    cascading = {b: True for b, c in cascade.items() if c}
+    cascading.update(dict.fromkeys(settle, True))
+    cascading.update(q.unsettled)
+    try:
+        settle_batches(engine, cascading, now, hot=hot, busy=busy)
+        q.unsettled = {}
+    except (DatabaseError, SQLAlchemyError):
+        # The claims are committed: the caller must get them (or their runs would stay
+        # RUNNING, never started); the batches are settled with the next claim.
+        q.unsettled = cascading
     # The snapshot keeps, in queue order, the rows looked at that still wait, then the
     # rows not looked at (a slice: a claim does not cost a pass over a deep queue).
     done = {c.run_id for c in claimed}
@@ -425,14 +492,32 @@ def _claim_round(
     return dict.fromkeys(sorted(ours), now)
 
 
-def _mark_batches_running(conn: Tx, claimed: Sequence[RunSpec]) -> None:
+def _mark_batches_running(conn: Tx, claimed: Sequence[RunSpec], started: Collection[int]) -> None:
+    """The batches of the claimed runs become RUNNING (those still QUEUED), except
+    ``started``: batches this daemon has claimed a run of before (a batch never goes
+    back to QUEUED), so a burst from one batch costs no statement per claim for it."""
     first: dict[int, datetime] = {}
     for run in claimed:
-        if run.started_at is not None:  # always, for a claimed run
+        if run.started_at is not None and run.batch_id not in started:  # always set
             first.setdefault(run.batch_id, run.started_at)
-    if first:
-        ts = conn.hot.ts
-        conn.executemany(_START_BATCH, [(ts(at), ts(at), b) for b, at in sorted(first.items())])
+    if not first:
+        return
+    ts = conn.hot.ts
+    ids = sorted(first)
+    instants = {first[b] for b in ids}
+    if len(instants) == 1:  # the common case: one claim round, one instant
+        at = ts(instants.pop())
+        conn.execute(_start_batches_sql(len(ids)), (at, at, *ids))
+    else:
+        conn.executemany(_START_BATCH, [(ts(first[b]), ts(first[b]), b) for b in ids])
+
+
+@functools.lru_cache(maxsize=64)
+def _start_batches_sql(count: int) -> str:
+    return (
+        "UPDATE job_batch SET status = 'RUNNING', started_at = ?, updated_at = ?"
+        f" WHERE id IN ({marks(count)}) AND status = 'QUEUED'"
+    )
 
 
 def _end_queued_in(conn: Tx, run_id: int, status: RunStatus, error: str, now: datetime) -> bool:
@@ -486,68 +571,131 @@ def finish_runs(
     now: datetime,
     hot: HotConnection | None = None,
     pids: Sequence[tuple[int, int]] = (),
+    busy_batches: Collection[int] = (),
 ) -> int:
     """Record outcomes and release the job mutexes (one transaction), then settle the
     batches (a second one, see ``settle_batches``). Only the lease holder can finish a
     run: one recovered meanwhile (this daemon was declared dead) is left alone. Returns
     how many outcomes were recorded. ``pids`` (``(run_id, pid)`` pairs of runs started
     since the last call, see ``set_pids``) ride in the same transaction.
+    ``busy_batches``: batches with a run still RUNNING under this daemon's lease, which
+    cannot be done yet (their "anything still active?" read is saved).
 
-    The daemon records every outcome of a tick here at once. That is safe on a crash:
-    until this transaction commits, its runs stay RUNNING under this daemon's lease,
-    so a daemon that dies before committing leaves them to ``workers.recover_dead``,
-    which fails them ("daemon lost", retried by their policy) once the lease expires,
-    exactly as for a daemon that died while they ran; and a run's job mutex is released
-    only in the transaction that records its outcome.
+    The daemon records every outcome of a tick here at once (or with its claims, see
+    ``claim_runnable``). That is safe on a crash: until this transaction commits, its
+    runs stay RUNNING under this daemon's lease, so a daemon that dies before
+    committing leaves them to ``workers.recover_dead``, which fails them ("daemon
+    lost", retried by their policy) once the lease expires, exactly as for a daemon
+    that died while they ran; and a run's job mutex is released only in the
+    transaction that records its outcome.
     """
     if not outcomes and not pids:
         return 0
     hot = hot if hot is not None else HotConnection(engine)
-    ts = hot.ts
-    rows = []
-    for o in outcomes:
-        ended = o.ended_at(now)
-        duration = (
-            None
-            if o.started_at is None
-            else max(0, int((ended - o.started_at).total_seconds() * 1000))
-        )
-        at = ts(ended)
-        rows.append((str(o.status), o.error, o.exit_code, at, duration, at, o.run_id, worker_id))
-    failed = [o.run_id for o in outcomes if o.status == RunStatus.FAILED]
+    cascade = _settle_map(outcomes)
+    done = sorted(b for b, c in cascade.items() if not c and b not in busy_batches)
     with database_errors(engine, "cannot finish runs in"):
-        with contextlib.ExitStack() as stack:
-            tx: Tx
-            if failed:
-                # Uncommon: a failed attempt's retry (Core) goes in the same transaction.
-                conn = stack.enter_context(write_engine(engine).begin())
-                tx = CoreTx(hot, conn)
-            else:
-                tx = stack.enter_context(hot.transaction("cannot finish runs in"))
-            if len(rows) == 1:
-                recorded = tx.execute(_FINISH_RUN, rows[0])
-            else:  # one statement (one round trip on MySQL, where executemany sends each)
-                args: list[Any] = []
-                for column in range(len(_FINISH_COLUMNS)):
-                    for row in rows:
-                        args += (row[6], row[column])
-                args += [row[6] for row in rows]
-                args.append(worker_id)
-                recorded = tx.execute(_finish_runs_sql(len(rows)), args)
-            if failed:
-                _queue_retries(conn, failed, worker_id)
-            if outcomes:
-                jobs = sorted({o.job_name for o in outcomes})
-                tx.execute(
-                    _release_mutexes_sql(len(jobs), len(outcomes)),
-                    (*jobs, *(o.run_id for o in outcomes)),
-                )
-            _set_pids(tx, pids)
-        cascade: dict[int, bool] = {}
-        for o in outcomes:
-            cascade[o.batch_id] = cascade.get(o.batch_id, False) or o.status != RunStatus.SUCCESS
-        settle_batches(engine, cascade, now, hot=hot)
+        with _outcome_transaction(engine, hot, outcomes, "cannot finish runs in") as (tx, core):
+            recorded = _record_outcomes(tx, core, outcomes, pids, worker_id=worker_id, now=now)
+            _settle_in(tx, done, now)
+        settle_batches(engine, {b: True for b, c in cascade.items() if c}, now, hot=hot)
     return max(0, recorded)
+
+
+def _settle_in(tx: Tx, ids: list[int], now: datetime) -> None:
+    """Settle those of these batches (in which only successes just ended) that are done,
+    in the transaction that recorded the outcomes (``tx``).
+
+    Safe, although the outcome is not committed yet: two transactions that end a
+    batch's last two runs at once must not both miss the other's end. On SQLite they
+    cannot overlap (one writer at a time). On MySQL every settler (this, ``_settle``,
+    ``settle_batches``) first locks the batch's row, so the later one waits for the
+    earlier one's commit and its read (READ COMMITTED) sees that run ended.
+    """
+    if not ids:
+        return
+    if tx.hot.dialect == "mysql":
+        ids = [
+            int(b)
+            for (b,) in tx.rows(
+                f"SELECT id FROM job_batch WHERE id IN ({marks(len(ids))})"
+                " AND status IN ('QUEUED', 'RUNNING') ORDER BY id FOR UPDATE",
+                ids,
+            )
+        ]
+        if not ids:
+            return
+    _write_settled(tx, _read_done(tx, ids, now), exact=True)
+
+
+@contextlib.contextmanager
+def _outcome_transaction(
+    engine: Engine, hot: HotConnection, outcomes: Sequence[Finished], doing: str
+) -> Iterator[tuple[Tx, Connection | None]]:
+    """The transaction that records ``outcomes``: plain SQL on ``hot``; or, when one of
+    them FAILED (uncommon), a Core one, since a failed attempt's retry is inserted with
+    Core in the same transaction (the Core connection comes second)."""
+    if any(o.status == RunStatus.FAILED for o in outcomes):
+        with write_engine(engine).begin() as conn:
+            yield CoreTx(hot, conn), conn
+    else:
+        with hot.transaction(doing) as tx:
+            yield tx, None
+
+
+def _record_outcomes(
+    tx: Tx,
+    core: Connection | None,
+    outcomes: Sequence[Finished],
+    pids: Sequence[tuple[int, int]],
+    *,
+    worker_id: str,
+    now: datetime,
+) -> int:
+    """``finish_runs``'s statements in ``tx``; returns how many outcomes were recorded."""
+    recorded = 0
+    if outcomes:
+        ts = tx.hot.ts
+        rows = []
+        for o in outcomes:
+            ended = o.ended_at(now)
+            duration = (
+                None
+                if o.started_at is None
+                else max(0, int((ended - o.started_at).total_seconds() * 1000))
+            )
+            at = ts(ended)
+            rows.append((str(o.status), o.error, o.exit_code, at, duration, at, o.run_id))
+        if len(rows) == 1:
+            recorded = tx.execute(_FINISH_RUN, (*rows[0], worker_id))
+        else:  # one statement (one round trip on MySQL, where executemany sends each)
+            args: list[Any] = []
+            for column in range(len(_FINISH_COLUMNS)):
+                for row in rows:
+                    args += (row[6], row[column])
+            args += [row[6] for row in rows]
+            args.append(worker_id)
+            recorded = tx.execute(_finish_runs_sql(len(rows)), args)
+        failed = [o.run_id for o in outcomes if o.status == RunStatus.FAILED]
+        if failed:
+            assert core is not None  # see _outcome_transaction
+            _queue_retries(core, failed, worker_id)
+        jobs = sorted({o.job_name for o in outcomes})
+        tx.execute(
+            _release_mutexes_sql(len(jobs), len(outcomes)),
+            (*jobs, *(o.run_id for o in outcomes)),
+        )
+    _set_pids(tx, pids)
+    return recorded
+
+
+def _settle_map(outcomes: Sequence[Finished]) -> dict[int, bool]:
+    """The batches to settle after ``outcomes``: id → whether to cascade (something
+    other than a success ended, so dependents may have to be skipped)."""
+    cascade: dict[int, bool] = {}
+    for o in outcomes:
+        cascade[o.batch_id] = cascade.get(o.batch_id, False) or o.status != RunStatus.SUCCESS
+    return cascade
 
 
 def finish_run(
@@ -723,48 +871,141 @@ def _outcome(counts: dict[str, int]) -> str:
 
 
 def settle_batches(
-    engine: Engine, batches: dict[int, bool], now: datetime, *, hot: HotConnection | None = None
+    engine: Engine,
+    batches: dict[int, bool],
+    now: datetime,
+    *,
+    hot: HotConnection | None = None,
+    busy: Collection[int] = (),
 ) -> None:
-    """``settle_batch`` for many batches (id → cascade), in one transaction.
+    """``settle_batch`` for many batches (id → cascade).
 
     Run after the outcomes are committed, never in their transaction: two daemons that
     finish a batch's last two runs at once must each see the other's run ended, or
-    neither would settle the batch.
+    neither would settle the batch. ``busy``: batches the caller knows still have a
+    run RUNNING under its lease; they are not done, so only their cascade (skipping
+    dependents) is applied. The caller settles them when that run ends.
     """
     if not batches:
         return
-    ids = sorted(b for b, cascade in batches.items() if not cascade)
-    if ids:
-        # Only successes: a batch with a run still active is not done, the common case
-        # while a large batch runs. Asked before taking the write lock; the settling
-        # UPDATE below is conditional, so a stale answer cannot settle a batch twice.
-        hot = hot if hot is not None else HotConnection(engine)
-        with hot.transaction("cannot settle batches in", write=False) as reads:
-            active = {
-                int(b)
-                for (b,) in reads.rows(
-                    "SELECT batch_id FROM job_run WHERE batch_id IN"
-                    f" ({marks(len(ids))}) AND status IN ('QUEUED', 'RUNNING')"
-                    + (" LIMIT 1" if len(ids) == 1 else ""),
-                    ids,
-                )
-            }
-        ids = [b for b in ids if b not in active]
-    cascading = sorted(b for b, cascade in batches.items() if cascade)
-    if not ids and not cascading:
-        return
     hot = hot if hot is not None else HotConnection(engine)
-    with contextlib.ExitStack() as stack:
-        tx: Tx
-        if cascading:  # uncommon (something failed): Core, and the rest in its transaction
-            conn = stack.enter_context(write_engine(engine).begin())
+    cascading = sorted(b for b, cascade in batches.items() if cascade)
+    if cascading:  # uncommon (something failed): Core, one transaction
+        with write_engine(engine).begin() as conn:
             for batch_id in cascading:
                 _settle(conn, batch_id, now, cascade=True)
-            tx = CoreTx(hot, conn)
-        else:
-            tx = stack.enter_context(hot.transaction("cannot settle batches in"))
-        if ids:
-            _settle_done(tx, ids, now)
+    ids = sorted(b for b, cascade in batches.items() if not cascade and b not in busy)
+    if not ids:
+        return
+    # Only successes ended in these (nothing to skip): one read tells which are done,
+    # with what settling them needs. A batch none of whose runs is active stays so (runs
+    # are added to a batch only while one of its runs is active: a retry, with the
+    # failure), so on SQLite the read comes before the write lock is taken, and only
+    # when something is done; on MySQL it is the write transaction's first statement.
+    # The settling UPDATE is conditional: a stale answer cannot settle a batch twice.
+    if hot.dialect == "mysql":  # under the batch rows' locks (see _settle_in)
+        with hot.transaction("cannot settle batches in") as tx:
+            _settle_in(tx, ids, now)
+        return
+    else:
+        with hot.transaction("cannot settle batches in", write=False) as reads:
+            done = _read_done(reads, ids, now)
+        if not done:
+            return
+        try:
+            with hot.transaction("cannot settle batches in") as tx:
+                _write_settled(tx, done)
+            return
+        except _Contended:
+            pass
+    # Another daemon settled some of them meanwhile: one by one, so that each schedule's
+    # counters move once per batch.
+    with hot.transaction("cannot settle batches in") as tx:
+        _write_settled(tx, _read_done(tx, ids, now), one_by_one=True)
+
+
+class _Contended(Exception):
+    """A multi-row settle matched fewer batches than it meant to (see ``_write_settled``)."""
+
+
+@dataclass(frozen=True)
+class _Done:
+    batch_id: int
+    schedule_id: str | None
+    outcome: str
+    duration_ms: int
+    at: Any  # the instant as the column stores it
+
+
+def _read_done(tx: Tx, ids: list[int], now: datetime) -> list[_Done]:
+    """Which of these batches have no active run left (each job's final attempt), with
+    their outcome and duration, in one statement."""
+    counts: dict[int, dict[str, int]] = {}
+    info: dict[int, tuple[str | None, datetime]] = {}
+    for batch_id, status, n, schedule_id, created_at, started_at in tx.rows(
+        "SELECT r.batch_id, r.status, COUNT(*), b.schedule_id, b.created_at, b.started_at"
+        " FROM job_run r JOIN job_batch b ON b.id = r.batch_id"
+        f" WHERE r.batch_id IN ({marks(len(ids))}) AND r.next_attempt_id IS NULL"
+        " GROUP BY r.batch_id, r.status, b.schedule_id, b.created_at, b.started_at",
+        ids,
+    ):
+        counts.setdefault(int(batch_id), {})[str(status)] = int(n)
+        info[int(batch_id)] = (schedule_id, tx.hot.read_ts(started_at or created_at))
+    at = tx.hot.ts(now)
+    done = []
+    for batch_id, by_status in sorted(counts.items()):
+        if any(by_status.get(s) for s in ACTIVE):
+            continue
+        schedule_id, began = info[batch_id]
+        duration = max(0, int((now - began).total_seconds() * 1000))
+        done.append(_Done(batch_id, schedule_id, str(_outcome(by_status)), duration, at))
+    return done
+
+
+def _write_settled(
+    tx: Tx, done: list[_Done], *, one_by_one: bool = False, exact: bool = False
+) -> None:
+    """Settle ``done`` (conditional on each still being active) and move their schedules'
+    counters. Many at once: one UPDATE for the batches and one for the schedules; if the
+    batches' UPDATE matched fewer rows than given (another daemon settled one of them),
+    ``_Contended`` is raised: the caller rolls back and goes one by one. ``exact``: the
+    caller holds the write lock or the batches' row locks, so nobody else settles them
+    meanwhile."""
+    if not done:
+        return
+    settled: list[_Done] = []
+    args: list[Any] = []
+    if len(done) == 1 or one_by_one:
+        for d in done:
+            if tx.execute(_SETTLE_BATCH_SQL, (d.outcome, d.at, d.at, d.duration_ms, d.batch_id)):
+                settled.append(d)
+    else:
+        for d in done:
+            args += (d.batch_id, d.outcome)
+        for d in done:
+            args += (d.batch_id, d.duration_ms)
+        args += (done[0].at, done[0].at, *(d.batch_id for d in done))
+        if tx.execute(_settle_batches_sql(len(done)), args) != len(done) and not exact:
+            raise _Contended
+        settled = done
+    scheduled = [d for d in settled if d.schedule_id is not None]
+    if len({d.schedule_id for d in scheduled}) == len(scheduled) > 1:
+        failed: list[Any] = []
+        for d in scheduled:
+            failed += (d.schedule_id, 1 if d.outcome == RunStatus.FAILED else 0)
+        args = failed + failed
+        for d in scheduled:
+            args += (d.schedule_id, d.batch_id, d.outcome)
+        for d in scheduled:
+            args += (d.schedule_id, d.batch_id)
+        args += (done[0].at, *(d.schedule_id for d in scheduled))
+        tx.execute(_settle_schedules_sql(len(scheduled)), args)
+        return
+    rows = []
+    for d in scheduled:  # in order: one schedule's batches move its counters in turn
+        one = 1 if d.outcome == RunStatus.FAILED else 0
+        rows.append((one, one, d.batch_id, d.outcome, d.batch_id, d.at, d.schedule_id))
+    tx.executemany(_SETTLE_SCHEDULE_SQL, rows)
 
 
 _SETTLE_BATCH_SQL = (
@@ -781,33 +1022,33 @@ _SETTLE_SCHEDULE_SQL = (
 )
 
 
-def _settle_done(tx: Tx, ids: list[int], now: datetime) -> None:
-    """Settle these batches, none of whose runs is active any more (only successes
-    ended since: nothing to skip), with their schedules' counters; plain SQL (the
-    daemon settles a batch per fired slot)."""
-    counts: dict[int, dict[str, int]] = {b: {} for b in ids}
-    for batch_id, status, n in tx.rows(
-        "SELECT batch_id, status, COUNT(*) FROM job_run"
-        f" WHERE batch_id IN ({marks(len(ids))}) AND next_attempt_id IS NULL"
-        " GROUP BY batch_id, status",
-        ids,
-    ):
-        counts[int(batch_id)][str(status)] = int(n)
-    at = tx.hot.ts(now)
-    schedules = []
-    for batch_id, schedule_id, created_at, started_at in tx.rows(
-        f"SELECT id, schedule_id, created_at, started_at FROM job_batch WHERE id IN"
-        f" ({marks(len(ids))})",
-        ids,
-    ):
-        outcome = str(_outcome(counts[int(batch_id)]))
-        began = tx.hot.read_ts(started_at or created_at)
-        duration = max(0, int((now - began).total_seconds() * 1000))
-        settled = tx.execute(_SETTLE_BATCH_SQL, (outcome, at, at, duration, batch_id))
-        if settled == 1 and schedule_id is not None:
-            failed = 1 if outcome == RunStatus.FAILED else 0
-            schedules.append((failed, failed, batch_id, outcome, batch_id, at, schedule_id))
-    tx.executemany(_SETTLE_SCHEDULE_SQL, schedules)
+@functools.lru_cache(maxsize=64)
+def _settle_batches_sql(count: int) -> str:
+    """``_SETTLE_BATCH_SQL`` for ``count`` batches: (id, status) pairs, (id, duration)
+    pairs, the instant twice, the ids."""
+    cases = " ".join(["WHEN ? THEN ?"] * count)
+    return (
+        f"UPDATE job_batch SET status = CASE id {cases} END,"
+        f" duration_ms = CASE id {cases} END, finished_at = ?, updated_at = ?"
+        f" WHERE id IN ({marks(count)}) AND status IN ('QUEUED', 'RUNNING')"
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _settle_schedules_sql(count: int) -> str:
+    """``_SETTLE_SCHEDULE_SQL`` for ``count`` different schedules: (id, failed) pairs
+    twice; (id, batch id, outcome) triples; (id, batch id) pairs; the instant; the
+    ids."""
+    failed = f"CASE id {' '.join(['WHEN ? THEN ?'] * count)} END"
+    last = " ".join(["WHEN id = ? AND last_batch_id = ? THEN ?"] * count)
+    mine = " OR ".join(["(id = ? AND last_batch_id = ?)"] * count)
+    return (
+        f"UPDATE job_schedule SET failure_count = failure_count + {failed},"
+        f" consecutive_failures = (consecutive_failures + 1) * {failed},"
+        f" last_run_status = CASE {last} ELSE last_run_status END,"
+        f" locked_by = CASE WHEN {mine} THEN NULL ELSE locked_by END,"
+        f" updated_at = ? WHERE id IN ({marks(count)})"
+    )
 
 
 def _settle(conn: Connection, batch_id: int, now: datetime, *, cascade: bool) -> str | None:
@@ -817,6 +1058,9 @@ def _settle(conn: Connection, batch_id: int, now: datetime, *, cascade: bool) ->
     question "is any run still active?" and stops there in the common case, so finishing
     the runs of a large batch stays linear.
     """
+    # The batch's row lock first (MySQL; see _settle_in): two settlers never both miss
+    # each other's last run.
+    conn.execute(_LOCK_BATCH, {"b_batch_id": batch_id})
     if not cascade and _has_active(conn, batch_id):
         return None
     if cascade:
@@ -854,6 +1098,9 @@ def _settle(conn: Connection, batch_id: int, now: datetime, *, cascade: bool) ->
     return outcome
 
 
+_LOCK_BATCH = (
+    select(col(JobBatch.id)).where(col(JobBatch.id) == bindparam("b_batch_id")).with_for_update()
+)
 _ANY_ACTIVE = (
     select(col(JobRun.id))
     .where(col(JobRun.batch_id) == bindparam("b_batch_id"), col(JobRun.status).in_(ACTIVE))

@@ -168,8 +168,14 @@ def test_daemon_json_logs_carry_schedule_batch_run_and_job(
             .where(col(JobSchedule.id) == "every-minute")
             .values(next_run_at=current - timedelta(minutes=3))
         )
+    # DEBUG: a successful run's line is logged only at that level.
     with daemon_process(
-        db_url, tmp_path, engine, JOBSYS_APP=OPS_APP, JOBSYS_LOG_FORMAT="json"
+        db_url,
+        tmp_path,
+        engine,
+        JOBSYS_APP=OPS_APP,
+        JOBSYS_LOG_FORMAT="json",
+        JOBSYS_LOG_LEVEL="DEBUG",
     ) as daemon:
         wait_for(lambda: daemon.log().count(" SUCCESS") >= 2, timeout=30)
     lines = [line for line in daemon.log().splitlines() if line.strip()]
