@@ -522,7 +522,8 @@ def finish_runs(
             else max(0, int((ended - o.started_at).total_seconds() * 1000))
         )
         at = ts(ended)
-        rows.append((str(o.status), o.error, o.exit_code, at, duration, at, o.run_id, worker_id))
+        error = None if o.status == RunStatus.SUCCESS else o.error  # models.ERROR_STATUSES
+        rows.append((str(o.status), error, o.exit_code, at, duration, at, o.run_id, worker_id))
     failed = [o.run_id for o in outcomes if o.status == RunStatus.FAILED]
     with database_errors(engine, "cannot finish runs in"):
         with contextlib.ExitStack() as stack:
