@@ -229,11 +229,15 @@ def list_runs(
             # One status at a time: each reads its range of ix_job_run_status_id (by id)
             # or ix_job_run_status_queued_at (in a window) in page order. With an IN list
             # MariaDB walks the page order (PK, queued_at) and reads every run of it.
+            # Once a page's worth is found, the next status reads only runs before its end.
             rows = []
             for status in statuses:
-                rows += conn.execute(query.where(col(JobRun.status) == status)).all()
-            rows.sort(key=_page_key(by_time), reverse=True)
-            del rows[limit + 1 :]
+                one = query.where(col(JobRun.status) == status)
+                if len(rows) > limit:
+                    one = one.where(*_before_row(rows[limit], by_time))
+                rows += conn.execute(one).all()
+                rows.sort(key=_page_key(by_time), reverse=True)
+                del rows[limit + 1 :]
         else:
             if statuses:
                 query = query.where(col(JobRun.status).in_(list(statuses)))
@@ -242,6 +246,17 @@ def list_runs(
     if stop is None or len(rows) > limit:
         return page
     return Page(page.items, stop.last_id, stop)
+
+
+def _before_row(row: Any, by_time: bool) -> list[Any]:
+    """Conditions for the runs before ``row`` in page order (newer than it)."""
+    if not by_time:
+        return [col(JobRun.id) > row.id]
+    at = row.queued_at
+    return [
+        col(JobRun.queued_at) >= at,
+        or_(col(JobRun.queued_at) > at, col(JobRun.id) > row.id),
+    ]
 
 
 def _page_key(by_time: bool) -> Callable[[Any], Any]:

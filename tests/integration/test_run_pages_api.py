@@ -166,6 +166,7 @@ def test_every_runs_page_filter_alone_and_with_a_time_window(web: Web) -> None:
         {"schedule_id": "etl-hourly"},
         {"error": "BOOM"},
         {"error": "no such text"},
+        {"error": "o"},  # errors of failed, cancelled and skipped runs, merged in order
         {"error": "boom", "status": "FAILED,SUCCESS"},
         {"error": "boom", "status": "SUCCESS"},  # no run that succeeded has an error
         {"job": "extract", "status": "FAILED"},
@@ -183,6 +184,8 @@ def test_every_runs_page_filter_alone_and_with_a_time_window(web: Web) -> None:
             assert walk(web, query) == expected(query), query
             checked += bool(expected(query))
     assert checked > 20  # most combinations list something
+    statuses = {r["status"] for r in every if "o" in str(r["error"] or "")}
+    assert statuses >= {"FAILED", "CANCELLED", "SKIPPED"}, statuses
     # Out of id order in the window: run 4 (queued +2 h) comes before runs 5-9 (+1 h).
     ids = walk(web, window)
     assert ids[0] == 4 and ids[1:] == [9, 8, 7, 6, 5]
