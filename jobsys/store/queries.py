@@ -301,7 +301,14 @@ def _not_older_than(stop: SearchStop, by_time: bool) -> list[Any]:
 def _id_search_stop(conn: Connection, cursor: int | None, runs: int) -> SearchStop | None:
     """Where a search by id stops: ``runs`` ids below the cursor (or the newest id);
     None when that reaches the oldest run."""
-    ends: Any = conn.execute(select(func.min(col(JobRun.id)), func.max(col(JobRun.id)))).one()
+    # Two scalar subqueries: SQLite reads one end of the key for a lone min() or max(),
+    # but scans a whole index for both in one SELECT.
+    ends: Any = conn.execute(
+        select(
+            select(func.min(col(JobRun.id))).scalar_subquery(),
+            select(func.max(col(JobRun.id))).scalar_subquery(),
+        )
+    ).one()
     oldest, newest = ends
     if oldest is None:
         return None
