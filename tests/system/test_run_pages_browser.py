@@ -149,9 +149,12 @@ def test_runs_page_filters_and_page_are_kept_in_the_url(system: Jobsys, page: Pa
         shot(page, f"runs_page_{width}")
 
 
-def add_old_failures(system: Jobsys, newer: int) -> None:
-    """Three failed runs ("disk quota exceeded"), then ``newer`` successful ones, all
-    queued about two hours ago (one bulk insert, as if they had run then)."""
+def add_finished_runs(
+    system: Jobsys, job: str, statuses: list[str], *, error: str | None = None
+) -> None:
+    """Finished runs of ``job`` in one batch queued about two hours ago, one a second
+    apart, lasting 1 to 5 s (one bulk insert, as if they had run then); the failed ones
+    with ``error``."""
     from sqlalchemy import insert
 
     from jobsys.store.models import JobBatch, JobRun
@@ -161,9 +164,9 @@ def add_old_failures(system: Jobsys, newer: int) -> None:
         created = conn.execute(
             insert(JobBatch).values(
                 trigger="MANUAL",
-                status="FAILED",
+                status="FAILED" if "FAILED" in statuses else "SUCCESS",
                 mode="ALL_JOBS",
-                total_runs=3 + newer,
+                total_runs=len(statuses),
                 created_at=at,
                 finished_at=at,
                 updated_at=at,
@@ -171,21 +174,22 @@ def add_old_failures(system: Jobsys, newer: int) -> None:
         ).inserted_primary_key
         assert created is not None
         rows = []
-        for i in range(3 + newer):
-            queued = at + timedelta(milliseconds=i)
+        for i, status in enumerate(statuses):
+            queued = at + timedelta(seconds=i)
+            took = 1000 + (i * 37) % 4000
             rows.append(
                 {
                     "batch_id": created[0],
-                    "job_name": "compact",
-                    "status": "FAILED" if i < 3 else "SUCCESS",
+                    "job_name": job,
+                    "status": status,
                     "trigger": "MANUAL",
                     "position": i,
                     "depends_on": [],
                     "queued_at": queued,
                     "started_at": queued,
-                    "finished_at": queued,
-                    "duration_ms": 1,
-                    "error": "disk quota exceeded" if i < 3 else None,
+                    "finished_at": queued + timedelta(milliseconds=took),
+                    "duration_ms": took,
+                    "error": error if status == "FAILED" else None,
                     "cancel_requested": False,
                     "updated_at": queued,
                 }
@@ -196,7 +200,9 @@ def add_old_failures(system: Jobsys, newer: int) -> None:
 def test_runs_page_error_search_says_how_far_each_page_searched(system: Jobsys, page: Page) -> None:
     # One page of an error search reads at most 20,000 runs (GET /job-runs `searched`):
     # the matches here are older than that.
-    add_old_failures(system, newer=20_010)
+    add_finished_runs(
+        system, "compact", ["FAILED"] * 3 + ["SUCCESS"] * 20_010, error="disk quota exceeded"
+    )
     login(page, system)
     rows = page.locator(".runs-table tbody tr")
     note = page.locator(".search-note")
@@ -283,6 +289,43 @@ def test_job_page_shows_history_chart_rates_and_runs_the_job(system: Jobsys, pag
         ready(page)
         no_sideways_scroll(page, width)
         shot(page, f"jobs_list_{width}")
+
+
+def chart_pixels(page: Page, color: str) -> int:
+    """Pixels of ``color`` (#rrggbb) in the chart's canvas (its points; the legend is HTML)."""
+    rgb = [int(color[i : i + 2], 16) for i in (1, 3, 5)]
+    count: int = page.evaluate(
+        """([r, g, b]) => {
+            const canvas = document.querySelector('.chart .uplot canvas');
+            const ctx = canvas.getContext('2d');
+            const data = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+            let n = 0;
+            for (let i = 0; i < data.length; i += 4) {
+                if (Math.abs(data[i] - r) < 12 && Math.abs(data[i + 1] - g) < 12
+                    && Math.abs(data[i + 2] - b) < 12) n += 1;
+            }
+            return n;
+        }""",
+        rgb,
+    )
+    return count
+
+
+def test_job_page_chart_draws_every_point_of_a_long_history(system: Jobsys, page: Page) -> None:
+    # 200 finished runs (the chart's most): uPlot hid points closer than their size,
+    # and the series have no line, so the chart showed only the p50/p95 lines.
+    add_finished_runs(system, "compact", (["SUCCESS"] * 9 + ["FAILED"]) * 20, error="boom")
+    login(page, system)
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(system.admin_url("/jobs/compact"))
+        ready(page)
+        expect(page.locator(".chart-note")).to_contain_text("over the last 200 finished runs")
+        page.wait_for_timeout(300)  # the chart draws in the next animation frame
+        assert chart_pixels(page, "#2e9e54") > 500  # --ok-bar: the succeeded runs
+        assert chart_pixels(page, "#d93a32") > 50  # --fail-bar: the failed ones
+        no_sideways_scroll(page, width)
+        shot(page, f"job_page_long_history_{width}")
 
 
 # -- a schedule's page ------------------------------------------------------------------
