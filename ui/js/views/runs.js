@@ -47,9 +47,13 @@ function stateQuery(state) {
 }
 
 export async function renderRuns(ctx) {
+  let state = readState(ctx.query);
+  const pagePath = () => `/job-runs${api.query({ ...state.filters, limit: PAGE_SIZE, cursor: state.cursor })}`;
+  // The first page is asked for with the filters' choices, not after them.
+  let firstPage = api.get(pagePath());
+  firstPage.catch(() => {}); // its error is shown by load()
   const [jobsData, schedulesData] = await Promise.all([api.get("/jobs"), api.get("/schedules")]);
   if (!ctx.current) return;
-  let state = readState(ctx.query);
   const f = state.filters;
   const controls = {};
   const field = (name, label, control) => {
@@ -107,7 +111,9 @@ export async function renderRuns(ctx) {
     problem.hidden = true;
     let page;
     try {
-      page = await api.get(`/job-runs${api.query({ ...state.filters, limit: PAGE_SIZE, cursor: state.cursor })}`);
+      const pending = firstPage || api.get(pagePath());
+      firstPage = null;
+      page = await pending;
     } catch (err) {
       if (err.status === 401 || !ctx.current) return;
       problem.textContent = err.message;
