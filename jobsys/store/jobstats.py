@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal_column, select
 from sqlalchemy.engine import Engine
 from sqlmodel import col
 
@@ -74,13 +74,21 @@ def job_history(
             .limit(durations)
         ).all()
         counts: dict[datetime, dict[str, int]] = {}
+        # SQLite would walk every run of the job through (job_name, status) to group in
+        # index order (30 ms for 4,000 runs); "+status" is not an indexed term, so it
+        # reads the (job_name, finished_at, status) range instead (1 ms).
+        by_status = (
+            literal_column("+job_run.status")
+            if conn.dialect.name == "sqlite"
+            else col(JobRun.status)
+        )
         for instant in since:
             counts[instant] = {
                 status: int(n)
                 for status, n in conn.execute(
                     select(col(JobRun.status), func.count())
                     .where(by_job, col(JobRun.finished_at) >= instant)
-                    .group_by(col(JobRun.status))
+                    .group_by(by_status)
                 )
             }
     return JobHistory(

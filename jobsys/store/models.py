@@ -34,6 +34,11 @@ from jobsys.vocabulary import RunStatus as RunStatus
 from jobsys.vocabulary import Trigger as Trigger
 from jobsys.vocabulary import WorkerStatus as WorkerStatus
 
+#: The only statuses a run with an ``error`` has: every write of an error ends the run
+#: in one of them (``finish_runs`` drops one given with SUCCESS), so an error search
+#: reads only these runs, through ``ix_job_run_status_id``.
+ERROR_STATUSES = (RunStatus.FAILED.value, RunStatus.CANCELLED.value, RunStatus.SKIPPED.value)
+
 # InnoDB, 4-byte UTF-8, and binary collation so that names compare exactly as in
 # Python and SQLite (case-sensitive); ignored by SQLite.
 MYSQL_TABLE_OPTIONS: dict[str, str] = {
@@ -185,6 +190,8 @@ class JobRun(SQLModel, table=True):
         Index("ix_job_run_job_name_finished_at_status", "job_name", "finished_at", "status"),
         # the overview counts finished runs per hour and status from this index alone (0010)
         Index("ix_job_run_finished_at_status", "finished_at", "status"),
+        # the runs page's error search in a time window, one status at a time (0011)
+        Index("ix_job_run_status_queued_at", "status", "queued_at"),
         MYSQL_TABLE_OPTIONS,
     )
 

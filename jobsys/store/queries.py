@@ -11,13 +11,14 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Literal, TypeVar, overload
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, false, func, or_, select
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import col
 
 from jobsys.clock import utc
 from jobsys.errors import NotFound
 from jobsys.store.models import (
+    ERROR_STATUSES,
     AuditLog,
     JobBatch,
     JobDefinition,
@@ -39,6 +40,7 @@ from jobsys.store.rows import (
     RunRow,
     RunSummary,
     RunWithLogs,
+    SearchStop,
     field_names,
 )
 
@@ -146,6 +148,13 @@ def _page(rows: Sequence[Any], limit: int, convert: Callable[[Any], T]) -> Page[
     return Page([convert(r) for r in shown], shown[-1].id if more and shown else None)
 
 
+#: An error-text search reads at most this many runs per page, in page order from the
+#: cursor; when it stops first, the page says so (``Page.searched``) and its cursor goes on
+#: from there. A search that matches nothing then costs the same at 100,000 runs as at
+#: 10 million: the text is in no index, so every run searched is a row read.
+ERROR_SEARCH_RUNS = 20_000
+
+
 def list_runs(
     engine: Engine,
     *,
@@ -159,36 +168,179 @@ def list_runs(
     error_text: str | None = None,
     limit: int = 50,
     cursor: int | None = None,
+    search_runs: int = ERROR_SEARCH_RUNS,
 ) -> Page[RunRow]:
     """Job runs, newest first, filtered; ``cursor`` is the last id of the previous page.
 
     ``queued_from`` (included) and ``queued_to`` (excluded) bound when they were queued;
-    ``error_text`` keeps runs whose error contains it (case-insensitive)."""
-    query = select(JobRun).order_by(col(JobRun.id).desc()).limit(limit + 1)
-    if queued_from is not None:
-        query = query.where(col(JobRun.queued_at) >= queued_from)
-    if queued_to is not None:
-        query = query.where(col(JobRun.queued_at) < queued_to)
+    with either, the order is by ``queued_at`` (then id), newest first, so the window is a
+    range of ``ix_job_run_queued_at`` read from its end (ids follow the order runs were
+    inserted in, and ``ORDER BY id`` walked every newer run to reach an old window).
+
+    ``error_text`` keeps runs whose error contains it (case-insensitive). Only runs in
+    ``ERROR_STATUSES`` have an error, and the text is in no index, so a page searches
+    the next ``search_runs`` runs in page order (by id: the next ``search_runs`` ids)
+    whatever the other filters; if that bound is reached before the page is full, the
+    page has ``searched`` set and its cursor continues the search with older runs."""
     if error_text is not None:
-        # lower() on both sides: SQLite's LIKE ignores ASCII case, utf8mb4_bin does not
-        query = query.where(
-            func.lower(col(JobRun.error)).contains(error_text.lower(), autoescape=True)
-        )
-    if job is not None:
-        query = query.where(col(JobRun.job_name) == job)
-    if statuses:
-        query = query.where(col(JobRun.status).in_(list(statuses)))
-    if triggers:
-        query = query.where(col(JobRun.trigger).in_(list(triggers)))
-    if schedule_id is not None:
-        query = query.where(col(JobRun.schedule_id) == schedule_id)
-    if batch_id is not None:
-        query = query.where(col(JobRun.batch_id) == batch_id)
-    if cursor is not None:
-        query = query.where(col(JobRun.id) < cursor)
+        statuses = [s for s in (statuses or ERROR_STATUSES) if s in ERROR_STATUSES]
+        if not statuses:
+            return Page([], None)
+    by_time = queued_from is not None or queued_to is not None
+    order = (
+        (col(JobRun.queued_at).desc(), col(JobRun.id).desc())
+        if by_time
+        else (col(JobRun.id).desc(),)
+    )
     with engine.connect() as conn:
-        rows = conn.execute(query).all()
-    return _page(rows, limit, run_row)
+        # Where the page starts: the window and the cursor, in page order.
+        start: list[Any] = []
+        if queued_from is not None:
+            start.append(col(JobRun.queued_at) >= queued_from)
+        if queued_to is not None:
+            start.append(col(JobRun.queued_at) < queued_to)
+        if cursor is not None:
+            start.extend(_older_than(conn, cursor, by_time))
+        stop = None
+        if error_text is not None:
+            stop = (
+                _time_search_stop(conn, start, order, search_runs)
+                if by_time
+                else _id_search_stop(conn, cursor, search_runs)
+            )
+        query = select(JobRun).where(*start).order_by(*order).limit(limit + 1)
+        if stop is not None:
+            query = query.where(*_not_older_than(stop, by_time))
+        if error_text is not None:
+            # lower() on both sides: SQLite's LIKE ignores ASCII case, utf8mb4_bin does not
+            query = query.where(
+                func.lower(col(JobRun.error)).contains(error_text.lower(), autoescape=True)
+            )
+        if job is not None:
+            query = query.where(col(JobRun.job_name) == job)
+        if triggers:
+            query = query.where(col(JobRun.trigger).in_(list(triggers)))
+        if schedule_id is not None:
+            query = query.where(col(JobRun.schedule_id) == schedule_id)
+        if batch_id is not None:
+            query = query.where(col(JobRun.batch_id) == batch_id)
+        rows: list[Any]
+        if error_text is not None and statuses:
+            # One status at a time: each reads its range of ix_job_run_status_id (by id)
+            # or ix_job_run_status_queued_at (in a window) in page order. With an IN list
+            # MariaDB walks the page order (PK, queued_at) and reads every run of it.
+            # Once a page's worth is found, the next status reads only runs before its end.
+            rows = []
+            for status in statuses:
+                one = query.where(col(JobRun.status) == status)
+                if len(rows) > limit:
+                    one = one.where(*_before_row(rows[limit], by_time))
+                rows += conn.execute(one).all()
+                rows.sort(key=_page_key(by_time), reverse=True)
+                del rows[limit + 1 :]
+        else:
+            if statuses:
+                query = query.where(col(JobRun.status).in_(list(statuses)))
+            rows = list(conn.execute(query).all())
+    page = _page(rows, limit, run_row)
+    if stop is None or len(rows) > limit:
+        return page
+    return Page(page.items, stop.last_id, stop)
+
+
+def _before_row(row: Any, by_time: bool) -> list[Any]:
+    """Conditions for the runs before ``row`` in page order (newer than it)."""
+    if not by_time:
+        return [col(JobRun.id) > row.id]
+    at = row.queued_at
+    return [
+        col(JobRun.queued_at) >= at,
+        or_(col(JobRun.queued_at) > at, col(JobRun.id) > row.id),
+    ]
+
+
+def _page_key(by_time: bool) -> Callable[[Any], Any]:
+    if by_time:
+        return lambda row: (row.queued_at, row.id)
+    return lambda row: row.id
+
+
+def _older_than(conn: Connection, cursor: int, by_time: bool) -> list[Any]:
+    """Conditions for the runs after run ``cursor`` in page order."""
+    if not by_time:
+        return [col(JobRun.id) < cursor]
+    # The cursor's queued_at (of the run before it, if it was deleted since: retention
+    # removes the oldest runs first).
+    at = conn.execute(
+        select(col(JobRun.queued_at))
+        .where(col(JobRun.id) <= cursor)
+        .order_by(col(JobRun.id).desc())
+        .limit(1)
+    ).scalar()
+    if at is None:
+        return [false()]
+    # The plain bound on queued_at is what the range scan uses; the pair orders ties.
+    return [
+        col(JobRun.queued_at) <= at,
+        or_(col(JobRun.queued_at) < at, and_(col(JobRun.queued_at) == at, col(JobRun.id) < cursor)),
+    ]
+
+
+def _not_older_than(stop: SearchStop, by_time: bool) -> list[Any]:
+    """Conditions for the runs up to and including the stop, in page order."""
+    if not by_time:
+        return [col(JobRun.id) >= stop.last_id]
+    at = stop.last_queued_at
+    assert at is not None  # a time window's stop is a run of it
+    return [
+        col(JobRun.queued_at) >= at,
+        or_(col(JobRun.queued_at) > at, col(JobRun.id) >= stop.last_id),
+    ]
+
+
+def _id_search_stop(conn: Connection, cursor: int | None, runs: int) -> SearchStop | None:
+    """Where a search by id stops: ``runs`` ids below the cursor (or the newest id);
+    None when that reaches the oldest run."""
+    # Two scalar subqueries: SQLite reads one end of the key for a lone min() or max(),
+    # but scans a whole index for both in one SELECT.
+    ends: Any = conn.execute(
+        select(
+            select(func.min(col(JobRun.id))).scalar_subquery(),
+            select(func.max(col(JobRun.id))).scalar_subquery(),
+        )
+    ).one()
+    oldest, newest = ends
+    if oldest is None:
+        return None
+    last_id = (cursor if cursor is not None else int(newest) + 1) - runs
+    if last_id <= oldest:
+        return None
+    at = conn.execute(
+        select(col(JobRun.queued_at))
+        .where(col(JobRun.id) >= last_id)
+        .order_by(col(JobRun.id))
+        .limit(1)
+    ).scalar()
+    return SearchStop(runs, last_id, utc(at) if at is not None else None)
+
+
+def _time_search_stop(
+    conn: Connection, start: list[Any], order: tuple[Any, ...], runs: int
+) -> SearchStop | None:
+    """Where a search in a time window stops: the ``runs``-th run from ``start`` (the
+    window and the cursor, no other filter: a walk of ``ix_job_run_queued_at`` alone);
+    None when the window has no more runs than that."""
+    found = conn.execute(
+        select(col(JobRun.id), col(JobRun.queued_at))
+        .where(*start)
+        .order_by(*order)
+        .offset(runs - 1)
+        .limit(2)
+    ).all()
+    if len(found) < 2:
+        return None  # the bound falls on the last run there is, or beyond it
+    last: Any = found[0]
+    return SearchStop(runs, int(last.id), utc(last.queued_at))
 
 
 def batch_run_counts(conn: Connection, batch_ids: Sequence[int]) -> dict[int, dict[str, int]]:

@@ -176,11 +176,25 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
+class SearchStop:
+    """Where a bounded search stopped: it searched ``runs`` runs, back to (and including)
+    id ``last_id``, the oldest of them queued at ``last_queued_at`` (None if none is left
+    there); the page's cursor continues from there."""
+
+    runs: int
+    last_id: int
+    last_queued_at: datetime | None
+
+
+@dataclass(frozen=True)
 class Page(Generic[T]):
-    """One page, newest first; ``next_cursor`` is the id to pass for the next page."""
+    """One page, newest first; ``next_cursor`` is the id to pass for the next page.
+    ``searched`` is set when a bounded search (``list_runs``'s error text) stopped before
+    the page was full: fewer items than asked for, yet older ones may match."""
 
     items: list[T]
     next_cursor: int | None
+    searched: SearchStop | None = None
 
 
 def field_names(cls: type[Any]) -> tuple[str, ...]:

@@ -665,7 +665,8 @@ def _record_outcomes(
                 else max(0, int((ended - o.started_at).total_seconds() * 1000))
             )
             at = ts(ended)
-            rows.append((str(o.status), o.error, o.exit_code, at, duration, at, o.run_id))
+            error = None if o.status == RunStatus.SUCCESS else o.error  # models.ERROR_STATUSES
+            rows.append((str(o.status), error, o.exit_code, at, duration, at, o.run_id))
         if len(rows) == 1:
             recorded = tx.execute(_FINISH_RUN, (*rows[0], worker_id))
         else:  # one statement (one round trip on MySQL, where executemany sends each)

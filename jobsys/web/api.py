@@ -23,6 +23,7 @@ from jobsys.store.ledger import ledger_inputs
 from jobsys.store.models import RunStatus, Trigger
 from jobsys.store.overview import read_overview, waiting_reason
 from jobsys.store.queries import (
+    ERROR_SEARCH_RUNS,
     LOG_TAIL_LINES,
     MAX_LOG_LINES,
     get_batch,
@@ -411,7 +412,22 @@ def list_job_runs(ctx: WebContext, call: Call) -> Response:
         cursor=query.cursor(),
     )
     runs = [present.run_json(r) for r in page.items]
-    return _json({"runs": runs, "next_cursor": page.next_cursor})
+    searched = page.searched
+    return _json(
+        {
+            "runs": runs,
+            "next_cursor": page.next_cursor,
+            "searched": None
+            if searched is None
+            else {
+                "runs": searched.runs,
+                "last_id": searched.last_id,
+                "last_queued_at": None
+                if searched.last_queued_at is None
+                else iso_utc(searched.last_queued_at),
+            },
+        }
+    )
 
 
 def get_job_run(ctx: WebContext, call: Call) -> Response:
@@ -650,12 +666,17 @@ _RUN_FILTERS = (
     ),
     Param("schedule_id", {"type": "string"}),
     Param("batch_id", {"type": "integer", "minimum": 1}),
-    Param("from", {"type": "string", "format": "date-time"}, "queued at or after (ISO-8601)"),
+    Param(
+        "from",
+        {"type": "string", "format": "date-time"},
+        "queued at or after (ISO-8601); with from or to, runs come newest queued first",
+    ),
     Param("to", {"type": "string", "format": "date-time"}, "queued before (ISO-8601)"),
     Param(
         "error",
         {"type": "string", "maxLength": MAX_ERROR_SEARCH},
-        "text the run's error contains (case-insensitive)",
+        "text the run's error contains (case-insensitive); one page searches at most "
+        f"{ERROR_SEARCH_RUNS:,} runs (see `searched` in the answer)",
     ),
     *_PAGING,
 )

@@ -397,7 +397,21 @@ SCHEMAS: dict[str, Any] = {
     "JobRunRequest": _obj({"params": {"type": "object"}}, []),
     "BulkRun": _obj({"skip_dependencies": {**_BOOL, "default": False}}, []),
     "Run": _obj(_RUN),
-    "RunList": _list_of("runs", "Run", paged=True),
+    "RunList": _obj(
+        {
+            "runs": {"type": "array", "items": _ref("Run")},
+            "next_cursor": _OPT_INT,
+            "searched": {
+                "oneOf": [
+                    _obj({"runs": _INT, "last_id": _INT, "last_queued_at": _TIME}),
+                    {"type": "null"},
+                ],
+                "description": "set when an error search read its limit of runs before the "
+                "page was full: it searched `runs` runs back to run `last_id`; `next_cursor` "
+                "goes on from there",
+            },
+        }
+    ),
     "RunDetail": _obj(
         {
             **_RUN,

@@ -37,7 +37,7 @@ def empty_engine(empty_db_url: str) -> Iterator[Engine]:
 
 
 #: Every revision, oldest first: a new migration is added here.
-ALL = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010"]
+ALL = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011"]
 HEAD = ALL[-1]
 
 

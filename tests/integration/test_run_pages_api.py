@@ -16,6 +16,7 @@ from jobsys.planning import schedule_plans
 from jobsys.store import workers
 from jobsys.store.firing import fire_due
 from jobsys.store.models import WorkerStatus
+from jobsys.store.queries import list_runs
 from tests.integration.test_web_api import run_through
 from tests.web_helpers import T0, Web, web_harness
 
@@ -79,6 +80,150 @@ def test_job_runs_filter_by_queued_time_and_error_text(web: Web) -> None:
     bad(web, "/job-runs?error=" + "x" * 201, "'error'", "200")
     bad(web, "/job-runs?from=0001-01-01T00:00:00Z", "1970")
     assert web.get("/job-runs?error=boom", headers=web.viewer).status_code == 200
+
+
+def walk(web: Web, query: dict[str, str], limit: int = 2) -> list[int]:
+    """Every run id the filter gives, page after page (``limit`` a page)."""
+    got: list[int] = []
+    cursor: int | None = None
+    for _ in range(100):
+        params = {**query, "limit": str(limit)} | ({"cursor": str(cursor)} if cursor else {})
+        response = web.get("/job-runs", params=params)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["searched"] is None  # 20,000 runs per page: never reached here
+        got += [r["id"] for r in body["runs"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return got
+    raise AssertionError(f"{query}: more than 100 pages")
+
+
+def mixed_runs(web: Web) -> None:
+    """Runs of every trigger and most statuses, some queued at one instant (a batch), some
+    with ids out of their queued order (a web host whose clock is behind)."""
+    plans = schedule_plans(web.app)
+    register(web, "daemon-1")
+    web.post("/jobs/run-group/etl")  # runs 1-3, queued together at T0
+    run_through(web, fail=frozenset({"transform"}))  # load is skipped: its dependency failed
+    web.clock.set(T0 + timedelta(hours=2))
+    web.post("/jobs/cleanup/run")  # 4 at +2 h
+    web.clock.set(T0 + timedelta(hours=1))
+    web.post("/schedules/nightly/trigger")  # 5-9 at +1 h: higher ids, queued earlier
+    run_through(web, fail=frozenset({"extract"}))
+    web.clock.set(T0 + timedelta(hours=3))
+    assert web.put("/schedules/etl-hourly", {"enabled": True}).status_code == 200
+    web.clock.set(at(15, 15, 2))  # +3 h 15: the etl-hourly slot fires (CRON)
+    workers.heartbeat(web.engine, "daemon-1", web.clock.now())
+    fire_due(web.engine, plans, worker_id="daemon-1", now=web.clock.now())
+    run_through(web)
+    web.clock.set(at(15, 30))
+    queued = web.post("/jobs/cleanup/run").json()["job_run_ids"][0]
+    assert web.post(f"/job-runs/{queued}/cancel").status_code == 200
+    web.post("/jobs/extract/run")  # stays queued
+
+
+def test_every_runs_page_filter_alone_and_with_a_time_window(web: Web) -> None:
+    mixed_runs(web)
+    every = web.get("/job-runs", params={"limit": "200"}).json()["runs"]
+    assert [r["id"] for r in every] == sorted((r["id"] for r in every), reverse=True)
+    assert {r["trigger"] for r in every} == {"MANUAL", "CRON"}
+    assert {r["status"] for r in every} >= {"SUCCESS", "FAILED", "CANCELLED", "QUEUED"}
+    assert any(r["error"] for r in every)
+
+    def expected(query: dict[str, str]) -> list[int]:
+        def keep(r: dict[str, object]) -> bool:
+            return (
+                ("job" not in query or r["job_name"] == query["job"])
+                and ("status" not in query or r["status"] in query["status"].split(","))
+                and ("trigger" not in query or r["trigger"] in query["trigger"].split(","))
+                and ("schedule_id" not in query or r["schedule_id"] == query["schedule_id"])
+                and ("from" not in query or str(r["queued_at"]) >= query["from"])
+                and ("to" not in query or str(r["queued_at"]) < query["to"])
+                and (
+                    "error" not in query or query["error"].lower() in str(r["error"] or "").lower()
+                )
+            )
+
+        kept = [r for r in every if keep(r)]
+        if "from" in query or "to" in query:  # a time window lists newest queued first
+            kept.sort(key=lambda r: (str(r["queued_at"]), int(str(r["id"]))), reverse=True)
+        return [int(str(r["id"])) for r in kept]
+
+    def hour(h: float) -> str:
+        return str(iso_utc(T0 + timedelta(hours=h)))
+
+    window = {"from": hour(0.5), "to": hour(2.5)}
+    filters: list[dict[str, str]] = [
+        {},
+        {"job": "extract"},
+        {"status": "FAILED"},
+        {"status": "QUEUED,CANCELLED"},
+        {"status": "SKIPPED"},
+        {"trigger": "CRON"},
+        {"trigger": "MANUAL"},
+        {"schedule_id": "nightly"},
+        {"schedule_id": "etl-hourly"},
+        {"error": "BOOM"},
+        {"error": "no such text"},
+        {"error": "o"},  # errors of failed, cancelled and skipped runs, merged in order
+        {"error": "boom", "status": "FAILED,SUCCESS"},
+        {"error": "boom", "status": "SUCCESS"},  # no run that succeeded has an error
+        {"job": "extract", "status": "FAILED"},
+    ]
+    windows: list[dict[str, str]] = [
+        window,
+        {"from": hour(0.5)},
+        {"to": hour(1.5)},
+        {"from": hour(0), "to": hour(1)},  # the batch queued at one instant
+    ]
+    checked = 0
+    for one in filters:
+        for time_filter in [{}, *windows]:
+            query = {**one, **time_filter}
+            assert walk(web, query) == expected(query), query
+            checked += bool(expected(query))
+    assert checked > 20  # most combinations list something
+    statuses = {r["status"] for r in every if "o" in str(r["error"] or "")}
+    assert statuses >= {"FAILED", "CANCELLED", "SKIPPED"}, statuses
+    # Out of id order in the window: run 4 (queued +2 h) comes before runs 5-9 (+1 h).
+    ids = walk(web, window)
+    assert ids[0] == 4 and ids[1:] == [9, 8, 7, 6, 5]
+    # A page boundary between runs queued at the same instant loses and repeats none.
+    assert walk(web, {"from": hour(0), "to": hour(0.5)}, limit=1) == [3, 2, 1]
+
+
+def test_error_search_reads_a_bounded_number_of_runs_per_page(web: Web) -> None:
+    mixed_runs(web)
+    for window in ({}, {"queued_from": T0}, {"queued_to": T0 + timedelta(hours=5)}):
+        full = list_runs(web.engine, error_text="boom", limit=200, **window)  # type: ignore[arg-type]
+        assert full.searched is None and len(full.items) >= 2
+        # Three runs read per page: pages come back short, say where they stopped, and
+        # together list exactly what one unbounded search lists, in the same order.
+        got: list[int] = []
+        stops = 0
+        cursor: int | None = None
+        while True:
+            page = list_runs(
+                web.engine,
+                error_text="boom",
+                limit=2,
+                cursor=cursor,
+                search_runs=3,
+                **window,  # type: ignore[arg-type]
+            )
+            assert len(page.items) <= 2
+            got += [r.id for r in page.items]
+            if page.searched is not None:
+                stops += 1
+                assert page.searched.runs == 3 and page.next_cursor == page.searched.last_id
+                at = page.searched.last_queued_at
+                assert at is not None and at.tzinfo is not None
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert got == [r.id for r in full.items], window
+        assert stops >= 2
 
 
 # -- a job's page ---------------------------------------------------------------------

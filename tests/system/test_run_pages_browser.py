@@ -149,6 +149,86 @@ def test_runs_page_filters_and_page_are_kept_in_the_url(system: Jobsys, page: Pa
         shot(page, f"runs_page_{width}")
 
 
+def add_finished_runs(
+    system: Jobsys, job: str, statuses: list[str], *, error: str | None = None
+) -> None:
+    """Finished runs of ``job`` in one batch queued about two hours ago, one a second
+    apart, lasting 1 to 5 s (one bulk insert, as if they had run then); the failed ones
+    with ``error``."""
+    from sqlalchemy import insert
+
+    from jobsys.store.models import JobBatch, JobRun
+
+    at = datetime.now(UTC) - timedelta(hours=2)
+    with system.engine.begin() as conn:
+        created = conn.execute(
+            insert(JobBatch).values(
+                trigger="MANUAL",
+                status="FAILED" if "FAILED" in statuses else "SUCCESS",
+                mode="ALL_JOBS",
+                total_runs=len(statuses),
+                created_at=at,
+                finished_at=at,
+                updated_at=at,
+            )
+        ).inserted_primary_key
+        assert created is not None
+        rows = []
+        for i, status in enumerate(statuses):
+            queued = at + timedelta(seconds=i)
+            took = 1000 + (i * 37) % 4000
+            rows.append(
+                {
+                    "batch_id": created[0],
+                    "job_name": job,
+                    "status": status,
+                    "trigger": "MANUAL",
+                    "position": i,
+                    "depends_on": [],
+                    "queued_at": queued,
+                    "started_at": queued,
+                    "finished_at": queued + timedelta(milliseconds=took),
+                    "duration_ms": took,
+                    "error": error if status == "FAILED" else None,
+                    "cancel_requested": False,
+                    "updated_at": queued,
+                }
+            )
+        conn.execute(insert(JobRun), rows)
+
+
+def test_runs_page_error_search_says_how_far_each_page_searched(system: Jobsys, page: Page) -> None:
+    # One page of an error search reads at most 20,000 runs (GET /job-runs `searched`):
+    # the matches here are older than that.
+    add_finished_runs(
+        system, "compact", ["FAILED"] * 3 + ["SUCCESS"] * 20_010, error="disk quota exceeded"
+    )
+    login(page, system)
+    rows = page.locator(".runs-table tbody tr")
+    note = page.locator(".search-note")
+    older = page.get_by_role("button", name="Older →")
+    three_hours_ago = (datetime.now(UTC) - timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for width, extra in ((1280, ""), (375, f"&from={three_hours_ago}")):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(system.admin_url(f"/runs?error=quota{extra}"))
+        ready(page)
+        expect(rows).to_have_count(0)
+        expect(note).to_be_visible()
+        expect(note).to_contain_text("The error search reads 20,000 runs a page")
+        expect(note).to_contain_text("No match yet")
+        expect(older).to_be_enabled()
+        no_sideways_scroll(page, width)
+        shot(page, f"runs_error_search_{width}")
+        older.click()
+        expect(rows).to_have_count(3)
+        expect(rows.first).to_contain_text("disk quota exceeded")
+        expect(note).to_be_hidden()  # this page reached the oldest run
+        expect(older).to_be_disabled()
+        page.reload()  # the page (its cursor) is in the URL
+        ready(page)
+        expect(rows).to_have_count(3)
+
+
 # -- a job's page -----------------------------------------------------------------------
 def test_job_page_shows_history_chart_rates_and_runs_the_job(system: Jobsys, page: Page) -> None:
     login(page, system)
@@ -211,10 +291,48 @@ def test_job_page_shows_history_chart_rates_and_runs_the_job(system: Jobsys, pag
         shot(page, f"jobs_list_{width}")
 
 
+def chart_pixels(page: Page, color: str) -> int:
+    """Pixels of ``color`` (#rrggbb) in the chart's canvas (its points; the legend is HTML)."""
+    rgb = [int(color[i : i + 2], 16) for i in (1, 3, 5)]
+    count: int = page.evaluate(
+        """([r, g, b]) => {
+            const canvas = document.querySelector('.chart .uplot canvas');
+            const ctx = canvas.getContext('2d');
+            const data = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+            let n = 0;
+            for (let i = 0; i < data.length; i += 4) {
+                if (Math.abs(data[i] - r) < 12 && Math.abs(data[i + 1] - g) < 12
+                    && Math.abs(data[i + 2] - b) < 12) n += 1;
+            }
+            return n;
+        }""",
+        rgb,
+    )
+    return count
+
+
+def test_job_page_chart_draws_every_point_of_a_long_history(system: Jobsys, page: Page) -> None:
+    # 200 finished runs (the chart's most): uPlot hid points closer than their size,
+    # and the series have no line, so the chart showed only the p50/p95 lines.
+    add_finished_runs(system, "compact", (["SUCCESS"] * 9 + ["FAILED"]) * 20, error="boom")
+    login(page, system)
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(system.admin_url("/jobs/compact"))
+        ready(page)
+        expect(page.locator(".chart-note")).to_contain_text("over the last 200 finished runs")
+        page.wait_for_timeout(300)  # the chart draws in the next animation frame
+        assert chart_pixels(page, "#2e9e54") > 500  # --ok-bar: the succeeded runs
+        assert chart_pixels(page, "#d93a32") > 50  # --fail-bar: the failed ones
+        no_sideways_scroll(page, width)
+        shot(page, f"job_page_long_history_{width}")
+
+
 # -- a schedule's page ------------------------------------------------------------------
 def add_slot_records(system: Jobsys, schedule_id: str) -> tuple[datetime, datetime]:
-    """A fired (late) batch for the last past slot and an overlap skip for the one
-    before: as the daemon would have recorded them."""
+    """A fired (late) batch for the last past slot, an overlap skip for the one before
+    and, before that, six slots fired on time that succeeded: as the daemon would have
+    recorded them."""
     from sqlmodel import Session
 
     from jobsys.cron import CronSchedule
@@ -243,6 +361,24 @@ def add_slot_records(system: Jobsys, schedule_id: str) -> tuple[datetime, dateti
                 lateness_ms=0,
             )
         )
+        for hours in range(1, 7):
+            slot = before - timedelta(hours=hours)
+            s.add(
+                JobBatch(
+                    schedule_id=schedule_id,
+                    trigger="CRON",
+                    scheduled_for=slot,
+                    status="SUCCESS",
+                    mode="GROUP",
+                    job_group="housekeeping",
+                    total_runs=0,
+                    created_at=slot + timedelta(seconds=1),
+                    finished_at=slot + timedelta(seconds=2),
+                    duration_ms=1000,
+                    updated_at=slot,
+                    lateness_ms=1000,
+                )
+            )
         s.add(
             JobBatch(
                 schedule_id=schedule_id,
@@ -289,6 +425,26 @@ def test_schedule_page_next_slots_and_ledger(system: Jobsys, page: Page) -> None
     expect(page.locator(".ledger-table tr[data-cause='not_created']").first).to_contain_text(
         "before the schedule existed"
     )
+    # Alike quiet slots in a row are one row that opens: the six on time, the older ones
+    # from before the schedule existed.
+    quiet = page.locator(".ledger-table tr.ledger-group[data-fate='succeeded']")
+    expect(quiet).to_have_attribute("data-slots", "6")
+    expect(quiet).to_contain_text("each fired on time and succeeded")
+    members = page.locator(".ledger-table tr.ledger-member[data-fate='succeeded']")
+    expect(members).to_have_count(6)
+    for i in range(6):
+        expect(members.nth(i)).to_be_hidden()
+    expand = quiet.get_by_role("button", name=re.compile("Show the 6 slots"))
+    expand.click()
+    expect(expand).to_have_attribute("aria-expanded", "true")
+    for i in range(6):
+        expect(members.nth(i)).to_be_visible()
+        expect(members.nth(i).locator(".on-time")).to_contain_text("fired on time")
+    expand.click()
+    expect(members.first).to_be_hidden()
+    older = page.locator(".ledger-table tr.ledger-group[data-cause='not_created']")
+    expect(older).to_have_count(1)
+    assert int(older.get_attribute("data-slots") or 0) >= 10
     total = ledger.count()
 
     # The window and the filter are kept in the URL.
@@ -324,6 +480,8 @@ def test_schedule_page_next_slots_and_ledger(system: Jobsys, page: Page) -> None
         expect(fired).to_have_attribute("data-fate", "succeeded")
         no_sideways_scroll(page, width)
         shot(page, f"schedule_page_{width}")
+        height = page.evaluate("document.documentElement.scrollHeight")
+        print(f"schedule page at {width}px: {height}px tall")
 
 
 # -- a viewer: the same pages, read-only ------------------------------------------------

@@ -24,6 +24,8 @@ export function durationChart(points, { p50, p95, label }) {
   ensureCss();
   const holder = h("div.chart-holder");
   const el = h("figure.chart", { role: "img", "aria-label": label }, holder);
+  // uPlot needs x ascending; runs of a job that overlap finish out of id order
+  points = points.slice().sort((a, b) => Date.parse(a.finished_at) - Date.parse(b.finished_at));
   const xs = points.map((p) => Date.parse(p.finished_at) / 1000);
   const secs = (ms) => (ms === null || ms === undefined ? null : ms / 1000);
   const ok = points.map((p) => (p.status === "SUCCESS" ? secs(p.duration_ms) : null));
@@ -43,8 +45,10 @@ export function durationChart(points, { p50, p95, label }) {
     ],
     series: [
       {},
-      { label: "succeeded", stroke: cssVar("--ok-bar"), width: 0, points: { size: 7, fill: cssVar("--ok-bar") }, value: fmt },
-      { label: "failed", stroke: cssVar("--fail-bar"), width: 0, points: { size: 7, fill: cssVar("--fail-bar") }, value: fmt },
+      // show: true, or uPlot hides the points once they are closer than their size (a
+      // job's 200 runs on a laptop's width), and these series have no line
+      { label: "succeeded", stroke: cssVar("--ok-bar"), width: 0, points: { show: true, size: 6, fill: cssVar("--ok-bar") }, value: fmt },
+      { label: "failed", stroke: cssVar("--fail-bar"), width: 0, points: { show: true, size: 6, fill: cssVar("--fail-bar") }, value: fmt },
       { label: "p50", stroke: cssVar("--primary"), width: 1.5, dash: [6, 4], points: { show: false }, value: fmt },
       { label: "p95", stroke: cssVar("--cancel-bar"), width: 1.5, dash: [2, 3], points: { show: false }, value: fmt },
     ],

@@ -173,6 +173,10 @@ export function actionButton(text, attrs = {}, onclick = null) {
  * cells in that order (each a node or text). Narrow screens show each row as a card
  * (CSS uses the data-label of each cell).
  */
+function isNothing(cell) {
+  return cell instanceof Element && cell.classList.contains("muted") && cell.textContent.trim() === "—";
+}
+
 export function table({ columns, caption = null, className = "", empty = "Nothing yet." }) {
   const tbody = h("tbody");
   const tbl = h(`table.rtable${className ? `.${className}` : ""}`,
@@ -187,7 +191,8 @@ export function table({ columns, caption = null, className = "", empty = "Nothin
     row(cells, attrs = {}) {
       return h("tr", attrs, cells.map((cell, i) => h("td", {
         "data-label": columns[i].label,
-        class: columns[i].className,
+        // a cell that only says "nothing" ("—"): phones leave it out of the row's card
+        class: [columns[i].className, isNothing(cell) ? "cell-empty" : null].filter(Boolean).join(" "),
       }, cell)));
     },
     setRows(rows) {

@@ -223,7 +223,7 @@ export async function renderOverview(ctx) {
     const alive = d.daemon.workers.filter((w) => w.alive);
     fill(workersLine, alive.length
       ? [`${plural(alive.length, "daemon")} alive; newest heartbeat `, when(d.daemon.newest_heartbeat_at), "."]
-      : h("strong", "No daemon is alive: nothing fires and nothing runs. Start one with `jobsys daemon`."));
+      : h("strong", "No daemon is alive: nothing fires and nothing runs. Start one with ", h("code", "jobsys daemon"), "."));
   }
 
   const load = async () => {

@@ -47,9 +47,13 @@ function stateQuery(state) {
 }
 
 export async function renderRuns(ctx) {
+  let state = readState(ctx.query);
+  const pagePath = () => `/job-runs${api.query({ ...state.filters, limit: PAGE_SIZE, cursor: state.cursor })}`;
+  // The first page is asked for with the filters' choices, not after them.
+  let firstPage = api.get(pagePath());
+  firstPage.catch(() => {}); // its error is shown by load()
   const [jobsData, schedulesData] = await Promise.all([api.get("/jobs"), api.get("/schedules")]);
   if (!ctx.current) return;
-  let state = readState(ctx.query);
   const f = state.filters;
   const controls = {};
   const field = (name, label, control) => {
@@ -74,6 +78,8 @@ export async function renderRuns(ctx) {
       h("button.btn.btn-small.btn-secondary", { type: "button", onclick: () => go({}) }, "Clear")));
   const problem = h("div.notice.notice-error", { role: "alert", hidden: true });
   const summary = h("p.muted.runs-summary", { "aria-live": "polite" });
+  // An error search reads a bounded number of runs per page (GET /job-runs `searched`).
+  const searchNote = h("p.notice.search-note", { hidden: true });
   const t = table({
     caption: "Runs",
     className: "history-table runs-table",
@@ -105,7 +111,9 @@ export async function renderRuns(ctx) {
     problem.hidden = true;
     let page;
     try {
-      page = await api.get(`/job-runs${api.query({ ...state.filters, limit: PAGE_SIZE, cursor: state.cursor })}`);
+      const pending = firstPage || api.get(pagePath());
+      firstPage = null;
+      page = await pending;
     } catch (err) {
       if (err.status === 401 || !ctx.current) return;
       problem.textContent = err.message;
@@ -127,6 +135,15 @@ export async function renderRuns(ctx) {
     const active = FILTERS.filter((k) => state.filters[k]).length;
     summary.textContent = `${page.runs.length ? `${page.runs.length} runs shown` : "No runs"}`
       + (active ? `, ${active} filter${active > 1 ? "s" : ""} on` : ", no filter");
+    const s = page.searched;
+    searchNote.hidden = !s;
+    if (s) {
+      fill(searchNote,
+        `The error search reads ${s.runs.toLocaleString("en")} runs a page; this page searched back to run #${s.last_id}`,
+        s.last_queued_at ? [" (queued ", when(s.last_queued_at, { absolute: true }), ")"] : null,
+        `. ${page.runs.length ? "Older matches may exist: " : "No match yet: "}`,
+        h("strong", "Older →"), " searches further back.");
+    }
   };
 
   /** A new URL (pushed: Back returns to the previous filters or page), then load. */
@@ -186,6 +203,6 @@ export async function renderRuns(ctx) {
     h("div.page-head", h("h1", "Runs"),
       h("p.lede", "Every run of every job, newest first. The filters and the page are kept in the address: "
         + "reload, Back and shared links show the same runs.")),
-    form, problem, summary, t.el, pagerEl);
+    form, problem, summary, searchNote, t.el, pagerEl);
   await load();
 }

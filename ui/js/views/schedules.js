@@ -590,8 +590,9 @@ export async function renderSchedule(ctx) {
     caption: "History",
     className: "history-table",
     columns: [
-      { label: "Batch" }, { label: "Trigger" }, { label: "Slot" }, { label: "Created" },
-      { label: "Status" }, { label: "Runs" }, { label: "Duration" }, { label: "Reason" },
+      { label: "Batch" }, { label: "Trigger" }, { label: "Slot", className: "col-wide" }, { label: "Created" },
+      { label: "Status" }, { label: "Runs", className: "col-wide" }, { label: "Duration" },
+      { label: "Reason", className: "col-wide" },
     ],
     empty: "No batches yet: the schedule has not fired and was not run by hand.",
   });

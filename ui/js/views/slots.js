@@ -30,6 +30,8 @@ const CAUSE_TEXT = {
 };
 const PRESETS = [["6h", 6], ["24h", 24], ["3d", 72], ["7d", 168]];
 const HOUR = 3600 * 1000;
+/** Alike quiet slots in a row shown as one expandable row from this many on. */
+const GROUP_MIN = 3;
 
 const offsetFormats = new Map();
 /** "GMT+2" for `date` in `timeZone` (the browser's own by default). */
@@ -59,7 +61,7 @@ export function nextSlotsSection(id) {
   const t = table({
     caption: "Next slots",
     className: "slots-table",
-    columns: [{ label: "#" }, { label: "UTC" }, { label: "Schedule's zone" }, { label: `Your time (${LOCAL_TZ})` },
+    columns: [{ label: "#", className: "col-index" }, { label: "UTC" }, { label: "Schedule's zone" }, { label: `Your time (${LOCAL_TZ})` },
       { label: "Daylight saving" }],
     empty: "No upcoming slots.",
   });
@@ -142,17 +144,64 @@ export function ledgerSection(ctx, id) {
   });
   let data = null;
 
+  const slotRow = (e) => t.row([
+    h("code", utcText(parseTime(e.slot))),
+    `${e.local.slice(0, 10)} ${e.local.slice(11, 16)}`,
+    fatePill(e),
+    h("div.ledger-detail", timing(e), e.reason ? h("span.ledger-reason", e.reason) : null),
+    e.batch_id ? batchLink(e.batch_id, `#${e.batch_id}`) : h("span.muted", "—"),
+  ], { dataset: { slot: e.slot, fate: e.fate, cause: e.cause || "" } });
+
+  /** One row for a run of alike quiet slots (newest first in `run`); a button shows them. */
+  const groupRows = (run) => {
+    const members = run.map((e) => {
+      const tr = slotRow(e);
+      tr.hidden = true;
+      tr.classList.add("ledger-member");
+      return tr;
+    });
+    const [newest, oldest] = [run[0], run[run.length - 1]];
+    const label = `${run.length} slots`;
+    const toggle = h("button.btn.btn-small.btn-secondary.ledger-expand", {
+      type: "button", "aria-expanded": "false",
+      "aria-label": `Show the ${label} from ${utcText(parseTime(oldest.slot))} to ${utcText(parseTime(newest.slot))} UTC`,
+    }, `▸ ${label}`);
+    toggle.addEventListener("click", () => {
+      const open = toggle.getAttribute("aria-expanded") !== "true";
+      toggle.setAttribute("aria-expanded", String(open));
+      toggle.textContent = `${open ? "▾" : "▸"} ${label}`;
+      for (const tr of members) tr.hidden = !open;
+    });
+    const span = (iso) => `${iso.slice(0, 10)} ${iso.slice(11, 16)}`;
+    const head = t.row([
+      h("div.ledger-range", toggle, h("code", `${utcText(parseTime(oldest.slot)).slice(0, 16)} – ${utcText(parseTime(newest.slot)).slice(0, 16)}`)),
+      `${span(oldest.local)} – ${span(newest.local)}`,
+      fatePill(newest),
+      h("div.ledger-detail", newest.fate === "succeeded"
+        ? h("span.on-time", `each fired on time and succeeded`)
+        : h("span.ledger-reason", newest.reason || CAUSE_TEXT[newest.cause] || "")),
+      h("span.muted", "—"),
+    ], { class: "ledger-group", dataset: { fate: newest.fate, cause: newest.cause || "", slots: String(run.length) } });
+    return [head, ...members];
+  };
+
   const show = () => {
     if (!data) return;
     const list = data.slots.slice().reverse().filter((e) => !win.problems
       || !["succeeded", "running", "not_yet_due", "due", "buffered"].includes(e.fate));
-    t.setRows(list.map((e) => t.row([
-      h("code", utcText(parseTime(e.slot))),
-      `${e.local.slice(0, 10)} ${e.local.slice(11, 16)}`,
-      fatePill(e),
-      h("div.ledger-detail", timing(e), e.reason ? h("span.ledger-reason", e.reason) : null),
-      e.batch_id ? batchLink(e.batch_id, `#${e.batch_id}`) : h("span.muted", "—"),
-    ], { dataset: { slot: e.slot, fate: e.fate, cause: e.cause || "" } })));
+    // Runs of alike quiet slots (on time and succeeded; skipped for one cause) become one
+    // row: a day of an every-5-minutes schedule is 288 rows, too long on a phone.
+    const quiet = (e) => (e.fate === "succeeded" && e.on_time) || e.fate === "skipped";
+    const kind = (e) => `${e.fate}|${e.cause || ""}`;
+    const rows = [];
+    for (let i = 0; i < list.length;) {
+      let j = i + 1;
+      if (quiet(list[i])) while (j < list.length && quiet(list[j]) && kind(list[j]) === kind(list[i])) j += 1;
+      if (j - i >= GROUP_MIN) rows.push(...groupRows(list.slice(i, j)));
+      else for (const e of list.slice(i, j)) rows.push(slotRow(e));
+      i = j;
+    }
+    t.setRows(rows);
   };
 
   const sync = () => {
