@@ -22,6 +22,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine
@@ -70,7 +71,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     pytest-xdist hands tests out in collection order; a three-minute test that starts
     last keeps one worker busy after the others have finished (the suite's tail). Started
-    first, it overlaps the short tests instead.
+    first, it overlaps the short tests instead (one per worker: tests/xdist_schedule.py).
     """
     items.sort(
         key=lambda item: (
@@ -78,6 +79,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.get_closest_marker("slow") is None,
         )
     )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from tests.xdist_schedule import make_scheduler
+
+    return make_scheduler(config, log)
 
 
 def pytest_terminal_summary(
