@@ -134,7 +134,8 @@ export async function renderRuns(ctx) {
     where.textContent = state.cursor ? `page ${state.trail.length + 1}` : "newest";
     const active = FILTERS.filter((k) => state.filters[k]).length;
     summary.textContent = `${page.runs.length ? `${page.runs.length} runs shown` : "No runs"}`
-      + (active ? `, ${active} filter${active > 1 ? "s" : ""} on` : ", no filter");
+      + (active ? `, ${active} filter${active > 1 ? "s" : ""} on` : ", no filter")
+      + (state.filters.from || state.filters.to ? "; newest queued first" : "");
     const s = page.searched;
     searchNote.hidden = !s;
     if (s) {
