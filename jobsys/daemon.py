@@ -155,7 +155,8 @@ class Daemon:
         self.hot = HotConnection(self.engine, keep=True)
         # (run id, pid) of runs started but not yet recorded: written with the next
         # outcomes, so starting runs costs no transaction of its own.
-        self._unwritten_pids: list[tuple[int, int]] = []
+        # A run that ends before its pid is written carries it in its outcome.
+        self._unwritten_pids: dict[int, int] = {}
         self._pids_since = 0.0  # monotonic: when the oldest of them was started
         # Maintenance (see _maintenance): alerts only with a webhook, retention unless 0.
         self.alerter: Alerter | None = None
@@ -529,11 +530,20 @@ class Daemon:
             return False
         return not (self._pausable and any(f.status != RunStatus.SUCCESS for f in self._ended))
 
+    def _due_pids(self) -> list[tuple[int, int]]:
+        """The pids not written yet, taken, once the oldest has waited PID_WRITE_S (a
+        run that ends sooner carries its own in its outcome)."""
+        if not self._unwritten_pids or self.clock.monotonic() - self._pids_since < PID_WRITE_S:
+            return []
+        pids = list(self._unwritten_pids.items())
+        self._unwritten_pids = {}
+        return pids
+
     def _record_ended(self) -> None:
         """Record this tick's outcomes (with the pids of runs started since the last
-        time), then settle their batches (``runs.finish_runs``)."""
+        time, if due), then settle their batches (``runs.finish_runs``)."""
         ended, self._ended = self._ended, []
-        pids, self._unwritten_pids = self._unwritten_pids, []
+        pids = self._due_pids()
         try:
             runs.finish_runs(
                 self.engine,
@@ -546,12 +556,12 @@ class Daemon:
             )
         except Exception:
             self._unrecorded = ended  # the children are gone; their outcomes are not
-            self._unwritten_pids = pids + self._unwritten_pids
+            self._unwritten_pids.update(pids)
             raise
 
     def _claim_and_start(self, free: int, now: datetime) -> int:
         ended, self._ended = self._ended, []
-        written, self._unwritten_pids = self._unwritten_pids, []
+        written = self._due_pids()
         try:
             claimed = runs.claim_runnable(
                 self.engine,
@@ -568,7 +578,7 @@ class Daemon:
         except Exception:
             # Recorded again next tick (harmless if this one got as far as committing).
             self._unrecorded = ended
-            self._unwritten_pids = written + self._unwritten_pids
+            self._unwritten_pids.update(written)
             raise
         assert self.executor is not None
         ready: list[RunSpec] = []
@@ -625,11 +635,12 @@ class Daemon:
                 self._selector.register(child, selectors.EVENT_READ, run.run_id)
         if pids and not self._unwritten_pids:
             self._pids_since = self.clock.monotonic()
-        self._unwritten_pids += pids
+        self._unwritten_pids.update(pids)
         return len(claimed)
 
     def _write_pids(self) -> None:
-        pids, self._unwritten_pids = self._unwritten_pids, []
+        pids = list(self._unwritten_pids.items())
+        self._unwritten_pids = {}
         try:
             runs.set_pids(self.engine, pids, hot=self.hot)
         except (DatabaseError, SQLAlchemyError) as exc:  # informative only: keep going
@@ -704,6 +715,7 @@ class Daemon:
                     exit_code=outcome.exit_code,
                     started_at=entry.started_at,
                     duration_ms=outcome.duration_ms,
+                    pid=self._unwritten_pids.pop(run_id, None),
                 )
             )
         if ended:

@@ -178,6 +178,39 @@ class _Stream:
         self.splitter = LineSplitter(limit)
 
 
+def _streams(msg_fd: int, out_fd: int, err_fd: int) -> dict[int, _Stream]:
+    return {
+        msg_fd: _Stream(msg_fd, None, _MAX_MESSAGE_BYTES),
+        out_fd: _Stream(out_fd, "INFO", MAX_LINE_BYTES),
+        err_fd: _Stream(err_fd, "ERROR", MAX_LINE_BYTES),
+    }
+
+
+class _WorkerChannels:
+    """A pool worker's pipes (read ends) and socket in one epoll, made once per worker
+    and lent to each of its runs' ``Child`` (so a run costs no fd and no epoll change);
+    closed with the worker (``PoolWorker.close``)."""
+
+    def __init__(self, worker: PoolWorker) -> None:
+        msg_fd, out_fd, err_fd = worker.pipes
+        self.streams = _streams(msg_fd, out_fd, err_fd)
+        self.sel = selectors.DefaultSelector()
+        for fd in (*self.streams, worker.fileno()):
+            self.sel.register(fd, selectors.EVENT_READ)
+        self.pipes = list(worker.pipes)
+
+    @property
+    def fds(self) -> list[int]:
+        return [self.sel.fileno()]
+
+    def close(self) -> None:
+        self.sel.close()
+        for fd in self.pipes:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.pipes = []
+
+
 class Child:
     """One running job process, seen from the daemon. Not thread-safe (nothing here is)."""
 
@@ -186,9 +219,9 @@ class Child:
         spec: RunSpec,
         pid: int,
         *,
-        msg_fd: int,
-        out_fd: int,
-        err_fd: int,
+        msg_fd: int = -1,
+        out_fd: int = -1,
+        err_fd: int = -1,
         started_at: datetime,
         start_mono: float,
         kill_grace_s: float,
@@ -227,31 +260,33 @@ class Child:
         self._outcome: Outcome | None = None
         self._msg_eof = False
         self._closed = False
-        self._streams: dict[int, _Stream] = {
-            msg_fd: _Stream(msg_fd, None, _MAX_MESSAGE_BYTES),
-            out_fd: _Stream(out_fd, "INFO", MAX_LINE_BYTES),
-            err_fd: _Stream(err_fd, "ERROR", MAX_LINE_BYTES),
-        }
-        self._sel = selectors.DefaultSelector()
+        self._released = False
         self._pidfd: int | None = None
-        if not via_server and worker is None:
-            # no pidfd (old kernel, not Linux): see next_deadline()
-            with contextlib.suppress(AttributeError, OSError):
-                self._pidfd = os.pidfd_open(pid)
-        for fd in self._streams:
-            self._sel.register(fd, selectors.EVENT_READ)
-        if self._pidfd is not None:
-            self._sel.register(self._pidfd, selectors.EVENT_READ)
-        # A run in a pool worker: the worker's socket tells of its death (the fork
-        # server's exit record); the run's own end is the "exit" record on the message
-        # pipe, then the pipe's end. ``on_end`` hands the worker back to the pool.
+        # A run in a pool worker: it borrows the worker's pipes and epoll (which also
+        # holds the worker's socket, on which the fork server reports its death); the
+        # run's end is the "exit" record on the message pipe. ``on_end`` hands the
+        # worker back to the pool when the child is closed.
         self._worker = worker
         self._on_end = on_end
         self._death: int | None = None  # the worker's wait status, if it died
         self._lost = False  # its socket ended without a status: the fork server is gone
         self._retire = False
         if worker is not None:
-            self._sel.register(worker.fileno(), selectors.EVENT_READ)
+            if worker.channels is None:
+                worker.channels = _WorkerChannels(worker)
+            self._streams: dict[int, _Stream] = worker.channels.streams
+            self._sel = worker.channels.sel
+        else:
+            self._streams = _streams(msg_fd, out_fd, err_fd)
+            self._sel = selectors.DefaultSelector()
+            for fd in self._streams:
+                self._sel.register(fd, selectors.EVENT_READ)
+            if not via_server:
+                # no pidfd (old kernel, not Linux): see next_deadline()
+                with contextlib.suppress(AttributeError, OSError):
+                    self._pidfd = os.pidfd_open(pid)
+            if self._pidfd is not None:
+                self._sel.register(self._pidfd, selectors.EVENT_READ)
         self._fd: int = self._sel.fileno()
 
     def __repr__(self) -> str:
@@ -319,7 +354,10 @@ class Child:
         self._pump(final=True)
         self._outcome = self._make_outcome()
         self._release()  # fileno() stays open (and never readable again) until close()
-        self._give_back_worker()
+        if self._worker is None:
+            self._give_back_worker()
+        # A pool worker goes back at close(): its epoll is this child's fileno() until
+        # the caller has unregistered it.
         return self._outcome
 
     def next_deadline(self) -> float | None:
@@ -389,8 +427,8 @@ class Child:
             pass
 
     def _pump(self, *, final: bool = False) -> None:
-        if not self._streams and (self._worker is None or self._outcome is not None):
-            return
+        if self._released or (not self._streams and self._worker is None):
+            return  # (a worker's pipes carry its next run once this one is released)
         if final:
             fds = list(self._streams)
         else:
@@ -440,13 +478,14 @@ class Child:
             self._take(stream, stream.splitter.finish())
         else:
             self._msg_eof = True
-            if self._via_server or (self._worker is not None and self._exit_status is not None):
+            if self._via_server:
                 # The end of the run: keep the pipe (at EOF, so readable) in the epoll
                 # until poll() returns the outcome. Closed here, a drain() that read the
                 # exit record after poll() would leave nothing to wake the loop again.
                 return
         self._sel.unregister(stream.fd)
-        os.close(stream.fd)
+        if self._worker is None:  # a worker's pipes (at their end: it died) go with it
+            os.close(stream.fd)
         del self._streams[stream.fd]
 
     def _take(self, stream: _Stream, lines: list[bytes]) -> None:
@@ -551,11 +590,11 @@ class Child:
         return True
 
     def _reap_worker(self, *, block: bool) -> bool:
-        """The run's end: its "exit" record and the message pipe's end; or the worker's
-        death (its status from the fork server, on the worker's socket)."""
+        """The run's end: its "exit" record; or the worker's death (its status from the
+        fork server, on the worker's socket)."""
         end = self._monotonic() + _SERVER_EXIT_WAIT_S
         while True:
-            if self._exit_status is not None and self._msg_eof:
+            if self._exit_status is not None:
                 status: int = self._exit_status
                 break
             if self._death is not None:
@@ -587,7 +626,7 @@ class Child:
             and not self._retire
             and not self._killed
             and self._exit_status is not None
-            and self._msg_eof
+            and not self._msg_eof  # its pipes ended: it is gone
         )
         try:
             on_end(worker, reusable)
@@ -619,25 +658,28 @@ class Child:
         return Outcome("FAILED", error, exit_code, duration_ms)
 
     def _release(self) -> None:
-        """Close the pipes and the pidfd, each unregistered first.
+        """Close the pipes and the pidfd, each unregistered first (a pool worker's stay
+        open for its next run: only a last line without its newline is taken).
 
         Forked children hold copies of these fds, so a close alone would not remove them
         from the epoll (epoll forgets an fd only when every copy is closed): the inner
         epoll would stay readable, and with it the daemon's selector.
         """
+        if self._released:
+            return
+        self._released = True
         for fd, stream in list(self._streams.items()):
             if stream.level is not None:  # a last line without its newline
                 self._take(stream, stream.splitter.finish())
-            self._sel.unregister(fd)
-            os.close(fd)
-        self._streams.clear()
+            if self._worker is None:
+                self._sel.unregister(fd)
+                os.close(fd)
+        if self._worker is None:
+            self._streams.clear()
         if self._pidfd is not None:
             self._sel.unregister(self._pidfd)
             os.close(self._pidfd)
             self._pidfd = None
-        if self._worker is not None:
-            with contextlib.suppress(KeyError, ValueError):
-                self._sel.unregister(self._worker.fileno())
 
     def close(self) -> None:
         """Close ``fileno()``: call it after unregistering the child from your selector.
@@ -655,9 +697,10 @@ class Child:
             self._pump(final=True)
             self._outcome = self._make_outcome()
         self._release()
-        self._give_back_worker()
-        self._sel.close()
         self._closed = True
+        self._give_back_worker()
+        if self._worker is None:
+            self._sel.close()
 
 
 class Executor:
@@ -774,43 +817,24 @@ class Executor:
         return got
 
     def _start_in_worker(self, spec: RunSpec) -> Child:
-        """Hand the run to an idle pool worker: its pipes are made here, their write ends
-        go with the spec (no answer to wait for)."""
+        """Hand the run to an idle pool worker: one packet with the spec (no answer to
+        wait for); the run's output comes on the worker's own pipes."""
         assert self._pool is not None
         data = spec.to_json()
         for attempt in range(3):
             worker = self._pool.acquire()
             started_at = self._now()
             start_mono = self._monotonic()
-            flags = os.O_NONBLOCK | os.O_CLOEXEC
-            fds: list[int] = []
             try:
-                for _ in range(3):
-                    fds.extend(os.pipe2(flags))
+                worker.hand(data)
             except OSError:
-                for fd in fds:
-                    os.close(fd)
-                self._pool.release(worker, reusable=True)
-                raise
-            msg_r, msg_w, out_r, out_w, err_r, err_w = fds
-            try:
-                worker.hand(data, [msg_w, out_w, err_w])
-            except OSError:
-                for fd in (msg_r, out_r, err_r):
-                    os.close(fd)
                 self._pool.release(worker, reusable=False)
                 if attempt == 2:
                     raise
                 continue
-            finally:
-                for fd in (msg_w, out_w, err_w):
-                    os.close(fd)
             return Child(
                 spec,
                 worker.pid,
-                msg_fd=msg_r,
-                out_fd=out_r,
-                err_fd=err_r,
                 started_at=started_at,
                 start_mono=start_mono,
                 kill_grace_s=self.kill_grace_s,

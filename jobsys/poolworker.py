@@ -1,20 +1,25 @@
 """A warm pool worker: a long-lived process that runs one run at a time (design 6.5).
 
 The fork server forks it (``forkserver``), so it starts with the application imported
-and without the daemon's database layer. It then loops over the runs the daemon hands
-it on its control socket (``SOCK_SEQPACKET``): one packet per run, the run's ``RunSpec``
-as JSON with three fds attached (``SCM_RIGHTS``): the write ends of that run's message,
-stdout and stderr pipes. For each run it:
+and without the daemon's database layer. It makes three pipes (messages, stdout,
+stderr) for its whole life and sends their read ends to the daemon with its ``ready``
+message on its control socket (``SOCK_SEQPACKET``, ``SCM_RIGHTS``). It then loops over
+the runs the daemon hands it on that socket: one packet per run, the run's ``RunSpec``
+as JSON. For each run it:
 
 1. puts the stdout/stderr pipes on fds 1 and 2 and runs the job exactly as a forked
    process does (``runtime``: the same ``ctx``, log capture, cancel flag, keep-alive
-   watchdog and ``done`` message);
+   watchdog and ``done`` message, on the message pipe);
 2. kills every process the run left behind (the worker is a child subreaper, so
    orphans come back to it; see ``forking.kill_descendants``);
 3. restores what a job commonly changes and the next run must not inherit (see
    ``Baseline``);
 4. writes ``{"k": "exit", "w": <wait status>}`` (and ``{"k": "retire"}`` when it will
-   not take another run) and closes the run's fds: the daemon sees the pipes' end.
+   not take another run) on the message pipe, and points fds 1 and 2 back at
+   /dev/null. Everything the run and its processes wrote to stdout/stderr is in those
+   pipes by then (its processes are gone), so the daemon, once it reads ``exit``,
+   reads them to their end and the run's output is complete; the next run is handed
+   only after that.
 
 It retires (exits 0 after the run) after ``max_runs`` runs, when its resident memory
 passes ``max_rss`` bytes, when a thread the job started is still running, or when it
@@ -195,26 +200,31 @@ def worker_main(
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115
         watchdog = Watchdog(keepalive)
         watchdog.start()  # signals still blocked: the thread never takes the run's
+        # The run's channels, for the worker's life: write ends here, read ends to the
+        # daemon (close-on-exec: a job's subprocess gets only fds 1 and 2).
+        ends = [os.pipe2(os.O_CLOEXEC) for _ in range(3)]
+        pipes = (ends[0][1], ends[1][1], ends[2][1])
         baseline = Baseline()
         sig.pthread_sigmask(signal.SIG_SETMASK, ())
-        ctl.send(json.dumps({"k": "ready", "pid": os.getpid()}).encode())
+        ready = json.dumps({"k": "ready", "pid": os.getpid()}).encode()
+        socket.send_fds(ctl, [ready], [r for r, _ in ends])
+        for r, _ in ends:
+            os.close(r)
         runs = 0
         while True:
             data, fds, _flags, _addr = socket.recv_fds(ctl, _MAX_PACKET, 3)
+            for fd in fds:  # none expected
+                os.close(fd)
             if not data:  # the daemon closed the socket (the pool is closing)
                 code = 0
                 break
-            if len(fds) != 3:
-                for fd in fds:
-                    os.close(fd)
-                continue
             runs += 1
-            exit_code, why = _one_run(app, data, fds, watchdog, baseline)
+            exit_code, why = _one_run(app, data, pipes, watchdog, baseline)
             if why is None and runs >= max_runs:
                 why = f"recycled after {runs} runs"
             if why is None and max_rss and (rss := _rss()) > max_rss:
                 why = f"recycled: RSS {rss >> 20} MB over {max_rss >> 20} MB"
-            _end_run(fds[0], exit_code, why)
+            _end_run(pipes[0], exit_code, why)
             if why is not None:
                 code = 0
                 break
@@ -223,17 +233,17 @@ def worker_main(
 
 
 def _one_run(
-    app: App, data: bytes, fds: list[int], watchdog: Watchdog, baseline: Baseline
+    app: App,
+    data: bytes,
+    pipes: tuple[int, int, int],
+    watchdog: Watchdog,
+    baseline: Baseline,
 ) -> tuple[int, str | None]:
-    """Run one job on the received pipes: the exit code it stands for, and why the
+    """Run one job on the worker's pipes: the exit code it stands for, and why the
     worker must retire after it, if it must."""
-    msg_w, out_w, err_w = fds
-    for fd in fds:
-        os.set_blocking(fd, True)  # the daemon made them non-blocking for its read ends
+    msg_w, out_w, err_w = pipes
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)
-    os.close(out_w)
-    os.close(err_w)
     channel: _Channel | None = None
     code = EXIT_SETUP_FAILED
     try:
@@ -265,8 +275,9 @@ def _one_run(
 
 
 def _end_run(msg_w: int, code: int, why: str | None) -> None:
-    """Report the run's end (and the retirement), then let go of the run's fds: the
-    daemon sees the end of all three pipes."""
+    """Report the run's end (and the retirement) on the message pipe: everything the
+    run wrote is in the pipes before it. Then fds 1 and 2 go back to /dev/null (the
+    pipes stay open for the next run)."""
     message = b'\n{"k": "exit", "w": %d}\n' % (code << 8)
     if why is not None:
         message += b"%s\n" % json.dumps({"k": "retire", "why": why}).encode()
@@ -278,4 +289,3 @@ def _end_run(msg_w: int, code: int, why: str | None) -> None:
     os.dup2(null, 1)
     os.dup2(null, 2)
     os.close(null)
-    os.close(msg_w)

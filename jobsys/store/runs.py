@@ -415,6 +415,8 @@ def _finish_runs_sql(count: int) -> str:
     value) pairs; then the run ids and the worker id."""
     sets = ", ".join(
         f"{column} = CASE id {' '.join(['WHEN ? THEN ?'] * count)} END"
+        if column != "pid"
+        else f"pid = COALESCE(CASE id {' '.join(['WHEN ? THEN ?'] * count)} END, pid)"
         for column in _FINISH_COLUMNS
     )
     return (
@@ -423,7 +425,15 @@ def _finish_runs_sql(count: int) -> str:
     )
 
 
-_FINISH_COLUMNS = ("status", "error", "exit_code", "finished_at", "duration_ms", "updated_at")
+_FINISH_COLUMNS = (
+    "status",
+    "error",
+    "exit_code",
+    "finished_at",
+    "duration_ms",
+    "updated_at",
+    "pid",
+)
 
 
 @functools.lru_cache(maxsize=64)
@@ -540,6 +550,8 @@ class Finished:
     #: ``started_at`` it gives the end instant, so an outcome written late (the database
     #: was down when the run ended) keeps its true end and duration.
     duration_ms: int | None = None
+    #: The run's process, when not recorded yet (written with the outcome).
+    pid: int | None = None
 
     def ended_at(self, now: datetime) -> datetime:
         if self.started_at is None or self.duration_ms is None:
@@ -549,7 +561,8 @@ class Finished:
 
 _FINISH_RUN = (
     "UPDATE job_run SET status = ?, error = ?, exit_code = ?, finished_at = ?,"
-    " duration_ms = ?, updated_at = ? WHERE id = ? AND status = 'RUNNING' AND worker_id = ?"
+    " duration_ms = ?, updated_at = ?, pid = COALESCE(?, pid)"
+    " WHERE id = ? AND status = 'RUNNING' AND worker_id = ?"
 )
 _SET_PID = "UPDATE job_run SET pid = ? WHERE id = ?"
 
@@ -666,15 +679,15 @@ def _record_outcomes(
             )
             at = ts(ended)
             error = None if o.status == RunStatus.SUCCESS else o.error  # models.ERROR_STATUSES
-            rows.append((str(o.status), error, o.exit_code, at, duration, at, o.run_id))
+            rows.append((str(o.status), error, o.exit_code, at, duration, at, o.pid, o.run_id))
         if len(rows) == 1:
             recorded = tx.execute(_FINISH_RUN, (*rows[0], worker_id))
         else:  # one statement (one round trip on MySQL, where executemany sends each)
             args: list[Any] = []
             for column in range(len(_FINISH_COLUMNS)):
                 for row in rows:
-                    args += (row[6], row[column])
-            args += [row[6] for row in rows]
+                    args += (row[-1], row[column])
+            args += [row[-1] for row in rows]
             args.append(worker_id)
             recorded = tx.execute(_finish_runs_sql(len(rows)), args)
         failed = [o.run_id for o in outcomes if o.status == RunStatus.FAILED]

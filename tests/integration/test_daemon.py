@@ -14,7 +14,7 @@ from jobsys.clock import FakeClock
 from jobsys.definitions import App
 from jobsys.manual import create_manual_batch
 from jobsys.store.db import session
-from jobsys.store.models import RunStatus, WorkerInstance
+from jobsys.store.models import JobRun, RunStatus, WorkerInstance
 from jobsys.store.queries import get_run
 from jobsys.store.schedules import set_enabled
 from tests.daemon_helpers import (
@@ -212,6 +212,20 @@ def test_a_job_never_runs_twice_at_once(engine: Engine) -> None:
     a, b = get_run(engine, first.run_ids[0]), get_run(engine, second.run_ids[0])
     assert a["status"] == b["status"] == "SUCCESS"
     assert b["started_at"] >= a["finished_at"]
+
+
+def test_every_run_records_its_process_also_one_that_ended_at_once(engine: Engine) -> None:
+    """A run's pid is written with its outcome when it ended before the pid was written
+    on its own (a no-op job in a warm worker ends within a tick)."""
+    app = make_app()
+    clock = FakeClock(utc("2027-01-01T10:00:00"))  # monotonic time stands still
+    daemon = make_daemon(engine, app, clock)
+    created = create_manual_batch(engine, app, mode="GROUP", group="g", now=clock.now(), actor="t")
+    settle(daemon)
+    with session(engine) as s:
+        rows = [s.get(JobRun, run_id) for run_id in created.run_ids]
+    assert [r.status if r else None for r in rows] == ["SUCCESS"] * len(created.run_ids)
+    assert all(r is not None and r.pid and r.pid > 0 for r in rows), [r and r.pid for r in rows]
 
 
 def test_failure_skips_dependents_and_fails_the_batch(engine: Engine) -> None:

@@ -5,6 +5,7 @@ however many times it is asked for."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
@@ -90,9 +91,10 @@ def test_outcomes_claims_and_settling_share_one_transaction(engine: Engine) -> N
 
     before = hot.statements
     finished = [outcome(engine, rid, "SUCCESS") for rid in ids]
+    finished[1] = replace(finished[1], pid=4343)  # a pid not written yet rides along
     assert claim(engine, hot, queue, finished=finished, pids=[(ids[0], 4242)]) == []
-    # Outcomes, mutexes, the pid, and three batches with their schedules settled, each
-    # kind in one statement (MySQL also locks the batch rows first).
+    # Outcomes, mutexes, the pid of a run still running, and three batches with their
+    # schedules settled, each kind in one statement (MySQL also locks the batch rows).
     assert hot.statements - before <= 7
     assert state(engine) == {sid: ("SUCCESS", "SUCCESS", 0, 0, None) for sid in SCHEDULES}
     with engine.connect() as conn:
@@ -104,7 +106,7 @@ def test_outcomes_claims_and_settling_share_one_transaction(engine: Engine) -> N
         times = conn.execute(select(col(JobBatch.finished_at), col(JobBatch.duration_ms))).all()
     assert [tuple(r) for r in rows] == [
         ("SUCCESS", 4242, 5),
-        ("SUCCESS", None, 5),
+        ("SUCCESS", 4343, 5),
         ("SUCCESS", None, 5),
     ]
     assert all(at is not None and ms is not None for at, ms in times)

@@ -236,6 +236,25 @@ def leaves_session(ctx: Any) -> None:
 
 
 @app.job(group="t")
+def leaves_talker(ctx: Any) -> None:
+    """A subprocess in its own session that keeps writing to the run's stdout."""
+    subprocess.Popen(
+        ["sh", "-c", "while :; do echo talker; done"], start_new_session=True, stdin=-3
+    )
+    time.sleep(0.2)
+
+
+@app.job(group="t")
+def raw_partial(ctx: Any) -> None:
+    os.write(1, b"raw partial")
+
+
+@app.job(group="t")
+def raw_line(ctx: Any) -> None:
+    os.write(1, b"next\n")
+
+
+@app.job(group="t")
 def leaves_thread(ctx: Any) -> None:
     import threading
 
@@ -939,6 +958,22 @@ def test_a_worker_restores_what_a_job_changed_before_the_next_run(
     assert json.loads(after.messages()[0]) == json.loads(before.messages()[0])
     assert json.loads(after.messages()[0])["env"] is None
     assert "JOBSYS_TEST_LEFT_BEHIND" not in os.environ  # nor did it reach this process
+
+
+def test_a_runs_output_never_reaches_the_next_run_in_the_same_worker(
+    pool_of_one: Executor,
+) -> None:
+    """A worker's pipes serve all its runs: what a run (and the processes it left, killed
+    when it ends) wrote is all its own, a last line without newline included."""
+    pid, first = run_pid(pool_of_one, spec("leaves_talker"))
+    assert first.outcome.status == "SUCCESS", first.text()
+    assert "talker" in first.messages("INFO")
+    same, partial = run_pid(pool_of_one, spec("raw_partial"))
+    assert partial.messages() == ["raw partial"], partial.text()
+    for _ in range(3):
+        same, second = run_pid(pool_of_one, spec("raw_line"))
+        assert same == pid, "one worker ran every run"
+        assert second.messages() == ["next"], second.text()
 
 
 @pytest.mark.parametrize("job", ["exit7", "segv", "oom"])
