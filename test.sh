@@ -21,6 +21,10 @@ if [[ ! -f "$stamp" ]]; then
     touch "$stamp"
 fi
 
+# Bytecode caching on (if the environment turned it off): pytest's workers and the
+# hundreds of jobsys processes the tests start would each compile the same modules again.
+unset PYTHONDONTWRITEBYTECODE
+
 if [[ -z "${JOBSYS_TEST_MYSQL_URL:-}" ]]; then
     echo "note: JOBSYS_TEST_MYSQL_URL is not set: MariaDB tests will be skipped" >&2
 fi
