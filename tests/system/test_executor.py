@@ -677,7 +677,10 @@ def test_many_concurrent_runs(executor: Executor) -> None:
 def test_throughput_of_noop_runs(executor: Executor, concurrency: int) -> None:
     n = 200
     t0 = time.perf_counter()
-    done = run_loop(executor, (spec("noop", run_id=i) for i in range(n)), concurrency=concurrency)
+    # A few seconds on a quiet machine; the limit only stops a hang (run_loop's 20 s
+    # default was passed twice with the machine's load average at 13).
+    specs = (spec("noop", run_id=i) for i in range(n))
+    done = run_loop(executor, specs, concurrency=concurrency, limit=60.0)
     elapsed = time.perf_counter() - t0
     assert len(done) == n
     assert {fin.outcome.status for fin in done.values()} == {"SUCCESS"}
