@@ -62,18 +62,23 @@ def _env(db_url: str, **extra: str) -> dict[str, str]:
 
 
 def create_account(db_url: str, email: str, role: str, password: str = PASSWORD) -> None:
-    """``jobsys admin create EMAIL --role ROLE --password-stdin``."""
-    args = ["admin", "create", email, "--role", role, "--password-stdin"]
-    done = subprocess.run(
-        [sys.executable, "-m", "jobsys", *args],
-        input=password + "\n",
-        env=_env(db_url),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, f"admin create {email}: {done.stdout}{done.stderr}"
+    """The account ``jobsys admin create EMAIL --role ROLE`` makes, made in this process
+    by the store function that command calls (a CLI process costs a second of CPU per
+    account; tests/system/test_users_cli.py and test_web_process.py test the command)."""
+    from jobsys.clock import SystemClock
+    from jobsys.store.users import create_user
+
+    engine = make_engine(db_url, pool_size=1)
+    try:
+        create_user(engine, email, password, role, now=SystemClock().now())
+    finally:
+        engine.dispose()
+
+
+def create_accounts(db_url: str) -> None:
+    """The admin (``ADMIN``) and the viewer (``VIEWER``), both with ``PASSWORD``."""
+    for email, role in ((ADMIN, "admin"), (VIEWER, "viewer")):
+        create_account(db_url, email, role)
 
 
 def _healthy(url: str) -> bool:
@@ -147,17 +152,14 @@ class Jobsys:
 
 @contextlib.contextmanager
 def running_jobsys(db_url: str, tmp_path: Path, **extra: str) -> Iterator[Jobsys]:
-    """Start web and daemon (in parallel) and create the two accounts with the CLI."""
+    """Start web and daemon (in parallel) with the two accounts (``create_accounts``)."""
     engine = make_engine(db_url, pool_size=2)
     env = {"UI_APP_SLEEP": "1.5", **extra}
     try:
         with contextlib.ExitStack() as stack:
-            # The accounts are created (CLI, argon2) while web and daemon start.
-            pool = stack.enter_context(ThreadPoolExecutor(max_workers=2))
-            creating = [
-                pool.submit(create_account, db_url, email, role)
-                for email, role in ((ADMIN, "admin"), (VIEWER, "viewer"))
-            ]
+            # The accounts are created (argon2) while web and daemon start.
+            pool = stack.enter_context(ThreadPoolExecutor(max_workers=1))
+            creating = pool.submit(create_accounts, db_url)
             web = stack.enter_context(web_process(db_url, tmp_path, **env))
             daemon = stack.enter_context(
                 daemon_process(
@@ -169,8 +171,7 @@ def running_jobsys(db_url: str, tmp_path: Path, **extra: str) -> Iterator[Jobsys
                     **env,
                 )
             )
-            for future in creating:
-                future.result(timeout=60)
+            creating.result(timeout=60)
             yield Jobsys(web.url, db_url, engine, web, daemon)
     finally:
         engine.dispose()
@@ -217,6 +218,7 @@ __all__ = [
     "VIEWER",
     "Jobsys",
     "create_account",
+    "create_accounts",
     "free_port",
     "launch_chromium",
     "login",

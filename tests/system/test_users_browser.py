@@ -3,7 +3,7 @@
 admin and as a viewer, at 1280 and 375 px.
 
 Each test starts its own web process on a fresh SQLite database with an admin and a
-viewer made by ``jobsys admin create``; screenshots go to ``test-output/screenshots/``.
+viewer made as ``jobsys admin create`` makes them; screenshots go to ``test-output/screenshots/``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from tests.ui_helpers import (
     PASSWORD,
     VIEWER,
     WebProcess,
-    create_account,
+    create_accounts,
     screenshot,
     web_process,
 )
@@ -62,12 +61,7 @@ class Site:
 @pytest.fixture
 def site(sqlite_url: str, tmp_path: Path) -> Iterator[Site]:
     """``jobsys web`` (no daemon: the page needs none) with an admin and a viewer."""
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        for future in [
-            pool.submit(create_account, sqlite_url, email, role)
-            for email, role in ((ADMIN, "admin"), (VIEWER, "viewer"))
-        ]:
-            future.result(timeout=60)
+    create_accounts(sqlite_url)
     engine = make_engine(sqlite_url, pool_size=2)
     try:
         with web_process(sqlite_url, tmp_path) as web:
