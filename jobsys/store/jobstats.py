@@ -17,8 +17,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col
 
 from jobsys.clock import utc
-from jobsys.store.models import JobRun, RunStatus
-from jobsys.store.rows import RunSummary, field_names
+from jobsys.store.models import JobDefinition, JobRun, RunStatus
+from jobsys.store.rows import JobActivity, RunSummary, field_names
 
 #: Runs in a job page's status strip, and finished runs in its durations chart.
 RECENT_RUNS = 50
@@ -41,6 +41,8 @@ class JobHistory:
     durations: list[DurationPoint]  # oldest first
     #: finished runs per status since each of the instants asked for
     counts: dict[datetime, dict[str, int]]
+    #: its newest run, the run holding its mutex, its queued and running runs
+    activity: JobActivity
 
 
 def job_history(
@@ -53,6 +55,9 @@ def job_history(
 ) -> JobHistory:
     by_job = col(JobRun.job_name) == name
     finished = (RunStatus.SUCCESS.value, RunStatus.FAILED.value)
+    active = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
+    # One connection for the whole page: what queries.job_activity reads for the jobs
+    # list, for this job only (its newest run is the first of ``recent``).
     with engine.connect() as conn:
         rows = conn.execute(
             select(*(getattr(JobRun, k) for k in _SUMMARY))
@@ -60,6 +65,17 @@ def job_history(
             .order_by(col(JobRun.id).desc())
             .limit(recent)
         ).all()
+        holder = conn.execute(
+            select(col(JobDefinition.running_run_id)).where(col(JobDefinition.name) == name)
+        ).scalar()
+        now_active = {
+            str(status): int(n)
+            for status, n in conn.execute(
+                select(col(JobRun.status), func.count())
+                .where(by_job, col(JobRun.status).in_(active))
+                .group_by(col(JobRun.status))
+            )
+        }
         points = conn.execute(
             select(
                 col(JobRun.id), col(JobRun.finished_at), col(JobRun.duration_ms), col(JobRun.status)
@@ -91,8 +107,9 @@ def job_history(
                     .group_by(by_status)
                 )
             }
+    summaries = [RunSummary(*r) for r in rows]
     return JobHistory(
-        recent=[RunSummary(*r) for r in rows],
+        recent=summaries,
         durations=[
             DurationPoint(int(i), utc(at), int(ms), status)
             for i, at, ms, status in reversed(points)
@@ -101,4 +118,9 @@ def job_history(
             and ms is not None  # the query excludes them; for the types
         ],
         counts=counts,
+        activity=JobActivity(
+            summaries[0] if summaries else None,
+            None if holder is None else int(holder),
+            now_active,
+        ),
     )

@@ -334,9 +334,8 @@ def get_job(ctx: WebContext, call: Call) -> Response:
         raise not_found(f"unknown job {name!r}")
     now = ctx.clock.now()
     since = {label: now - span for label, span in SUCCESS_WINDOWS.items()}
-    activity = job_activity(ctx.engine, [name])[name]
     history = job_history(ctx.engine, name, since=list(since.values()))
-    return _json(views.job_page(ctx.app, name, activity, history, since))
+    return _json(views.job_page(ctx.app, name, history.activity, history, since))
 
 
 def run_job(ctx: WebContext, call: Call) -> Response:

@@ -247,6 +247,10 @@ def test_job_page_neighbours_runs_durations_and_success_rates(web: Web) -> None:
         "SUCCESS",
         "FAILED",
     ]
+    assert page["last_run"]["status"] == "QUEUED" and page["last_run"]["id"] == max(
+        r["id"] for r in page["recent_runs"]
+    )
+    assert page["active"] == {"QUEUED": 1} and page["running_run_id"] is None
     assert len(page["durations"]) == 5  # finished only, oldest first
     assert [d["run_id"] for d in page["durations"]] == sorted(
         d["run_id"] for d in page["durations"]
