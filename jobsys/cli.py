@@ -589,8 +589,9 @@ def cmd_daemon(ctx: Context) -> int:
         from jobsys.daemon import Daemon
         from jobsys.store.db import make_engine
 
-        # The daemon retries a failed tick, so its own engine skips the pre-ping.
-        engine = make_engine(settings.database_url, pre_ping=False)
+        # The daemon retries a failed tick, so its own engine skips the pre-ping; its hot
+        # path sends several statements per round trip on MySQL.
+        engine = make_engine(settings.database_url, pre_ping=False, multi_statements=True)
 
         daemon = Daemon(
             engine=engine, app=app, settings=settings, clock=SystemClock(), executor=executor

@@ -248,8 +248,9 @@ def mysql_url(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:
-    """An engine on ``db_url``; disposed (connections closed) after the test."""
-    eng = make_engine(db_url)
+    """An engine on ``db_url``; disposed (connections closed) after the test. As the
+    daemon's, its MySQL connections carry several statements per query (packets)."""
+    eng = make_engine(db_url, multi_statements=True)
     try:
         yield eng
     finally:

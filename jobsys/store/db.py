@@ -107,7 +107,12 @@ class MissingDatabase(ConfigError):
 
 
 def make_engine(
-    url: str, *, pool_size: int = 5, pre_ping: bool = True, create: bool = True
+    url: str,
+    *,
+    pool_size: int = 5,
+    pre_ping: bool = True,
+    create: bool = True,
+    multi_statements: bool = False,
 ) -> Engine:
     """An engine for ``url`` (any form ``normalize_url`` accepts), tuned for jobsys.
 
@@ -118,10 +123,19 @@ def make_engine(
     ``pre_ping=False`` (the daemon) saves a round trip per checkout on MySQL; a
     connection the server dropped then fails one statement, SQLAlchemy discards the
     pool, and the caller's retry gets a fresh connection.
+
+    ``multi_statements=True`` (the daemon) lets MySQL connections carry several
+    statements per query, so the daemon's hot path sends a transaction's statements in
+    few round trips (``jobsys.store.hotpath``). Off elsewhere: every statement jobsys
+    sends binds its values, but a server that refuses stacked statements is one more
+    wall should that ever change, and the web faces the network.
     """
     parsed = make_url(normalize_url(url))
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed, pool_size, create)
+    if multi_statements:
+        # SQLAlchemy ORs this with the FOUND_ROWS flag it needs for rowcounts.
+        parsed = parsed.update_query_dict({"client_flag": str(MYSQL_MULTI_STATEMENTS)})
     return _mysql_engine(parsed, pool_size, pre_ping)
 
 
@@ -175,6 +189,10 @@ def _mysql_engine(url: URL, pool_size: int, pre_ping: bool) -> Engine:
             "init_command": "SET time_zone = '+00:00'",
         },
     )
+
+
+#: PyMySQL's ``CLIENT.MULTI_STATEMENTS`` (see ``make_engine``).
+MYSQL_MULTI_STATEMENTS = 1 << 16
 
 
 def make_autocommit_engine(url: str) -> Engine:

@@ -29,6 +29,7 @@ from jobsys.clock import iso_utc
 from jobsys.scheduler import DuePlan, ScheduleTiming, jitter_offset, plan_due
 from jobsys.store.batches import insert_batch, run_rows
 from jobsys.store.db import connect, database_errors, write_engine
+from jobsys.store.hotpath import marks, tx_in
 from jobsys.store.overlap import cancel_batch_in
 from jobsys.store.tables import JobBatch, JobRun, JobSchedule, WorkerInstance, col
 from jobsys.store.types import BatchPlan
@@ -176,27 +177,22 @@ def _split(
     return fast, slow
 
 
+# Plain SQL (``jobsys.store.hotpath``): one per due schedule, so SQLAlchemy's cost per
+# statement counted, and on MySQL a chunk's claims travel in one packet.
 _CLAIM_SLOT = (
-    update(JobSchedule)
-    .where(
-        col(JobSchedule.id) == bindparam("b_sid"),
-        col(JobSchedule.next_run_at) == bindparam("b_slot"),
-        col(JobSchedule.enabled).is_(True),
-    )
-    .values(
-        next_run_at=bindparam("b_next"),
-        last_run_at=bindparam("b_now"),
-        last_run_status=RunStatus.QUEUED,
-        run_count=col(JobSchedule.run_count) + 1,
-        locked_by=bindparam("b_worker_id"),
-        updated_at=bindparam("b_now"),
-    )
+    "UPDATE job_schedule SET next_run_at = ?, last_run_at = ?, last_run_status = 'QUEUED',"
+    " run_count = run_count + 1, locked_by = ?, updated_at = ?"
+    " WHERE id = ? AND next_run_at = ? AND enabled = 1"
 )
-_SET_LAST_BATCH = (
-    update(JobSchedule)
-    .where(col(JobSchedule.id) == bindparam("b_sid"))
-    .values(last_batch_id=bindparam("b_batch_id"))
-)
+
+
+@functools.lru_cache(maxsize=16)
+def _set_last_batches_sql(count: int) -> str:
+    """Each schedule's new batch in one UPDATE: (schedule id, batch id) pairs, the ids."""
+    cases = " ".join(["WHEN ? THEN ?"] * count)
+    return (
+        f"UPDATE job_schedule SET last_batch_id = CASE id {cases} END WHERE id IN ({marks(count)})"
+    )
 
 
 def _fire_many(
@@ -224,30 +220,34 @@ def _fire_many(
             )
             if bid is not None
         }
-    won: list[tuple[Any, DuePlan, BatchPlan]] = []
+    tx = tx_in(conn)
+    ts = tx.hot.ts
+    at = ts(now)
+    tried: list[tuple[Any, DuePlan, BatchPlan]] = []
+    claims: list[tuple[str, tuple[Any, ...]]] = []
     for row, plan, batch in due:
         if row.last_batch_id in running and _checks_overlap(row):
             deferred.append(row.id)
             continue
-        claimed = conn.execute(
-            _CLAIM_SLOT,
-            {
-                "b_sid": row.id,
-                "b_slot": row.next_run_at,
-                "b_next": plan.next_run_at,
-                "b_now": now,
-                "b_worker_id": worker_id,
-            },
+        tried.append((row, plan, batch))
+        claims.append(
+            (_CLAIM_SLOT, (ts(plan.next_run_at), at, worker_id, at, row.id, ts(row.next_run_at)))
         )
-        if claimed.rowcount == 1:
-            won.append((row, plan, batch))
+    # Each claim its own conditional UPDATE (rowcount 1: this daemon won the slot).
+    try:
+        counts = tx.each(claims) if claims else []
+    finally:
+        tx.cursor.close()  # the rest is Core (the last statement below: its own cursor)
+    won = [one for one, count in zip(tried, counts, strict=True) if count == 1]
     if not won:
         return fired, deferred
     batch_ids = _insert_batches(conn, won, worker_id=worker_id, now=now)
     run_ids = _insert_runs(conn, won, batch_ids, now=now)
-    conn.execute(
-        _SET_LAST_BATCH,
-        [{"b_sid": row.id, "b_batch_id": batch_ids[row.id]} for row, _, _ in won],
+    pairs: list[Any] = []
+    for row, _, _ in won:
+        pairs += (row.id, batch_ids[row.id])
+    conn.exec_driver_sql(
+        tx.hot.sql(_set_last_batches_sql(len(won))), (*pairs, *(row.id for row, _, _ in won))
     )
     for row, plan, _ in won:
         bid = batch_ids[row.id]

@@ -32,7 +32,7 @@ from jobsys.errors import DatabaseError
 from jobsys.retries import RetryPolicy, backoff_delay
 from jobsys.runspec import RunSpec
 from jobsys.store.db import database_errors, write_engine
-from jobsys.store.hotpath import CoreTx, HotConnection, Tx, marks
+from jobsys.store.hotpath import CoreTx, HotConnection, Pending, Tx, marks
 from jobsys.store.tables import JobBatch, JobDefinition, JobLog, JobRun, JobSchedule, col
 from jobsys.vocabulary import RunStatus, Trigger
 
@@ -444,9 +444,9 @@ def _set_pids_sql(count: int) -> str:
 
 def _set_pids(tx: Tx, pids: Sequence[tuple[int, int]]) -> None:
     if len(pids) == 1:
-        tx.execute(_SET_PID, (pids[0][1], pids[0][0]))
+        tx.defer(_SET_PID, (pids[0][1], pids[0][0]))
     elif pids:
-        tx.execute(
+        tx.defer(
             _set_pids_sql(len(pids)),
             (*(v for pair in pids for v in pair), *(run_id for run_id, _ in pids)),
         )
@@ -473,9 +473,13 @@ def _claim_round(
     One conditional UPDATE per mutex, on purpose: taking them all in one statement
     (``CASE name ...``, tried) let two daemons run one job at once on MariaDB under
     contention (tests/system/test_multi_daemon.py caught it)."""
+    ordered = sorted(candidates, key=lambda r: r.job_name)
+    # Each mutex its own conditional UPDATE, sent together (one round trip on MySQL,
+    # with the tick's deferred outcomes ahead of them).
+    taken_mutexes = conn.each([(_TAKE_MUTEX, (r.id, worker_id, r.job_name)) for r in ordered])
     won: list[Any] = []
-    for row in sorted(candidates, key=lambda r: r.job_name):
-        if conn.execute(_TAKE_MUTEX, (row.id, worker_id, row.job_name)) == 1:
+    for row, count in zip(ordered, taken_mutexes, strict=True):
+        if count == 1:
             won.append(row)
         else:
             keep.append(row)  # the job runs elsewhere: this run waits
@@ -517,9 +521,10 @@ def _mark_batches_running(conn: Tx, claimed: Sequence[RunSpec], started: Collect
     instants = {first[b] for b in ids}
     if len(instants) == 1:  # the common case: one claim round, one instant
         at = ts(instants.pop())
-        conn.execute(_start_batches_sql(len(ids)), (at, at, *ids))
+        conn.defer(_start_batches_sql(len(ids)), (at, at, *ids))
     else:
-        conn.executemany(_START_BATCH, [(ts(first[b]), ts(first[b]), b) for b in ids])
+        for b in ids:
+            conn.defer(_START_BATCH, (ts(first[b]), ts(first[b]), b))
 
 
 @functools.lru_cache(maxsize=64)
@@ -612,7 +617,7 @@ def finish_runs(
             recorded = _record_outcomes(tx, core, outcomes, pids, worker_id=worker_id, now=now)
             _settle_in(tx, done, now)
         settle_batches(engine, {b: True for b, c in cascade.items() if c}, now, hot=hot)
-    return max(0, recorded)
+    return max(0, recorded.rowcount)
 
 
 def _settle_in(tx: Tx, ids: list[int], now: datetime) -> None:
@@ -628,17 +633,23 @@ def _settle_in(tx: Tx, ids: list[int], now: datetime) -> None:
     if not ids:
         return
     if tx.hot.dialect == "mysql":
-        ids = [
-            int(b)
-            for (b,) in tx.rows(
-                f"SELECT id FROM job_batch WHERE id IN ({marks(len(ids))})"
-                " AND status IN ('QUEUED', 'RUNNING') ORDER BY id FOR UPDATE",
-                ids,
-            )
-        ]
-        if not ids:
-            return
-    _write_settled(tx, _read_done(tx, ids, now), exact=True)
+        # Lock, then read (in that order, one round trip with packets): the read only
+        # counts for the batches locked.
+        locked, counts = tx.query_each(
+            [
+                (
+                    f"SELECT id FROM job_batch WHERE id IN ({marks(len(ids))})"
+                    " AND status IN ('QUEUED', 'RUNNING') ORDER BY id FOR UPDATE",
+                    ids,
+                ),
+                (_read_done_sql(len(ids)), ids),
+            ]
+        )
+        mine = {int(b) for (b,) in locked}
+        done = _done_of(tx, [r for r in counts if int(r[0]) in mine], now)
+    else:
+        done = _read_done(tx, ids, now)
+    _write_settled(tx, done, exact=True)
 
 
 @contextlib.contextmanager
@@ -664,9 +675,11 @@ def _record_outcomes(
     *,
     worker_id: str,
     now: datetime,
-) -> int:
-    """``finish_runs``'s statements in ``tx``; returns how many outcomes were recorded."""
-    recorded = 0
+) -> Pending:
+    """``finish_runs``'s statements in ``tx``, deferred (they travel with the next
+    statement on MySQL); the result counts the outcomes recorded, once sent."""
+    recorded = Pending()
+    recorded.rowcount = 0
     if outcomes:
         ts = tx.hot.ts
         rows = []
@@ -681,7 +694,7 @@ def _record_outcomes(
             error = None if o.status == RunStatus.SUCCESS else o.error  # models.ERROR_STATUSES
             rows.append((str(o.status), error, o.exit_code, at, duration, at, o.pid, o.run_id))
         if len(rows) == 1:
-            recorded = tx.execute(_FINISH_RUN, (*rows[0], worker_id))
+            recorded = tx.defer(_FINISH_RUN, (*rows[0], worker_id))
         else:  # one statement (one round trip on MySQL, where executemany sends each)
             args: list[Any] = []
             for column in range(len(_FINISH_COLUMNS)):
@@ -689,13 +702,13 @@ def _record_outcomes(
                     args += (row[-1], row[column])
             args += [row[-1] for row in rows]
             args.append(worker_id)
-            recorded = tx.execute(_finish_runs_sql(len(rows)), args)
+            recorded = tx.defer(_finish_runs_sql(len(rows)), args)
         failed = [o.run_id for o in outcomes if o.status == RunStatus.FAILED]
         if failed:
             assert core is not None  # see _outcome_transaction
             _queue_retries(core, failed, worker_id)
         jobs = sorted({o.job_name for o in outcomes})
-        tx.execute(
+        tx.defer(
             _release_mutexes_sql(len(jobs), len(outcomes)),
             (*jobs, *(o.run_id for o in outcomes)),
         )
@@ -954,15 +967,24 @@ class _Done:
 def _read_done(tx: Tx, ids: list[int], now: datetime) -> list[_Done]:
     """Which of these batches have no active run left (each job's final attempt), with
     their outcome and duration, in one statement."""
-    counts: dict[int, dict[str, int]] = {}
-    info: dict[int, tuple[str | None, datetime]] = {}
-    for batch_id, status, n, schedule_id, created_at, started_at in tx.rows(
+    return _done_of(tx, tx.rows(_read_done_sql(len(ids)), ids), now)
+
+
+@functools.lru_cache(maxsize=64)
+def _read_done_sql(count: int) -> str:
+    return (
         "SELECT r.batch_id, r.status, COUNT(*), b.schedule_id, b.created_at, b.started_at"
         " FROM job_run r JOIN job_batch b ON b.id = r.batch_id"
-        f" WHERE r.batch_id IN ({marks(len(ids))}) AND r.next_attempt_id IS NULL"
-        " GROUP BY r.batch_id, r.status, b.schedule_id, b.created_at, b.started_at",
-        ids,
-    ):
+        f" WHERE r.batch_id IN ({marks(count)}) AND r.next_attempt_id IS NULL"
+        " GROUP BY r.batch_id, r.status, b.schedule_id, b.created_at, b.started_at"
+    )
+
+
+def _done_of(tx: Tx, rows: Sequence[tuple[Any, ...]], now: datetime) -> list[_Done]:
+    """``_read_done`` from the rows of its statement."""
+    counts: dict[int, dict[str, int]] = {}
+    info: dict[int, tuple[str | None, datetime]] = {}
+    for batch_id, status, n, schedule_id, created_at, started_at in rows:
         counts.setdefault(int(batch_id), {})[str(status)] = int(n)
         info[int(batch_id)] = (schedule_id, tx.hot.read_ts(started_at or created_at))
     at = tx.hot.ts(now)
@@ -989,7 +1011,13 @@ def _write_settled(
         return
     settled: list[_Done] = []
     args: list[Any] = []
-    if len(done) == 1 or one_by_one:
+    if exact and len(done) == 1:
+        # Under the caller's locks the batch is still active: the UPDATE matches, and
+        # its result is not needed (deferred: it travels with the COMMIT on MySQL).
+        d = done[0]
+        tx.defer(_SETTLE_BATCH_SQL, (d.outcome, d.at, d.at, d.duration_ms, d.batch_id))
+        settled = done
+    elif len(done) == 1 or one_by_one:
         for d in done:
             if tx.execute(_SETTLE_BATCH_SQL, (d.outcome, d.at, d.at, d.duration_ms, d.batch_id)):
                 settled.append(d)
@@ -999,7 +1027,9 @@ def _write_settled(
         for d in done:
             args += (d.batch_id, d.duration_ms)
         args += (done[0].at, done[0].at, *(d.batch_id for d in done))
-        if tx.execute(_settle_batches_sql(len(done)), args) != len(done) and not exact:
+        if exact:
+            tx.defer(_settle_batches_sql(len(done)), args)
+        elif tx.execute(_settle_batches_sql(len(done)), args) != len(done):
             raise _Contended
         settled = done
     scheduled = [d for d in settled if d.schedule_id is not None]
@@ -1013,13 +1043,17 @@ def _write_settled(
         for d in scheduled:
             args += (d.schedule_id, d.batch_id)
         args += (done[0].at, *(d.schedule_id for d in scheduled))
-        tx.execute(_settle_schedules_sql(len(scheduled)), args)
+        tx.defer(_settle_schedules_sql(len(scheduled)), args)
         return
     rows = []
     for d in scheduled:  # in order: one schedule's batches move its counters in turn
         one = 1 if d.outcome == RunStatus.FAILED else 0
         rows.append((one, one, d.batch_id, d.outcome, d.batch_id, d.at, d.schedule_id))
-    tx.executemany(_SETTLE_SCHEDULE_SQL, rows)
+    if tx.hot.packets:
+        for row in rows:
+            tx.defer(_SETTLE_SCHEDULE_SQL, row)
+    else:
+        tx.executemany(_SETTLE_SCHEDULE_SQL, rows)
 
 
 _SETTLE_BATCH_SQL = (

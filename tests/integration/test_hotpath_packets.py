@@ -1,0 +1,144 @@
+"""Packets on the daemon's hot path (issue 9 item 3): on MySQL a transaction's
+statements travel several per round trip, with the same results as one by one: each
+keeps its rowcount, they run in order, and a failing one rolls back the whole
+transaction, deferred statements included. SQLite (and MySQL without the option) runs
+each at once."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlmodel import col
+
+from jobsys.errors import DatabaseError
+from jobsys.store import runs
+from jobsys.store.db import make_engine
+from jobsys.store.hotpath import HotConnection
+from jobsys.store.models import JobDefinition, JobRun, JobSchedule
+from tests.integration.test_settle import SCHEDULES, claim, fire_three, outcome, state
+
+NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+_SET_DESC = "UPDATE job_definition SET description = ? WHERE name = ?"
+
+
+def _descriptions(engine: Engine) -> dict[str, str | None]:
+    with engine.connect() as conn:
+        return dict(
+            conn.execute(select(col(JobDefinition.name), col(JobDefinition.description))).all()
+        )
+
+
+def _two_jobs(engine: Engine) -> None:
+    with engine.begin() as conn:
+        for name in ("a", "b"):
+            conn.execute(
+                JobDefinition.__table__.insert().values(  # type: ignore[attr-defined]
+                    name=name, job_group=name, description="old", updated_at=NOW
+                )
+            )
+
+
+def test_packets_are_on_for_mysql_with_the_option_only(engine: Engine, db_url: str) -> None:
+    hot = HotConnection(engine)
+    with hot.transaction("test", write=False) as tx:
+        tx.rows("SELECT 1")
+    assert hot.packets is (engine.dialect.name == "mysql")
+    if engine.dialect.name == "mysql":
+        plain = make_engine(db_url)  # the web's engine: one statement per query
+        try:
+            other = HotConnection(plain)
+            with other.transaction("test", write=False) as tx:
+                tx.rows("SELECT 1")
+            assert other.packets is False
+        finally:
+            plain.dispose()
+
+
+def test_deferred_statements_ride_with_the_next_one_and_the_commit(engine: Engine) -> None:
+    _two_jobs(engine)
+    hot = HotConnection(engine)
+    with hot.transaction("test") as tx:
+        first = tx.defer(_SET_DESC, ("new a", "a"))
+        missing = tx.defer(_SET_DESC, ("x", "no such job"))
+        # A read sees what was deferred before it: they were sent first, in order.
+        (row,) = tx.rows("SELECT description FROM job_definition WHERE name = ?", ("a",))
+        assert row[0] == "new a"
+        assert (first.rowcount, missing.rowcount) == (1, 0)
+        last = tx.defer(_SET_DESC, ("new b", "b"))
+        assert tx.each([(_SET_DESC, ("again a", "a")), (_SET_DESC, ("y", "nope"))]) == [1, 0]
+    assert last.rowcount == 1
+    assert _descriptions(engine) == {"a": "again a", "b": "new b"}
+    if hot.packets:
+        # defer, defer, SELECT | defer, each x2 | COMMIT alone (nothing queued): 3 trips
+        assert (hot.statements, hot.round_trips) == (6, 3)
+    else:
+        assert hot.statements == 6
+
+
+def test_a_failing_statement_rolls_back_what_was_deferred_before_it(engine: Engine) -> None:
+    _two_jobs(engine)
+    hot = HotConnection(engine, keep=True)
+    with (
+        pytest.raises(DatabaseError, match="no_such_table"),
+        hot.transaction("cannot test in") as tx,
+    ):
+        tx.defer(_SET_DESC, ("lost", "a"))
+        tx.execute("UPDATE no_such_table SET x = 1")
+    assert _descriptions(engine) == {"a": "old", "b": "old"}
+    # The kept connection was replaced and works.
+    with hot.transaction("test") as tx:
+        tx.defer(_SET_DESC, ("kept", "b"))
+    assert _descriptions(engine) == {"a": "old", "b": "kept"}
+
+
+def test_a_tick_of_outcomes_and_claims_costs_few_round_trips(engine: Engine) -> None:
+    """Three outcomes (each settling its batch and schedule) and the claim that follows
+    them: on MySQL with packets, a handful of round trips whatever the number of runs."""
+    fire_three(engine)
+    hot, queue = HotConnection(engine), runs.RunQueue()
+    ids = claim(engine, hot, queue)
+    assert len(ids) == 3
+    trips = hot.round_trips
+    finished = [outcome(engine, rid, "SUCCESS") for rid in ids]
+    finished[0] = replace(finished[0], pid=77)
+    assert claim(engine, hot, queue, finished=finished) == []
+    assert state(engine) == {sid: ("SUCCESS", "SUCCESS", 0, 0, None) for sid in SCHEDULES}
+    with engine.connect() as conn:
+        pids = dict(conn.execute(select(col(JobRun.id), col(JobRun.pid))).all())
+        locks = conn.execute(select(col(JobDefinition.running_run_id))).scalars().all()
+        counts = conn.execute(select(col(JobSchedule.run_count))).scalars().all()
+    assert pids[ids[0]] == 77
+    assert set(locks) == {None}
+    assert sorted(counts) == [1, 1, 1]
+    if hot.packets:
+        # outcomes + batch locks and reads | settled batches and schedules + COMMIT
+        assert hot.round_trips - trips <= 3
+
+
+def test_firing_claims_each_slot_once_with_packets(engine: Engine) -> None:
+    """The chunk's claims travel together; a second firing at the same instant finds
+    nothing due (each claim moved its schedule's next run)."""
+    app = fire_three(engine)
+    from jobsys.planning import schedule_plans
+    from jobsys.store import firing
+
+    again, _ = firing.fire_due(
+        engine, schedule_plans(app), worker_id="w2", now=NOW + timedelta(seconds=1)
+    )
+    assert again == []
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                col(JobSchedule.id),
+                col(JobSchedule.next_run_at),
+                col(JobSchedule.locked_by),
+                col(JobSchedule.last_batch_id),
+            ).where(col(JobSchedule.id).in_(SCHEDULES))
+        ).all()
+    assert {r.locked_by for r in rows} == {"w1"}
+    assert all(r.last_batch_id is not None for r in rows)
+    assert {r.next_run_at.replace(tzinfo=UTC) for r in rows} == {NOW + timedelta(minutes=1)}
