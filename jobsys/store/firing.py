@@ -177,13 +177,31 @@ def _split(
     return fast, slow
 
 
-# Plain SQL (``jobsys.store.hotpath``): one per due schedule, so SQLAlchemy's cost per
-# statement counted, and on MySQL a chunk's claims travel in one packet.
-_CLAIM_SLOT = (
-    "UPDATE job_schedule SET next_run_at = ?, last_run_at = ?, last_run_status = 'QUEUED',"
-    " run_count = run_count + 1, locked_by = ?, updated_at = ?"
-    " WHERE id = ? AND next_run_at = ? AND enabled = 1"
-)
+@functools.lru_cache(maxsize=16)
+def _claim_slots_sql(count: int) -> str:
+    """Claim ``count`` schedules' slots in one UPDATE (plain SQL, ``jobsys.store.hotpath``):
+    each row moves to its next slot only where ``next_run_at`` is still the slot read,
+    under the row's lock, so each slot is won by exactly one daemon (and
+    ``uq_job_batch_slot`` would refuse a second batch anyway). Parameters: (id, next
+    slot) pairs; the instant, the worker, the instant; the ids; (id, slot) pairs.
+    One statement, not one per schedule: on MariaDB 200 claims took 17-30 ms as single
+    UPDATEs (even in one packet) and 8 ms as one."""
+    cases = " ".join(["WHEN ? THEN ?"] * count)
+    slots = " OR ".join(["(id = ? AND next_run_at = ?)"] * count)
+    return (
+        f"UPDATE job_schedule SET next_run_at = CASE id {cases} END, last_run_at = ?,"
+        " last_run_status = 'QUEUED', run_count = run_count + 1, locked_by = ?,"
+        f" updated_at = ? WHERE enabled = 1 AND id IN ({marks(count)}) AND ({slots})"
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _claimed_by_sql(count: int) -> str:
+    """Which of ``count`` schedules this claim moved (this worker, this instant)."""
+    return (
+        f"SELECT id FROM job_schedule WHERE id IN ({marks(count)})"
+        " AND locked_by = ? AND last_run_at = ?"
+    )
 
 
 @functools.lru_cache(maxsize=16)
@@ -220,25 +238,13 @@ def _fire_many(
             )
             if bid is not None
         }
-    tx = tx_in(conn)
-    ts = tx.hot.ts
-    at = ts(now)
     tried: list[tuple[Any, DuePlan, BatchPlan]] = []
-    claims: list[tuple[str, tuple[Any, ...]]] = []
     for row, plan, batch in due:
         if row.last_batch_id in running and _checks_overlap(row):
             deferred.append(row.id)
             continue
         tried.append((row, plan, batch))
-        claims.append(
-            (_CLAIM_SLOT, (ts(plan.next_run_at), at, worker_id, at, row.id, ts(row.next_run_at)))
-        )
-    # Each claim its own conditional UPDATE (rowcount 1: this daemon won the slot).
-    try:
-        counts = tx.each(claims) if claims else []
-    finally:
-        tx.cursor.close()  # the rest is Core (the last statement below: its own cursor)
-    won = [one for one, count in zip(tried, counts, strict=True) if count == 1]
+    won = _claim_slots(conn, tried, worker_id=worker_id, now=now) if tried else []
     if not won:
         return fired, deferred
     batch_ids = _insert_batches(conn, won, worker_id=worker_id, now=now)
@@ -247,12 +253,47 @@ def _fire_many(
     for row, _, _ in won:
         pairs += (row.id, batch_ids[row.id])
     conn.exec_driver_sql(
-        tx.hot.sql(_set_last_batches_sql(len(won))), (*pairs, *(row.id for row, _, _ in won))
+        _paramstyle(conn, _set_last_batches_sql(len(won))),
+        (*pairs, *(row.id for row, _, _ in won)),
     )
     for row, plan, _ in won:
         bid = batch_ids[row.id]
         fired.append(Fired(row.id, plan.fire, bid, run_ids.get(bid, []), 0))
     return fired, deferred
+
+
+def _claim_slots(
+    conn: Connection,
+    tried: list[tuple[Any, DuePlan, BatchPlan]],
+    *,
+    worker_id: str,
+    now: datetime,
+) -> list[tuple[Any, DuePlan, BatchPlan]]:
+    """Claim the slots of ``tried`` (in ``conn``'s transaction); returns those won."""
+    tx = tx_in(conn)
+    try:
+        ts = tx.hot.ts
+        at = ts(now)
+        args: list[Any] = []
+        for row, plan, _ in tried:
+            args += (row.id, ts(plan.next_run_at))
+        args += (at, worker_id, at)
+        args += (row.id for row, _, _ in tried)
+        for row, _, _ in tried:
+            args += (row.id, ts(row.next_run_at))
+        if tx.execute(_claim_slots_sql(len(tried)), args) == len(tried):
+            return tried  # every row matched: all won (the common case, one round trip)
+        # Another daemon (or a change) moved some first: ours carry this worker and instant.
+        ids = [row.id for row, _, _ in tried]
+        mine = {sid for (sid,) in tx.rows(_claimed_by_sql(len(ids)), (*ids, worker_id, at))}
+        return [one for one in tried if one[0].id in mine]
+    finally:
+        tx.cursor.close()  # the rest of the transaction is Core
+
+
+def _paramstyle(conn: Connection, text: str) -> str:
+    """``text`` written with ``?`` placeholders, in ``conn``'s driver's paramstyle."""
+    return text.replace("?", "%s") if conn.dialect.name == "mysql" else text
 
 
 def _checks_overlap(row: Any) -> bool:

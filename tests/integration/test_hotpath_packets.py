@@ -142,3 +142,35 @@ def test_firing_claims_each_slot_once_with_packets(engine: Engine) -> None:
     assert {r.locked_by for r in rows} == {"w1"}
     assert all(r.last_batch_id is not None for r in rows)
     assert {r.next_run_at.replace(tzinfo=UTC) for r in rows} == {NOW + timedelta(minutes=1)}
+
+
+def test_a_slot_claimed_elsewhere_first_is_not_won(engine: Engine) -> None:
+    """The chunk's claim is one UPDATE; when another daemon moved one of its schedules
+    first, the rest are still won and that one is left to the other daemon."""
+    from sqlalchemy import update
+
+    from jobsys.planning import schedule_plans
+    from jobsys.scheduler import plan_due
+    from jobsys.store import firing
+    from jobsys.store.db import write_engine
+    from jobsys.store.tables import JobSchedule as Table
+
+    app = fire_three(engine)
+    at = NOW + timedelta(minutes=1)
+    with engine.connect() as conn:
+        rows = conn.execute(firing._due_statement(10), {"b_now": at}).all()
+    assert sorted(r.id for r in rows) == sorted(SCHEDULES)
+    plans = schedule_plans(app)
+    tried = [(r, plan_due(firing.timing_of(r), r.next_run_at, at), plans[r.id]) for r in rows]
+    with engine.begin() as conn:  # another daemon's claim of every-b, committed first
+        conn.execute(
+            update(Table)
+            .where(col(Table.id) == "every-b")
+            .values(next_run_at=at + timedelta(minutes=1), locked_by="w2")
+        )
+    with write_engine(engine).begin() as conn:
+        won = firing._claim_slots(conn, tried, worker_id="w1", now=at)
+    assert sorted(r.id for r, _, _ in won) == ["every-a", "every-c"]
+    with engine.connect() as conn:
+        locks = dict(conn.execute(select(col(Table.id), col(Table.locked_by))).all())
+    assert locks == {"every-a": "w1", "every-b": "w2", "every-c": "w1"}
