@@ -553,6 +553,7 @@ class Daemon:
                 hot=self.hot,
                 pids=pids,
                 busy_batches={e.batch_id for e in self.running.values()},
+                alone=self.queue.alone,
             )
         except Exception:
             self._unrecorded = ended  # the children are gone; their outcomes are not
@@ -657,7 +658,12 @@ class Daemon:
             started_at=run.started_at,
         )
         runs.finish_runs(
-            self.engine, [finished], worker_id=self.worker_id, now=self.clock.now(), hot=self.hot
+            self.engine,
+            [finished],
+            worker_id=self.worker_id,
+            now=self.clock.now(),
+            hot=self.hot,
+            alone=self.queue.alone,  # only to forget it there
         )
 
     def _service_children(self, *, everything: bool = False, record: bool = False) -> int:

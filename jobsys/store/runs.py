@@ -57,7 +57,10 @@ def queued_overview(conn: Connection) -> list[Any]:
                 col(JobRun.timeout_s),
                 col(JobRun.cancel_requested),
                 col(JobRun.not_before),
+                col(JobRun.attempt),
+                col(JobBatch.total_runs),
             )
+            .join(JobBatch, col(JobBatch.id) == col(JobRun.batch_id))
             .where(col(JobRun.status) == RunStatus.QUEUED)
             .order_by(col(JobRun.id))
             .limit(CLAIM_WINDOW)
@@ -140,6 +143,10 @@ class RunQueue:
     #: Batches whose settling failed after their claim pass committed (id → cascade):
     #: settled with the next claim.
     unsettled: dict[int, bool] = field(default_factory=dict)
+    #: Runs this daemon claimed that are their batch's only run (first attempt of a
+    #: one-run batch): run id → schedule id. Their success settles the batch without
+    #: reading it (``_settle_alone``).
+    alone: dict[int, str | None] = field(default_factory=dict)
 
     def refresh(self, conn: Connection) -> None:
         self.rows = queued_overview(conn)
@@ -342,14 +349,19 @@ def _claim_pass(
                 if row.id in started:
                     q.statuses[row.batch_id][row.job_name] = RunStatus.RUNNING
                     claimed.append(_claimed_run(row, started[row.id]))
+                    if row.total_runs == 1 and row.attempt == 1:
+                        q.alone[row.id] = row.schedule_id
             rows = rest
         _mark_batches_running(conn, claimed, q.started)
         cascade = _settle_map(finished)
         busy = {run.batch_id for run in claimed}.union(busy_batches)
+        busy |= _settle_alone(conn, finished, q.alone, worker_id, now)
         _settle_in(conn, sorted(b for b, c in cascade.items() if not c and b not in busy), now)
     q.started.update(run.batch_id for run in claimed)
     if len(q.started) > 10_000:  # only a saving: forget old batches now and then
         q.started = {run.batch_id for run in claimed}
+    if len(q.alone) > 10_000:  # only a saving (runs abandoned, never finished here)
+        q.alone = {run.run_id: run.schedule_id for run in claimed if run.run_id in q.alone}
     # What may have to skip dependents is settled after the commit, in Core.
     cascading = {b: True for b, c in cascade.items() if c}
     cascading.update(dict.fromkeys(settle, True))
@@ -590,6 +602,7 @@ def finish_runs(
     hot: HotConnection | None = None,
     pids: Sequence[tuple[int, int]] = (),
     busy_batches: Collection[int] = (),
+    alone: dict[int, str | None] | None = None,
 ) -> int:
     """Record outcomes and release the job mutexes (one transaction), then settle the
     batches (a second one, see ``settle_batches``). Only the lease holder can finish a
@@ -611,13 +624,91 @@ def finish_runs(
         return 0
     hot = hot if hot is not None else HotConnection(engine)
     cascade = _settle_map(outcomes)
-    done = sorted(b for b, c in cascade.items() if not c and b not in busy_batches)
     with database_errors(engine, "cannot finish runs in"):
         with _outcome_transaction(engine, hot, outcomes, "cannot finish runs in") as (tx, core):
             recorded = _record_outcomes(tx, core, outcomes, pids, worker_id=worker_id, now=now)
+            skip = _settle_alone(tx, outcomes, alone or {}, worker_id, now)
+            skip.update(busy_batches)
+            done = sorted(b for b, c in cascade.items() if not c and b not in skip)
             _settle_in(tx, done, now)
         settle_batches(engine, {b: True for b, c in cascade.items() if c}, now, hot=hot)
     return max(0, recorded.rowcount)
+
+
+@functools.lru_cache(maxsize=64)
+def _settle_alone_sql(count: int) -> str:
+    """Settle ``count`` one-run batches as SUCCESS: the instant twice, (batch id,
+    duration) pairs, the batch ids, the run ids, the worker id."""
+    cases = " ".join(["WHEN ? THEN ?"] * count)
+    return (
+        "UPDATE job_batch SET status = 'SUCCESS', finished_at = ?, updated_at = ?,"
+        f" duration_ms = CASE id {cases} END"
+        f" WHERE id IN ({marks(count)}) AND status IN ('QUEUED', 'RUNNING')"
+        " AND EXISTS (SELECT 1 FROM job_run WHERE job_run.batch_id = job_batch.id"
+        f" AND job_run.id IN ({marks(count)}) AND job_run.status = 'SUCCESS'"
+        " AND job_run.worker_id = ?)"
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _settle_alone_schedules_sql(batches: int, schedules: int) -> str:
+    """Their schedules' counters after a success: the batch ids twice, the instant, the
+    schedule ids, the batch ids, the instant."""
+    ids = marks(batches)
+    return (
+        "UPDATE job_schedule SET consecutive_failures = 0,"
+        f" last_run_status = CASE WHEN last_batch_id IN ({ids}) THEN 'SUCCESS'"
+        " ELSE last_run_status END,"
+        f" locked_by = CASE WHEN last_batch_id IN ({ids}) THEN NULL ELSE locked_by END,"
+        f" updated_at = ? WHERE id IN ({marks(schedules)}) AND EXISTS (SELECT 1 FROM job_batch"
+        f" WHERE job_batch.schedule_id = job_schedule.id AND job_batch.id IN ({ids})"
+        " AND job_batch.status = 'SUCCESS' AND job_batch.finished_at = ?)"
+    )
+
+
+def _settle_alone(
+    tx: Tx,
+    outcomes: Sequence[Finished],
+    alone: dict[int, str | None],
+    worker_id: str,
+    now: datetime,
+) -> set[int]:
+    """Settle the batches whose only run just succeeded (``RunQueue.alone``), without
+    reading them: the common cron case, one job per slot. Returns their ids.
+
+    Two deferred statements (they travel with the COMMIT on MySQL), each conditional on
+    the one before it having happened in this transaction: a batch only if this daemon's
+    outcome was recorded (a run recovered by another daemon meanwhile is not ours to
+    settle) and it is still active; a schedule's counters only for a batch that now
+    carries this instant, so a batch is counted once, as ``_write_settled`` does. A
+    success moves no failure count, so one schedule's two batches may share the UPDATE."""
+    done: list[tuple[Finished, str | None]] = []
+    for o in outcomes:
+        if o.run_id not in alone:
+            continue
+        schedule_id = alone.pop(o.run_id)
+        if o.status == RunStatus.SUCCESS and o.started_at is not None:
+            done.append((o, schedule_id))
+        # else: the general path (a retry may follow, dependents be skipped)
+    if not done:
+        return set()
+    at = tx.hot.ts(now)
+    args: list[Any] = [at, at]
+    for o, _ in done:
+        # The batch started when its only run did (``_mark_batches_running``).
+        args += (o.batch_id, max(0, int((now - o.started_at).total_seconds() * 1000)))  # type: ignore[operator]
+    args += (o.batch_id for o, _ in done)
+    args += (o.run_id for o, _ in done)
+    args.append(worker_id)
+    tx.defer(_settle_alone_sql(len(done)), args)
+    batch_ids = [o.batch_id for o, _ in done]
+    schedules = sorted({sid for _, sid in done if sid is not None})
+    if schedules:
+        tx.defer(
+            _settle_alone_schedules_sql(len(batch_ids), len(schedules)),
+            (*batch_ids, *batch_ids, at, *schedules, *batch_ids, at),
+        )
+    return set(batch_ids)
 
 
 def _settle_in(tx: Tx, ids: list[int], now: datetime) -> None:

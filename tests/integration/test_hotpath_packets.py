@@ -174,3 +174,37 @@ def test_a_slot_claimed_elsewhere_first_is_not_won(engine: Engine) -> None:
     with engine.connect() as conn:
         locks = dict(conn.execute(select(col(Table.id), col(Table.locked_by))).all())
     assert locks == {"every-a": "w1", "every-b": "w2", "every-c": "w1"}
+
+
+def test_a_one_run_batch_recovered_elsewhere_is_not_settled_again(engine: Engine) -> None:
+    """The shortcut for one-run batches settles a batch only with this daemon's own
+    recorded success: a run recovered by another daemon meanwhile (FAILED there) keeps
+    that outcome and its schedule's failure count."""
+    from sqlalchemy import update
+
+    fire_three(engine)
+    hot, queue = HotConnection(engine), runs.RunQueue()
+    ids = claim(engine, hot, queue)
+    assert len(ids) == 3 and set(queue.alone) == set(ids)
+    lost = outcome(engine, ids[0], "SUCCESS")
+    with engine.begin() as conn:  # another daemon declared us dead and failed this run
+        conn.execute(
+            update(JobRun)
+            .where(col(JobRun.id) == ids[0])
+            .values(status="FAILED", worker_id="w2", error="daemon lost", finished_at=NOW)
+        )
+        conn.execute(
+            update(JobDefinition)
+            .where(col(JobDefinition.running_run_id) == ids[0])
+            .values(running_run_id=None, running_worker_id=None)
+        )
+    runs.settle_batches(engine, {lost.batch_id: True}, NOW + timedelta(seconds=2))
+    before = state(engine)
+    assert before["every-a"][:4] == ("FAILED", "FAILED", 1, 1)
+
+    finished = [outcome(engine, rid, "SUCCESS") for rid in ids]
+    assert claim(engine, hot, queue, finished=finished) == []
+    after = state(engine)
+    assert after["every-a"] == before["every-a"]  # not ours any more: untouched
+    assert after["every-b"] == after["every-c"] == ("SUCCESS", "SUCCESS", 0, 0, None)
+    assert queue.alone == {}
