@@ -316,7 +316,10 @@ class Daemon:
             self._due_at = overview.earliest_next_run
             self._buffered = overview.has_buffered
             self._more_queued = self._more_queued or overview.has_queued
-            self.queue.stale = True  # runs may have been queued elsewhere (Run Now, CLI)
+            if overview.has_queued:
+                self.queue.stale = True  # runs may have been queued elsewhere (Run Now, CLI)
+            else:
+                self.queue.nothing_queued()  # a firing's runs then need no read to claim
             if overview.stale_workers:
                 self._recover(now)
 
@@ -337,7 +340,10 @@ class Daemon:
             self._due_at = now
             recompute_due = not (more and fired)
             self._more_queued = True
-            self.queue.stale = True
+            if all(f.queued or not f.run_ids for f in fired):
+                self.queue.add([run for f in fired for run in f.queued])
+            else:
+                self.queue.stale = True  # fired one by one (``fire_schedule``): read them
 
         if self._buffered and (stats.finished or poll_due or woken):
             self._fire_buffered(now)

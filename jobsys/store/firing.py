@@ -31,6 +31,7 @@ from jobsys.store.batches import insert_batch, run_rows
 from jobsys.store.db import connect, database_errors, write_engine
 from jobsys.store.hotpath import marks, tx_in
 from jobsys.store.overlap import cancel_batch_in
+from jobsys.store.runs import QueuedRun
 from jobsys.store.tables import JobBatch, JobRun, JobSchedule, WorkerInstance, col
 from jobsys.store.types import BatchPlan
 from jobsys.vocabulary import OverlapPolicy, RunStatus, Trigger, WorkerStatus
@@ -58,6 +59,9 @@ class Fired:
     cancelled_batch: int | None = None
     #: The slots recorded as missed/skipped, each with its SKIPPED batch, oldest first.
     missed: tuple[tuple[datetime, int | None], ...] = ()
+    #: The fired batch's runs as the claim reads them (``runs.QueuedRun``), when the
+    #: common path fired it: they join the daemon's queue snapshot without a read.
+    queued: tuple[QueuedRun, ...] = ()
 
 
 def timing_of(row: Any) -> ScheduleTiming:
@@ -258,7 +262,8 @@ def _fire_many(
     )
     for row, plan, _ in won:
         bid = batch_ids[row.id]
-        fired.append(Fired(row.id, plan.fire, bid, run_ids.get(bid, []), 0))
+        ids = [run.id for run in run_ids.get(bid, ())]
+        fired.append(Fired(row.id, plan.fire, bid, ids, 0, queued=tuple(run_ids.get(bid, ()))))
     return fired, deferred
 
 
@@ -358,8 +363,8 @@ def _insert_runs(
     batch_ids: dict[str, int],
     *,
     now: datetime,
-) -> dict[int, list[int]]:
-    """Insert every batch's runs in dependency order; returns run ids by batch id."""
+) -> dict[int, list[QueuedRun]]:
+    """Insert every batch's runs in dependency order; returns them by batch id."""
     rows = [
         run
         for row, plan, batch in won
@@ -372,20 +377,43 @@ def _insert_runs(
             now=now,
         )
     ]
+    ids: dict[int, list[int]] = {}
     if len(rows) == 1:  # one row: the driver reports its id
         (rid,) = conn.execute(insert(JobRun), rows[0]).inserted_primary_key or (None,)
         if rid is not None:
-            return {rows[0]["batch_id"]: [int(rid)]}
-    else:
-        conn.execute(insert(JobRun), rows)
-    out: dict[int, list[int]] = {}
-    for rid, bid in conn.execute(
-        select(col(JobRun.id), col(JobRun.batch_id))
-        .where(col(JobRun.batch_id).in_(sorted(batch_ids.values())))
-        .order_by(col(JobRun.batch_id), col(JobRun.position))
-    ):
-        if rid is not None:
-            out.setdefault(bid, []).append(rid)
+            ids = {rows[0]["batch_id"]: [int(rid)]}
+    if not ids:
+        if len(rows) > 1:
+            conn.execute(insert(JobRun), rows)
+        for rid, bid in conn.execute(
+            select(col(JobRun.id), col(JobRun.batch_id))
+            .where(col(JobRun.batch_id).in_(sorted(batch_ids.values())))
+            .order_by(col(JobRun.batch_id), col(JobRun.position))
+        ):
+            if rid is not None:
+                ids.setdefault(bid, []).append(rid)
+    # Each batch's rows are in position order, as its ids.
+    out: dict[int, list[QueuedRun]] = {}
+    for run in rows:
+        bid = run["batch_id"]
+        position = len(out.setdefault(bid, []))
+        out[bid].append(
+            QueuedRun(
+                id=ids[bid][position],
+                batch_id=bid,
+                job_name=run["job_name"],
+                depends_on=run["depends_on"],
+                params=run["params"],
+                trigger=run["trigger"],
+                schedule_id=run["schedule_id"],
+                scheduled_for=run["scheduled_for"],
+                timeout_s=run["timeout_s"],
+                cancel_requested=False,
+                not_before=None,
+                attempt=1,
+                total_runs=len(ids[bid]),
+            )
+        )
     return out
 
 

@@ -22,7 +22,7 @@ import functools
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, case, func, insert, select, update
 from sqlalchemy.engine import Engine
@@ -40,6 +40,24 @@ ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 BROKEN = (RunStatus.FAILED, RunStatus.SKIPPED, RunStatus.CANCELLED)
 #: How many queued runs one claim pass looks at (oldest first).
 CLAIM_WINDOW = 500
+
+
+class QueuedRun(NamedTuple):
+    """A queued run as the claim reads it (the columns of ``queued_overview``)."""
+
+    id: int
+    batch_id: int
+    job_name: str
+    depends_on: list[str]
+    params: dict[str, Any] | None
+    trigger: str
+    schedule_id: str | None
+    scheduled_for: datetime | None
+    timeout_s: int | None
+    cancel_requested: bool
+    not_before: datetime | None
+    attempt: int
+    total_runs: int
 
 
 def queued_overview(conn: Connection) -> list[Any]:
@@ -158,6 +176,25 @@ class RunQueue:
         self.next_due = min(
             (r.not_before for r in self.rows if r.not_before is not None), default=None
         )
+
+    def nothing_queued(self) -> None:
+        """No run is queued anywhere (the daemon's poll just read so): the snapshot is
+        complete, and empty, without reading it."""
+        self.rows, self.statuses, self.gated = [], {}, set()
+        self.stale = self.truncated = self.has_dependencies = False
+        self.next_due = None
+
+    def add(self, runs: Sequence[QueuedRun]) -> None:
+        """Runs this daemon just queued (a firing): they join a complete snapshot as they
+        are (newest, so last), saving the read of every queued run before the claim; an
+        outdated or cut snapshot is read again instead."""
+        if self.stale or self.truncated or len(self.rows) + len(runs) > CLAIM_WINDOW:
+            self.stale = True
+            return
+        self.rows.extend(runs)
+        for run in runs:
+            self.statuses.setdefault(run.batch_id, {})
+            self.has_dependencies = self.has_dependencies or bool(run.depends_on)
 
     @property
     def needs_top_up(self) -> bool:
