@@ -19,10 +19,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import os
 import selectors
 import signal
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -71,6 +73,13 @@ PID_WRITE_S = 0.05
 
 #: Longest single sleep: bounds the effect of a wall-clock jump on the next due slot.
 MAX_SLEEP_S = 60.0
+
+#: Linux lets a timed ``epoll_wait`` end late by 0.1% of its timeout (0.5% when niced;
+#: ``select_estimate_accuracy``): 3 ms after a 3 s sleep. So a longer sleep ends this
+#: fraction early (plus a margin), and the rest is slept with a short, precise timeout.
+TIMER_SLACK = 0.006
+#: A sleep this short is slept in one ``select`` (its slack is at most ~60 µs).
+PRECISE_SLEEP_S = 0.01
 
 #: Retention: a pass starts this often; while one is under way each tick prunes for at
 #: most PRUNE_BUDGET_S (never when a slot is due within two budgets), then the loop
@@ -844,7 +853,25 @@ class Daemon:
 
     def _wait(self, timeout: float) -> None:
         assert self._selector is not None
-        for key, _ in self._selector.select(timeout):
+        # time.monotonic, not the clock's: this is the selector's own time base.
+        end = time.monotonic() + timeout
+        left = timeout
+        while True:
+            # A long sleep ends early by its possible lateness (see TIMER_SLACK); what is
+            # left is slept again, each time shorter and so more precise.
+            step = (
+                left * (1 - TIMER_SLACK) - PRECISE_SLEEP_S / 2 if left > PRECISE_SLEEP_S else left
+            )
+            ready = self._selector.select(_floor_ms(step))
+            left = end - time.monotonic()
+            if ready or self._stop or left <= 0:
+                break
+            if left < 0.001:
+                # select() counts whole ms, rounded up: the last fraction of a ms is slept
+                # here (fds unwatched for under 1 ms), so the tick starts when due.
+                time.sleep(left)
+                break
+        for key, _ in ready:
             if key.data == "wake" and self._listener is not None:
                 if self._listener.drain():
                     self.wake()
@@ -993,6 +1020,11 @@ def _start_up_in_child(
         for sid, problem, at in result["repaired"]
     ]
     return SyncReport(created, updated, removed, jobs_created), result["checked"], repaired
+
+
+def _floor_ms(seconds: float) -> float:
+    """``seconds`` down to a whole ms (``select`` rounds up), never negative."""
+    return max(0.0, math.floor(seconds * 1000) / 1000)
 
 
 def _trim_memory() -> None:
