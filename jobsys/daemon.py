@@ -19,10 +19,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import os
 import selectors
 import signal
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -71,6 +73,13 @@ PID_WRITE_S = 0.05
 
 #: Longest single sleep: bounds the effect of a wall-clock jump on the next due slot.
 MAX_SLEEP_S = 60.0
+
+#: Linux lets a timed ``epoll_wait`` end late by 0.1% of its timeout (0.5% when niced;
+#: ``select_estimate_accuracy``): 3 ms after a 3 s sleep. So a longer sleep ends this
+#: fraction early (plus a margin), and the rest is slept with a short, precise timeout.
+TIMER_SLACK = 0.006
+#: A sleep this short is slept in one ``select`` (its slack is at most ~60 µs).
+PRECISE_SLEEP_S = 0.01
 
 #: Retention: a pass starts this often; while one is under way each tick prunes for at
 #: most PRUNE_BUDGET_S (never when a slot is due within two budgets), then the loop
@@ -324,11 +333,11 @@ class Daemon:
                 self._recover(now)
 
         recompute_due = False
+        fired: list[firing.Fired] = []
         if self._due_at is not None and self._due_at <= now:
             fired, more = firing.fire_due(
                 self.engine, self.schedule_plans, worker_id=self.worker_id, now=now
             )
-            self._log_fired(fired, now)
             stats.fired = sum(1 for f in fired if f.batch_id)
             self._buffered = self._buffered or any(f.buffered for f in fired)
             # CANCEL_OTHER flagged running runs: stop this daemon's at once (others' on
@@ -345,25 +354,32 @@ class Daemon:
             else:
                 self.queue.stale = True  # fired one by one (``fire_schedule``): read them
 
-        if self._buffered and (stats.finished or poll_due or woken):
-            self._fire_buffered(now)
+        try:
+            if self._buffered and (stats.finished or poll_due or woken):
+                self._fire_buffered(now)
 
-        if self.running and (poll_due or woken):
-            for run_id in runs.cancel_requested(self.engine, self.worker_id):
-                entry = self.running.get(run_id)
-                if entry is not None and not entry.cancel_sent:
-                    log.info("cancelling run %s (asked by an admin)", run_id, extra=entry.log_extra)
-                    entry.child.cancel("by an admin")
-                    entry.cancel_sent = True
+            if self.running and (poll_due or woken):
+                for run_id in runs.cancel_requested(self.engine, self.worker_id):
+                    entry = self.running.get(run_id)
+                    if entry is not None and not entry.cancel_sent:
+                        log.info(
+                            "cancelling run %s (asked by an admin)", run_id, extra=entry.log_extra
+                        )
+                        entry.child.cancel("by an admin")
+                        entry.cancel_sent = True
 
-        if self.queue.next_due is not None and self.queue.next_due <= now:
-            self._more_queued = True  # a retry's back-off is over
-        free = self.settings.concurrency - len(self.running)
-        if not self._stop and free > 0 and (self._more_queued or stats.finished):
-            stats.claimed = self._claim_and_start(free, now)
-            self._more_queued = stats.claimed == free
-        if self._ended:  # no claim carried them
-            self._record_ended()
+            if self.queue.next_due is not None and self.queue.next_due <= now:
+                self._more_queued = True  # a retry's back-off is over
+            free = self.settings.concurrency - len(self.running)
+            if not self._stop and free > 0 and (self._more_queued or stats.finished):
+                stats.claimed = self._claim_and_start(free, now)
+                self._more_queued = stats.claimed == free
+            if self._ended:  # no claim carried them
+                self._record_ended()
+        finally:
+            # Logged after the claim: a line costs ~30 µs, and up to 20 are
+            # written one by one, so they must not delay the first job.
+            self._log_fired(fired, now)
 
         if recompute_due:
             self._due_at = firing.earliest_next_run(self.engine)
@@ -856,7 +872,25 @@ class Daemon:
 
     def _wait(self, timeout: float) -> None:
         assert self._selector is not None
-        for key, _ in self._selector.select(timeout):
+        # time.monotonic, not the clock's: this is the selector's own time base.
+        end = time.monotonic() + timeout
+        left = timeout
+        while True:
+            # A long sleep ends early by its possible lateness (see TIMER_SLACK); what is
+            # left is slept again, each time shorter and so more precise.
+            step = (
+                left * (1 - TIMER_SLACK) - PRECISE_SLEEP_S / 2 if left > PRECISE_SLEEP_S else left
+            )
+            ready = self._selector.select(_floor_ms(step))
+            left = end - time.monotonic()
+            if ready or self._stop or left <= 0:
+                break
+            if left < 0.001:
+                # select() counts whole ms, rounded up: the last fraction of a ms is slept
+                # here (fds unwatched for under 1 ms), so the tick starts when due.
+                time.sleep(left)
+                break
+        for key, _ in ready:
             if key.data == "wake" and self._listener is not None:
                 if self._listener.drain():
                     self.wake()
@@ -1005,6 +1039,11 @@ def _start_up_in_child(
         for sid, problem, at in result["repaired"]
     ]
     return SyncReport(created, updated, removed, jobs_created), result["checked"], repaired
+
+
+def _floor_ms(seconds: float) -> float:
+    """``seconds`` down to a whole ms (``select`` rounds up), never negative."""
+    return max(0.0, math.floor(seconds * 1000) / 1000)
 
 
 def _trim_memory() -> None:

@@ -212,6 +212,9 @@ def worker_main(
             os.close(r)
         runs = 0
         while True:
+            # The next run's channel and capture are made while idle, not on hand-off.
+            channel = _Channel(pipes[0], utcnow)
+            capture = RunCapture(channel)
             data, fds, _flags, _addr = socket.recv_fds(ctl, _MAX_PACKET, 3)
             for fd in fds:  # none expected
                 os.close(fd)
@@ -219,7 +222,7 @@ def worker_main(
                 code = 0
                 break
             runs += 1
-            exit_code, why = _one_run(app, data, pipes, watchdog, baseline)
+            exit_code, why = _one_run(app, data, pipes, watchdog, baseline, channel, capture)
             if why is None and runs >= max_runs:
                 why = f"recycled after {runs} runs"
             if why is None and max_rss and (rss := _rss()) > max_rss:
@@ -238,20 +241,21 @@ def _one_run(
     pipes: tuple[int, int, int],
     watchdog: Watchdog,
     baseline: Baseline,
+    channel: _Channel,
+    capture: RunCapture,
 ) -> tuple[int, str | None]:
-    """Run one job on the worker's pipes: the exit code it stands for, and why the
-    worker must retire after it, if it must."""
+    """Run one job on the worker's pipes (``channel`` on the message pipe, ``capture``
+    made for it, not installed yet): the exit code it stands for, and why the worker
+    must retire after it, if it must."""
     msg_w, out_w, err_w = pipes
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)
-    channel: _Channel | None = None
     code = EXIT_SETUP_FAILED
     try:
-        channel = _Channel(msg_w, utcnow)
         spec = RunSpec.from_json(data)
         job = app.get_job(spec.job_name)
         ctx, flag = new_run(spec, channel, time.monotonic)
-        capture = RunCapture(channel)
+        capture.install()
         if spec.keepalive_s:
             watchdog.arm(spec.keepalive_s, msg_w)
         status, error = run_job(job, ctx, flag, channel)
@@ -260,10 +264,9 @@ def _one_run(
         report_setup_failure(channel, exc)
     finally:
         watchdog.disarm()
-        if channel is not None:
-            # Whatever the job left (a thread, a stream's finalizer) must not write into
-            # this fd number once the next run has it.
-            channel.broken = True
+        # Whatever the job left (a thread, a stream's finalizer) must not write into
+        # this fd number once the next run has it.
+        channel.broken = True
     # Everything the run started goes before the daemon hears the run ended.
     kill_descendants()
     signal.signal(signal.SIGTERM, _idle_signal)

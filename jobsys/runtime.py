@@ -472,20 +472,26 @@ class RunCapture:
     """The run's output onto its channel: ``sys.stdout``/``sys.stderr`` become log
     sinks (fds 1 and 2 stay the capture pipes), the root logger's handlers are replaced
     by one that sends records. ``finish`` flushes what is pending; the old objects are
-    kept referenced (``_KEEP``) and not restored: a pool worker restores its own."""
+    kept referenced (``_KEEP``) and not restored: a pool worker restores its own.
+
+    Made in two steps: the objects (``__init__``), then ``install``, so that a pool
+    worker can make the next run's while it is idle and only install them on hand-off."""
 
     def __init__(self, channel: _Channel) -> None:
         self.out_sink = _LogSink(channel, "INFO", 1)
         self.err_sink = _LogSink(channel, "ERROR", 2)
+        self.streams = (_text_stream(self.out_sink), _text_stream(self.err_sink))
+        self.handler = _LogHandler(channel)
+
+    def install(self) -> RunCapture:
         _KEEP.extend((sys.stdout, sys.stderr))
-        sys.stdout = _text_stream(self.out_sink)
-        sys.stderr = _text_stream(self.err_sink)
-        self.streams = (sys.stdout, sys.stderr)
+        sys.stdout, sys.stderr = self.streams
         root = logging.getLogger()
         for handler in list(root.handlers):
             _KEEP.append(handler)
             root.removeHandler(handler)
-        root.addHandler(_LogHandler(channel))
+        root.addHandler(self.handler)
+        return self
 
     def finish(self) -> None:
         for stream in self.streams:
@@ -586,7 +592,7 @@ def child_main(
             faulthandler.cancel_dump_traceback_later()
         faulthandler.enable(file=2, all_threads=True)
         _KEEP.append(sys.stdin)
-        capture = RunCapture(channel)
+        capture = RunCapture(channel).install()
         if after_fork is not None:
             after_fork()
         if keepalive is not None and spec.keepalive_s:
