@@ -167,12 +167,15 @@ def start_daemon(
     poll_ms: int | None = None,
     marks: Path | None = None,
     stats: Path | None = None,
+    isolation: str | None = None,
 ) -> Daemon:
     env = base_env(
         DATABASE_URL=url,
         JOBSYS_APP=str(app_path),
         JOBSYS_WAKE_HOST="127.0.0.1",
     )
+    if isolation is not None:
+        env["JOBSYS_ISOLATION"] = isolation  # "process": a fresh process per run
     if concurrency is not None:
         env["JOBSYS_CONCURRENCY"] = str(concurrency)
     if poll_ms is not None:
@@ -278,30 +281,44 @@ class JobsysFiring:
     system = "jobsys"
     measurement = "firing"
 
-    def __init__(self, bench: Bench, backend: str, count: int, concurrency: int) -> None:
+    def __init__(
+        self,
+        bench: Bench,
+        backend: str,
+        count: int,
+        concurrency: int,
+        isolation: str | None = None,
+    ) -> None:
         self.bench = bench
         self.backend = backend
         self.count = count
         self.concurrency = concurrency
-        self.label = f"jobsys-{backend} firing {count} c{concurrency}"
-        self.key = f"jobsys.{backend}.firing.{count}.c{concurrency}"
+        self.isolation = isolation
+        # The default (warm worker pool) keeps the plain keys; a fresh process per run
+        # (``JOBSYS_ISOLATION=process``) is reported apart.
+        kind = "firing" if isolation is None else f"firing_{isolation}"
+        self.label = f"jobsys-{backend} {kind} {count} c{concurrency}"
+        self.key = f"jobsys.{backend}.{kind}.{count}.c{concurrency}"
         self.arm_lead_s = 3.0
         self.setup_est_s = 6.0 + count / 500
         self.daemon: Daemon | None = None
-        self.marks = bench.tmp / f"marks-{backend}-fire-{count}-c{concurrency}.txt"
+        # Own marks file and database: with ``--quick`` every firing shares one boundary.
+        self.purpose = "fire" if isolation is None else f"fire_{isolation}"
+        self.marks = bench.tmp / f"marks-{backend}-{self.purpose}-{count}-c{concurrency}.txt"
         self.armed_at: float | None = None
         self.warmup_ms = 0.0
 
     def setup(self) -> None:
         self.marks.unlink(missing_ok=True)
-        url = fresh_db(self.bench, self.backend, "fire")
+        url = fresh_db(self.bench, self.backend, self.purpose)
         self.daemon = start_daemon(
             self.bench,
             url,
             self.bench.main_app,
-            f"jobsys-{self.backend}-fire",
+            f"jobsys-{self.backend}-{self.purpose}",
             concurrency=self.concurrency,
             marks=self.marks,
+            isolation=self.isolation,
         )
         self.warmup_ms = warm_up(self.daemon)
 
@@ -632,7 +649,9 @@ def _finished(engine: Engine, run_ids: list[int]) -> bool:
 
 
 # -- 4. burst throughput ----------------------------------------------------------------
-def burst(bench: Bench, backend: str, *, concurrency: int) -> dict[str, Any]:
+def burst(
+    bench: Bench, backend: str, *, concurrency: int, isolation: str | None = None
+) -> dict[str, Any]:
     """Run all (one batch of ``jobs`` independent no-op runs) → all SUCCESS; time from
     the batch's creation to the last run's ``finished_at``."""
     url = fresh_db(bench, backend, "burst")
@@ -641,8 +660,9 @@ def burst(bench: Bench, backend: str, *, concurrency: int) -> dict[str, Any]:
         bench,
         url,
         bench.main_app,
-        f"jobsys-{backend}-burst-c{concurrency}",
+        f"jobsys-{backend}-burst-c{concurrency}{'-' + isolation if isolation else ''}",
         concurrency=concurrency,
+        isolation=isolation,
     )
     engine = daemon.engine
     try:

@@ -369,6 +369,52 @@ def render(output: dict[str, Any]) -> str:
         )
         out.append(_table(["", "concurrency", "daemon CPU", "per run"], rows) + "\n")
 
+    # -- the same with a fresh process per run
+    rows = []
+    for be in ("sqlite", "mysql"):
+        name = f"jobsys {'SQLite' if be == 'sqlite' else 'MariaDB'}"
+        for n in sorted(
+            {
+                int(k.split(".")[3])
+                for k in res
+                if k.startswith(f"jobsys.{be}.firing_process.") and k.endswith(".c4")
+            }
+        ):
+            pool = res.get(f"jobsys.{be}.firing.{n}.c4")
+            key = f"jobsys.{be}.firing_process.{n}.c4"
+            rows.append(
+                [
+                    name,
+                    f"{n} due: job function start, median / p99 / max",
+                    _cell(res, key, lambda r: _lat(r["function_start_lateness"])),
+                    _lat(pool["function_start_lateness"]) if pool else "-",
+                ]
+            )
+        key = f"jobsys.{be}.burst_process.c4"
+        if key in res:
+            pool = res.get(f"jobsys.{be}.burst.c4")
+            rows.append(
+                [
+                    name,
+                    f"burst of {res[key].get('runs', '?')} no-op runs, c4: all done"
+                    " (daemon CPU per run)",
+                    _cell(
+                        res,
+                        key,
+                        lambda r: f"{r['total_s']:.2f} s ({r['daemon_cpu_ms_per_run']:.3f} ms)",
+                    ),
+                    f"{pool['total_s']:.2f} s ({pool['daemon_cpu_ms_per_run']:.3f} ms)"
+                    if pool and "total_s" in pool
+                    else "-",
+                ]
+            )
+    if rows:
+        out.append(
+            "### 4c. A fresh process per run (`JOBSYS_ISOLATION=process`), next to the "
+            "default warm worker pool (concurrency 4; reported, no target)\n"
+        )
+        out.append(_table(["", "measurement", "process per run", "worker pool"], rows) + "\n")
+
     # -- memory
     def mib(kb: Any) -> str:
         return "-" if kb is None else f"{kb / 1024:.0f}"

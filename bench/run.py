@@ -249,6 +249,9 @@ def build(
         if wanted("jobsys", "firing"):
             firings += [jb.JobsysFiring(bench, be, n, 4) for n in sz.fire_counts]
             firings += [jb.JobsysFiring(bench, be, n, 8) for n in sz.fire_c8_counts]
+            if not bench.quick:  # --quick fires everything at one boundary: not next to it
+                # The same with a fresh process per run (issue 9: reported, no target).
+                firings += [jb.JobsysFiring(bench, be, n, 4, "process") for n in sz.fire_counts]
         if wanted("jobsys", "idle"):
             # At the default poll over the whole run, next to everything else (it wakes
             # once a minute); and at a short poll over a window, alone.
@@ -302,6 +305,16 @@ def build(
                         lambda be=be, c=c: jb.burst(bench, be, concurrency=c),
                     )
                 )
+            tasks.append(
+                Task(
+                    f"jobsys.{be}.burst_process.c4",
+                    f"jobsys-{be} burst {sz.jobs} c4, a process per run",
+                    "jobsys",
+                    "burst",
+                    8 + sz.jobs / 50,
+                    lambda be=be: jb.burst(bench, be, concurrency=4, isolation="process"),
+                )
+            )
         if wanted("jobsys", "memory"):
             memory.append(jb.JobsysMemory(bench, be, sz.memory_schedules, sz.memory_idle_s))
         if wanted("jobsys", "scaling") and be == "mysql":
