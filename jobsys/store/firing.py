@@ -256,10 +256,8 @@ def _fire_many(
     pairs: list[Any] = []
     for row, _, _ in won:
         pairs += (row.id, batch_ids[row.id])
-    conn.exec_driver_sql(
-        _paramstyle(conn, _set_last_batches_sql(len(won))),
-        (*pairs, *(row.id for row, _, _ in won)),
-    )
+    with tx_in(conn) as tx:
+        tx.execute(_set_last_batches_sql(len(won)), (*pairs, *(row.id for row, _, _ in won)))
     for row, plan, _ in won:
         bid = batch_ids[row.id]
         ids = [run.id for run in run_ids.get(bid, ())]
@@ -275,8 +273,7 @@ def _claim_slots(
     now: datetime,
 ) -> list[tuple[Any, DuePlan, BatchPlan]]:
     """Claim the slots of ``tried`` (in ``conn``'s transaction); returns those won."""
-    tx = tx_in(conn)
-    try:
+    with tx_in(conn) as tx:
         ts = tx.hot.ts
         at = ts(now)
         args: list[Any] = []
@@ -292,13 +289,6 @@ def _claim_slots(
         ids = [row.id for row, _, _ in tried]
         mine = {sid for (sid,) in tx.rows(_claimed_by_sql(len(ids)), (*ids, worker_id, at))}
         return [one for one in tried if one[0].id in mine]
-    finally:
-        tx.cursor.close()  # the rest of the transaction is Core
-
-
-def _paramstyle(conn: Connection, text: str) -> str:
-    """``text`` written with ``?`` placeholders, in ``conn``'s driver's paramstyle."""
-    return text.replace("?", "%s") if conn.dialect.name == "mysql" else text
 
 
 def _checks_overlap(row: Any) -> bool:

@@ -298,17 +298,23 @@ def marks(count: int) -> str:
     return ", ".join("?" * max(1, count))
 
 
-def tx_in(conn: Connection) -> Tx:
+@contextmanager
+def tx_in(conn: Connection) -> Iterator[Tx]:
     """Plain SQL inside the Core transaction ``conn`` (which Core began and will end),
     on its DBAPI connection: for a run of like statements in a Core transaction (e.g.
     one claim per due schedule), without SQLAlchemy's cost per statement and, where the
-    connection allows, in one packet (``Tx.each``; nothing is deferred past it)."""
+    connection allows, in one packet (``Tx.each``; nothing is deferred past it). The
+    cursor is closed at the end; the transaction goes on."""
     hot = HotConnection(conn.engine)
     raw: Any = conn.connection.dbapi_connection
     hot.packets = hot.dialect == "mysql" and bool(
         getattr(raw, "client_flag", 0) & MYSQL_MULTI_STATEMENTS
     )
-    return Tx(hot, raw.cursor())
+    cursor = raw.cursor()
+    try:
+        yield Tx(hot, cursor)
+    finally:
+        cursor.close()
 
 
 class CoreTx(Tx):

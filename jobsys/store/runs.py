@@ -719,27 +719,27 @@ def _settle_alone(
     settle) and it is still active; a schedule's counters only for a batch that now
     carries this instant, so a batch is counted once, as ``_write_settled`` does. A
     success moves no failure count, so one schedule's two batches may share the UPDATE."""
-    done: list[tuple[Finished, str | None]] = []
+    done: list[tuple[Finished, datetime, str | None]] = []
     for o in outcomes:
         if o.run_id not in alone:
             continue
         schedule_id = alone.pop(o.run_id)
         if o.status == RunStatus.SUCCESS and o.started_at is not None:
-            done.append((o, schedule_id))
+            done.append((o, o.started_at, schedule_id))
         # else: the general path (a retry may follow, dependents be skipped)
     if not done:
         return set()
     at = tx.hot.ts(now)
     args: list[Any] = [at, at]
-    for o, _ in done:
+    for o, started, _ in done:
         # The batch started when its only run did (``_mark_batches_running``).
-        args += (o.batch_id, max(0, int((now - o.started_at).total_seconds() * 1000)))  # type: ignore[operator]
-    args += (o.batch_id for o, _ in done)
-    args += (o.run_id for o, _ in done)
+        args += (o.batch_id, max(0, int((now - started).total_seconds() * 1000)))
+    args += (o.batch_id for o, _, _ in done)
+    args += (o.run_id for o, _, _ in done)
     args.append(worker_id)
     tx.defer(_settle_alone_sql(len(done)), args)
-    batch_ids = [o.batch_id for o, _ in done]
-    schedules = sorted({sid for _, sid in done if sid is not None})
+    batch_ids = [o.batch_id for o, _, _ in done]
+    schedules = sorted({sid for _, _, sid in done if sid is not None})
     if schedules:
         tx.defer(
             _settle_alone_schedules_sql(len(batch_ids), len(schedules)),
