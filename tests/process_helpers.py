@@ -117,6 +117,11 @@ def daemon_process(
                     lambda: {w.id for w in worker_rows(engine) if w.pid == proc.pid} - before, 30
                 )
             yield daemon
+        except BaseException:
+            # The daemon's side of a failure, in the test's captured output.
+            print(f"--- {name} log (last 60 lines) ---")
+            print("\n".join(daemon.log().splitlines()[-60:]))
+            raise
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

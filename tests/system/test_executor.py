@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import logging
@@ -326,7 +327,7 @@ def run_loop(
                     time.monotonic(),
                 )
             now = time.monotonic()
-            assert now < end, f"runs still going after {limit}s: {sorted(running)}"
+            assert now < end, f"runs still going after {limit}s: {_stuck_report(running)}"
             deadlines = [d for c, _, _ in running.values() if (d := c.next_deadline()) is not None]
             timeout = min([end, *deadlines]) - now
             ready = [key.data for key, _ in sel.select(max(0.0, timeout))]
@@ -355,6 +356,28 @@ def run_loop(
             child.close()  # kills and reaps
         sel.close()
     return done
+
+
+def _stuck_report(running: dict[int, tuple[Child, Finished, float]]) -> str:
+    """What each run still going was doing: its process's state, then the Python stack
+    faulthandler writes to its stderr pipe on SIGABRT (so that a run that hangs once in a
+    CI run says where)."""
+    parts = []
+    for run_id, (child, fin, _) in sorted(running.items()):
+        state = ""
+        with contextlib.suppress(OSError):
+            status = Path(f"/proc/{child.pid}/status").read_text()
+            state = next((ln for ln in status.splitlines() if ln.startswith("State:")), "")
+            state += " wchan=" + Path(f"/proc/{child.pid}/wchan").read_text()
+        with contextlib.suppress(OSError):
+            os.kill(child.pid, signal.SIGABRT)
+        end = time.monotonic() + 2
+        while time.monotonic() < end and child.poll() is None:
+            time.sleep(0.05)
+            fin.lines.extend(child.drain()[0])
+        fin.lines.extend(child.drain()[0])
+        parts.append(f"run {run_id} (pid {child.pid}, {state}):\n{fin.text()}")
+    return "\n".join(parts)
 
 
 def run_one(executor: Executor, run: RunSpec, limit: float = 20.0) -> Finished:
