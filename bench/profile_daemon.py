@@ -61,6 +61,20 @@ def child(out: Path, profile: bool) -> int:
         finally:
             prof.disable()
 
+    timeline: list[tuple[float, float, int, int, int]] = []
+    if os.environ.get("JOBSYS_BENCH_TIMELINE"):
+        # Each tick: wall start (time.time), duration, runs going before and after, and
+        # the outcomes it took from the children (``--timeline``).
+        profiled_tick = tick
+
+        def tick(self: Any) -> float:  # wraps the profiled one
+            before, t0, p0 = len(self.running), time.time(), time.perf_counter()
+            try:
+                return profiled_tick(self)
+            finally:
+                took = time.perf_counter() - p0
+                timeline.append((t0, took, before, len(self.running), before - len(self.running)))
+
     daemon_module.Daemon.tick = tick  # type: ignore[method-assign]
 
     def dump(*_: object) -> None:
@@ -69,6 +83,9 @@ def child(out: Path, profile: bool) -> int:
         if prof is not None:
             prof.dump_stats(str(out) + ".prof")
             prof.clear()  # the next dump covers what follows
+        if timeline:
+            Path(str(out) + ".timeline").write_text(json.dumps(timeline))
+            timeline.clear()
         tmp = out.with_suffix(".tmp")
         tmp.write_text(json.dumps(state))
         os.replace(tmp, out)
@@ -107,6 +124,8 @@ def measure(bench: Bench, args: argparse.Namespace, profile: bool) -> dict[str, 
     env = jb.base_env(DATABASE_URL=url, JOBSYS_APP=str(bench.main_app))
     env["JOBSYS_CONCURRENCY"] = str(args.concurrency)
     env["JOBSYS_WAKE_HOST"] = "127.0.0.1"
+    if args.timeline:
+        env["JOBSYS_BENCH_TIMELINE"] = "1"
     cmd = [jb.PYTHON, __file__, "--child", str(out)] + (["--profile"] if profile else [])
     app = load_app(str(bench.main_app))
     engine = jb.make_engine(url)
@@ -145,6 +164,8 @@ def measure(bench: Bench, args: argparse.Namespace, profile: bool) -> dict[str, 
             ok = conn.execute(
                 select(func.count()).select_from(JobRun).where(col(JobRun.status) == "SUCCESS")
             ).scalar_one()
+        if args.timeline:
+            _print_timeline(Path(str(out) + ".timeline"), t0.timestamp())
         cpu = after["cpu_s"] - before["cpu_s"]
         return {
             "runs": expected,
@@ -157,6 +178,24 @@ def measure(bench: Bench, args: argparse.Namespace, profile: bool) -> dict[str, 
     finally:
         bench.procs.stop(proc, timeout=30)
         engine.dispose()
+
+
+def _print_timeline(path: Path, t0: float) -> None:
+    """The ticks from the scenario's start: when each began (ms after it), how long it
+    took, and the runs going before and after it."""
+    ticks = [t for t in json.loads(path.read_text()) if t[0] >= t0 - 0.5]
+    if not ticks:
+        return
+    busy = [t for t in ticks if t[1] > 0.0002 or t[2] != t[3]]
+    total = sum(t[1] for t in busy)
+    say(
+        f"timeline: {len(busy)} busy ticks, {total * 1000:.1f} ms in them "
+        f"({total * 1000 / max(1, len(busy)):.2f} ms each), "
+        f"span {(busy[-1][0] + busy[-1][1] - t0) * 1000:.1f} ms"
+    )
+    for start, took, before, after, _ in busy[:60]:
+        at, ms = (start - t0) * 1000, took * 1000
+        print(f"  {at:8.1f} ms  tick {ms:6.2f} ms  running {before} -> {after}")
 
 
 def _registered(engine: Any, pid: int) -> bool:
@@ -183,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--no-profile", action="store_true", help="only the CPU per run")
+    parser.add_argument("--timeline", action="store_true", help="print the ticks' timing")
     parser.add_argument("--mysql-url", default=DEFAULT_MYSQL_URL)
     parser.add_argument("--out", type=Path, help="keep the cProfile file here")
     args = parser.parse_args(argv)
