@@ -178,10 +178,10 @@ class Alerter:
             open_rows = reads.open_incidents()
             schedules = reads.schedules()
             wanted: dict[tuple[str, str], _Condition] = {}
-            wanted.update(self._failing(schedules))
-            wanted.update(_auto_paused(schedules))
-            wanted.update(self._long_runs(reads.running_runs(), now))
-            wanted.update(self._silent(reads, now))
+            wanted |= self._failing(schedules)
+            wanted |= _auto_paused(schedules)
+            wanted |= self._long_runs(reads.running_runs(), now)
+            wanted |= self._silent(reads, now)
             open_state = {(r.kind, r.subject): r for r in open_rows if r.kind != SLOT_MISSED}
             closing = [
                 (row, self._why_cleared(reads, row))

@@ -192,7 +192,7 @@ def _parse_field(text: str, spec: _Field) -> frozenset[int]:
     for item in text.split(","):
         if not item:
             raise _FieldError(f"empty item in list {text!r}")
-        values.update(_parse_item(item, spec))
+        values |= set(_parse_item(item, spec))
     return frozenset(values)
 
 

@@ -239,7 +239,7 @@ class Daemon:
             self._checked_next_runs = {
                 sid: checked.pop(sid) for sid in self.app.schedules if sid in checked
             }
-            self._checked_next_runs.update(checked)
+            self._checked_next_runs |= checked
             self._log_repaired(repaired)
         else:
             from jobsys.store.migrate import ensure_current
@@ -579,7 +579,7 @@ class Daemon:
             )
         except Exception:
             self._unrecorded = ended  # the children are gone; their outcomes are not
-            self._unwritten_pids.update(pids)
+            self._unwritten_pids |= pids
             raise
 
     def _claim_and_start(self, free: int, now: datetime) -> int:
@@ -601,7 +601,7 @@ class Daemon:
         except Exception:
             # Recorded again next tick (harmless if this one got as far as committing).
             self._unrecorded = ended
-            self._unwritten_pids.update(written)
+            self._unwritten_pids |= written
             raise
         assert self.executor is not None
         ready: list[RunSpec] = []
@@ -658,7 +658,7 @@ class Daemon:
                 self._selector.register(child, selectors.EVENT_READ, run.run_id)
         if pids and not self._unwritten_pids:
             self._pids_since = self.clock.monotonic()
-        self._unwritten_pids.update(pids)
+        self._unwritten_pids |= pids
         return len(claimed)
 
     def _write_pids(self) -> None:

@@ -69,7 +69,6 @@ import contextlib
 import json
 import logging
 import os
-import select
 import selectors
 import signal
 import sys
@@ -88,7 +87,7 @@ from jobsys.forking import (
     open_pipes,
     prctl_function,
 )
-from jobsys.pool import PoolWorker, ServerGone, WorkerPool
+from jobsys.pool import PoolWorker, ServerGone, WorkerPool, readable
 from jobsys.runspec import RunSpec
 from jobsys.runtime import (
     MAX_LINE_BYTES,
@@ -585,7 +584,7 @@ class Child:
         while self._exit_status is None and not self._msg_eof:
             if not block or self._monotonic() >= end:
                 return False
-            select.select([self._fd], [], [], 0.05)
+            readable(self._fd, 0.05)
             self._pump()
         self._reaped = True
         self._wait_status = -1 if self._exit_status is None else self._exit_status
@@ -611,7 +610,7 @@ class Child:
                     return False
                 status = -1
                 break
-            select.select([self._fd], [], [], 0.05)
+            readable(self._fd, 0.05)
             self._pump()
         self._reaped = True
         self._wait_status = status

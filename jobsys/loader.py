@@ -40,7 +40,7 @@ def _import_file(path: Path) -> object:
     # The file's folder goes on sys.path so the file can import its siblings.
     folder = str(path.resolve().parent)
     if folder not in sys.path:
-        sys.path.insert(0, folder)
+        sys.path[:0] = [folder]
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)

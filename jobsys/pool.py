@@ -58,10 +58,11 @@ def _recv_fds(sock: socket.socket) -> tuple[bytes, list[int]]:
 _INT = array.array("i")
 
 
-def _readable(sock: socket.socket, timeout_s: float) -> bool:
-    """``poll``, not ``select``: the daemon may hold fds above FD_SETSIZE."""
+def readable(fd: int | socket.socket, timeout_s: float) -> bool:
+    """Whether ``fd`` is readable within ``timeout_s``: ``poll``, not ``select.select``,
+    which fails on fds above FD_SETSIZE (the daemon may hold that many)."""
     poller = select.poll()
-    poller.register(sock, select.POLLIN)
+    poller.register(fd, select.POLLIN)
     return bool(poller.poll(max(0, math.ceil(timeout_s * 1000))))
 
 
@@ -193,7 +194,7 @@ class WorkerPool:
                 return worker
             self._drop(worker)
         for worker in self._starting:  # one that is ready already
-            if _readable(worker.sock, 0):
+            if readable(worker.sock, 0):
                 break
         else:
             worker = self._starting[0] if self._starting else self._spawn()
@@ -206,7 +207,7 @@ class WorkerPool:
         end = time.monotonic() + READY_WAIT_S
         while True:
             left = end - time.monotonic()
-            if left <= 0 or not _readable(worker.sock, left):
+            if left <= 0 or not readable(worker.sock, left):
                 worker.close()
                 raise WorkerLost(f"a new pool worker did not start within {READY_WAIT_S:.0f}s")
             got, ended = worker.read()

@@ -146,7 +146,7 @@ class Baseline:
             why = f"could not return to {self.cwd}: {exc}"
         if os.environ != self.environ:
             os.environ.clear()
-            os.environ.update(self.environ)
+            os.environ |= self.environ
             time.tzset()  # in case the job changed the time zone variable
         os.umask(self.umask)
         if threading.active_count() > self.threads:

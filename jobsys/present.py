@@ -71,7 +71,7 @@ def attempt_json(attempt: AttemptRow) -> dict[str, Any]:
 def log_line_json(line: LogLineRow, *, with_id: bool = True) -> dict[str, Any]:
     """A log line; ``with_id`` keeps its id (the cursor for paging the log)."""
     data: dict[str, Any] = {"id": line.id} if with_id else {}
-    data.update(ts=iso_utc(line.ts), level=line.level, message=line.message)
+    data |= {"ts": iso_utc(line.ts), "level": line.level, "message": line.message}
     return data
 
 

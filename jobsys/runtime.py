@@ -463,8 +463,9 @@ def _send_if_room(fd: int, message: dict[str, Any]) -> None:
     than PIPE_BUF is written whole; its leading newline ends any fragment before it."""
     data = ("\n" + json.dumps(message) + "\n").encode()[: select.PIPE_BUF]
     with contextlib.suppress(OSError, ValueError):
-        _, writable, _ = select.select([], [fd], [], 0)
-        if writable:
+        poller = select.poll()  # not select.select: fds above FD_SETSIZE
+        poller.register(fd, select.POLLOUT)
+        if poller.poll(0):
             os.write(fd, data)
 
 

@@ -280,8 +280,8 @@ class EventHub:
         timing = self.ctx.events
         stale = time.monotonic() - (2 * max(timing.heartbeat_s, timing.poll_s) + 5)
         with self._lock:
-            dropped = [sub for sub in self._subscribers if sub.seen < stale]
-            self._subscribers.difference_update(dropped)
+            dropped = {sub for sub in self._subscribers if sub.seen < stale}
+            self._subscribers -= dropped
             subscribers = list(self._subscribers)
             if not subscribers:
                 self._thread = None
