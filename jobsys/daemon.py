@@ -193,6 +193,7 @@ class Daemon:
         # Schedule upkeep (jobsys.store.upkeep): rows whose next_run_at was found right,
         # and whether any schedule of this code can be paused on failure.
         self._checked_next_runs: upkeep.Checked = {}
+        self._schedules_sum: int | None = None  # see firing.Overview.schedules_sum
         self._pausable = any(s.pause_on_failure for s in self.app.schedules.values())
         self._trimmed = False  # see _trim_memory
 
@@ -314,7 +315,6 @@ class Daemon:
             self._renew_lease(now, mono)
         if poll_due:
             self._next_heartbeat = mono + self.poll_s
-            self._repair_next_runs(now)
             if not self._trimmed:
                 self._trimmed = True
                 _trim_memory()  # start-up parsed every cron: let it go
@@ -331,6 +331,11 @@ class Daemon:
                 self.queue.nothing_queued()  # a firing's runs then need no read to claim
             if overview.stale_workers:
                 self._recover(now)
+            if poll_due and overview.schedules_sum != self._schedules_sum:
+                # Some schedule's cron, zone or next run changed (a firing, an edit, a
+                # hand-made UPDATE): look for a lost next run among them.
+                self._repair_next_runs(now)
+                self._schedules_sum = overview.schedules_sum
 
         recompute_due = False
         fired: list[firing.Fired] = []
@@ -395,9 +400,11 @@ class Daemon:
         return self._sleep_seconds(now, mono)
 
     def _repair_next_runs(self, now: datetime) -> None:
-        self._log_repaired(
-            upkeep.repair_next_runs(self.engine, now=now, checked=self._checked_next_runs)
-        )
+        repaired = upkeep.repair_next_runs(self.engine, now=now, checked=self._checked_next_runs)
+        self._log_repaired(repaired)
+        for one in repaired:  # the overview read before the repair did not see them
+            if self._due_at is None or one.next_run_at < self._due_at:
+                self._due_at = one.next_run_at
 
     def _log_repaired(self, repaired: list[upkeep.Repaired]) -> None:
         for fixed in repaired:

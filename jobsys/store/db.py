@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 import threading
 import weakref
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -162,6 +163,7 @@ def _sqlite_engine(url: URL, pool_size: int, create: bool = True) -> Engine:
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
             cursor.close()
+        _add_functions(dbapi_connection)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
@@ -171,6 +173,16 @@ def _sqlite_engine(url: URL, pool_size: int, create: bool = True) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _add_functions(dbapi_connection: Any) -> None:
+    """MySQL functions the store uses that SQLite lacks: ``crc32`` (see
+    ``firing.poll_overview``)."""
+    dbapi_connection.create_function("crc32", 1, _crc32, deterministic=True)
+
+
+def _crc32(text: str | None) -> int | None:
+    return None if text is None else zlib.crc32(text.encode())
 
 
 def _mysql_engine(url: URL, pool_size: int, pre_ping: bool) -> Engine:
@@ -217,6 +229,7 @@ def make_autocommit_engine(url: str) -> Engine:
                 cursor.execute("PRAGMA synchronous = NORMAL")
             finally:
                 cursor.close()
+            _add_functions(dbapi_connection)
 
         return engine
     engine = create_engine(

@@ -21,7 +21,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Connection, bindparam, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    String,
+    bindparam,
+    cast,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -583,6 +593,10 @@ class Overview:
     has_queued: bool
     stale_workers: int
     has_buffered: bool = False  # a BUFFER_ONE slot waits for its schedule's batch to end
+    #: A checksum of every runnable schedule's id, cron, time zone and ``next_run_at``:
+    #: the daemon looks for a lost next run (``upkeep.repair_next_runs``, which reads
+    #: every row) only when it changed, so an idle poll stays one statement.
+    schedules_sum: int = 0
 
 
 def poll_overview(engine: Engine, stale_before: datetime) -> Overview:
@@ -599,7 +613,20 @@ def poll_overview(engine: Engine, stale_before: datetime) -> Overview:
         )
         .scalar_subquery(),
         select(func.min(col(JobSchedule.buffered_slot))).scalar_subquery(),
+        select(func.sum(1 + func.crc32(_schedule_state())))
+        .where(*runnable_filter())
+        .scalar_subquery(),
     )
     with engine.connect() as conn:
-        earliest, first_queued, stale, buffered = conn.execute(query).one()
-    return Overview(earliest, first_queued is not None, int(stale or 0), buffered is not None)
+        earliest, first_queued, stale, buffered, total = conn.execute(query).one()
+    return Overview(
+        earliest, first_queued is not None, int(stale or 0), buffered is not None, int(total or 0)
+    )
+
+
+def _schedule_state() -> ColumnElement[str]:
+    """What a lost next run depends on, as one string per schedule (``crc32`` is MySQL's
+    own; on SQLite, ``db`` registers it)."""
+    at = func.coalesce(cast(col(JobSchedule.next_run_at), String), "-")
+    s = col(JobSchedule.id) + "|" + col(JobSchedule.cron) + "|" + col(JobSchedule.timezone)
+    return s + "|" + at

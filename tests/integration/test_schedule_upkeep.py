@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import col
 
@@ -273,6 +273,38 @@ def test_a_lost_next_run_is_reported_then_repaired_and_fires(
     assert health.evaluate(engine, clock.now()).status == health.OK
     step(daemon, clock, utc("2027-01-01T10:05:00"))
     assert [b.scheduled_for for b in batches(engine, "r")] == [utc("2027-01-01T10:05:00")]
+
+
+def test_an_idle_poll_reads_the_schedules_only_when_they_changed(engine: Engine) -> None:
+    # The poll's one statement carries a checksum of the runnable schedules; the
+    # row-by-row look for a lost next run runs only when it changed.
+    app = make_app(lambda a: a.schedule("r", cron="*/5 * * * *", mode="JOB", job="quick"))
+    clock = FakeClock(utc("2027-01-01T10:00:30"))
+    daemon = make_daemon(engine, app, clock)
+    enable(engine, app, "r", clock.now())
+    step(daemon, clock, utc("2027-01-01T10:01:00"))
+    scans: list[str] = []
+
+    def seen(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        if "job_schedule.cron" in statement:
+            scans.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        step(daemon, clock, utc("2027-01-01T10:02:00"))
+        step(daemon, clock, utc("2027-01-01T10:03:00"))
+        assert scans == []  # nothing changed: two polls, no scan
+        with engine.begin() as conn:  # by hand, as in the test above
+            conn.execute(
+                update(JobSchedule).where(col(JobSchedule.id) == "r").values(next_run_at=None)
+            )
+        step(daemon, clock, utc("2027-01-01T10:04:00"))
+        assert len(scans) == 1
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    with session(engine) as s:
+        row = s.get(JobSchedule, "r")
+        assert row is not None and row.next_run_at == utc("2027-01-01T10:05:00")
 
 
 def test_a_correct_next_run_is_left_alone(engine: Engine) -> None:
