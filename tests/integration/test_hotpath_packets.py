@@ -208,3 +208,33 @@ def test_a_one_run_batch_recovered_elsewhere_is_not_settled_again(engine: Engine
     assert after["every-a"] == before["every-a"]  # not ours any more: untouched
     assert after["every-b"] == after["every-c"] == ("SUCCESS", "SUCCESS", 0, 0, None)
     assert queue.alone == {}
+
+
+def test_a_run_ended_between_the_snapshot_and_its_claim_is_not_started(engine: Engine) -> None:
+    """The UPDATE that starts a claim round's runs travels with the COMMIT; when a run
+    was ended meanwhile (here set SKIPPED behind the daemon's back), its rowcount comes
+    up short: that run is not returned, and its job's mutex, taken for it, is free."""
+    fire_three(engine)
+    hot, queue = HotConnection(engine), runs.RunQueue()
+    with engine.connect() as conn:
+        queue.refresh(conn)
+        by_job: dict[str, int] = {
+            name: int(rid or 0)
+            for name, rid in conn.execute(select(col(JobRun.job_name), col(JobRun.id))).all()
+        }
+    with engine.begin() as conn:
+        conn.execute(
+            JobRun.__table__.update()  # type: ignore[attr-defined]
+            .where(col(JobRun.id) == by_job["job_b"])
+            .values(status="SKIPPED")
+        )
+    started = claim(engine, hot, queue)
+    assert sorted(started) == sorted([by_job["job_a"], by_job["job_c"]])
+    with engine.connect() as conn:
+        mutexes = dict(
+            conn.execute(select(col(JobDefinition.name), col(JobDefinition.running_run_id))).all()
+        )
+        statuses = dict(conn.execute(select(col(JobRun.id), col(JobRun.status))).all())
+    assert mutexes == {"job_a": by_job["job_a"], "job_b": None, "job_c": by_job["job_c"]}
+    assert statuses[by_job["job_b"]] == "SKIPPED"
+    assert queue.stale  # the snapshot took it for RUNNING: read again next time
