@@ -399,11 +399,17 @@ def _claim_pass(
         busy |= _settle_alone(conn, finished, q.alone, worker_id, now)
         _settle_in(conn, sorted(b for b, c in cascade.items() if not c and b not in busy), now)
     lost = _confirm_claims(hot, unconfirmed, worker_id)
-    if lost:  # ended meanwhile (cancelled, skipped): not ours to start
+    recheck: set[int] = set()
+    if lost:  # ended meanwhile (cancelled, skipped, run elsewhere): not ours to start
+        recheck = {run.batch_id for run in claimed if run.run_id in lost}
         claimed = [run for run in claimed if run.run_id not in lost]
         for run_id in lost:
             q.alone.pop(run_id, None)
         q.stale = True  # the snapshot took them for RUNNING
+        # Their batches were taken for busy above (not settled): one whose last run
+        # ended elsewhere must be settled here, or nobody would.
+        recheck -= {run.batch_id for run in claimed}.union(busy_batches)
+        busy -= recheck
     q.started.update(run.batch_id for run in claimed)
     if len(q.started) > 10_000:  # only a saving: forget old batches now and then
         q.started = {run.batch_id for run in claimed}
@@ -413,6 +419,8 @@ def _claim_pass(
     cascading = {b: True for b, c in cascade.items() if c}
     cascading.update(dict.fromkeys(settle, True))
     cascading.update(q.unsettled)
+    for batch_id in recheck:
+        cascading.setdefault(batch_id, False)
     try:
         settle_batches(engine, cascading, now, hot=hot, busy=busy)
         q.unsettled = {}

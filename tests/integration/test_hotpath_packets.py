@@ -238,3 +238,53 @@ def test_a_run_ended_between_the_snapshot_and_its_claim_is_not_started(engine: E
     assert mutexes == {"job_a": by_job["job_a"], "job_b": None, "job_c": by_job["job_c"]}
     assert statuses[by_job["job_b"]] == "SKIPPED"
     assert queue.stale  # the snapshot took it for RUNNING: read again next time
+
+
+def test_a_batch_whose_last_run_ended_elsewhere_during_a_claim_is_settled(
+    engine: Engine,
+) -> None:
+    """This daemon records its run's outcome in the tick that also tries the batch's
+    other run, which another daemon ran meanwhile: that claim comes up short, and the
+    batch, then over, must be settled here (no one else will). Found by bench/run.py's
+    three-daemon scaling run, which waited forever for its batch."""
+    from jobsys.definitions import App
+    from jobsys.manual import create_manual_batch
+    from jobsys.store.models import JobBatch
+    from jobsys.store.schedules import sync_definitions
+
+    app = App("two")
+    for name in ("job_a", "job_b"):
+        app.job(name, group=name)(lambda ctx: None)
+    app = app.validate()
+    sync_definitions(engine, app, "development", NOW)
+    batch_id = create_manual_batch(engine, app, mode="ALL_JOBS", now=NOW, actor="t").batch_id
+    hot, queue = HotConnection(engine), runs.RunQueue()
+
+    def claim_up_to(limit: int, **kw: object) -> list[int]:
+        got = runs.claim_runnable(
+            engine,
+            worker_id="w1",
+            limit=limit,
+            clock=lambda: NOW + timedelta(seconds=1),
+            known_jobs={"job_a", "job_b"},
+            queue=queue,
+            hot=hot,
+            **kw,  # type: ignore[arg-type]
+        )
+        return [r.run_id for r in got]
+
+    (first,) = claim_up_to(1)
+    with engine.begin() as conn:  # the other run: started, run and ended by daemon w2
+        conn.execute(
+            JobRun.__table__.update()  # type: ignore[attr-defined]
+            .where(col(JobRun.batch_id) == batch_id, col(JobRun.id) != first)
+            .values(status="SUCCESS", worker_id="w2", finished_at=NOW, started_at=NOW)
+        )
+    assert claim_up_to(4, finished=[outcome(engine, first, "SUCCESS")]) == []
+    with engine.connect() as conn:
+        status = conn.execute(
+            select(col(JobBatch.status)).where(col(JobBatch.id) == batch_id)
+        ).scalar_one()
+        held = conn.execute(select(col(JobDefinition.running_run_id))).scalars().all()
+    assert status == "SUCCESS"
+    assert set(held) == {None}
