@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -36,8 +35,6 @@ from jobsys.store.db import database_errors, write_engine
 from jobsys.store.hotpath import CoreTx, HotConnection, Pending, Tx, marks
 from jobsys.store.tables import JobBatch, JobDefinition, JobLog, JobRun, JobSchedule, col
 from jobsys.vocabulary import RunStatus, Trigger
-
-log = logging.getLogger("jobsys.daemon")
 
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 BROKEN = (RunStatus.FAILED, RunStatus.SKIPPED, RunStatus.CANCELLED)
@@ -332,7 +329,6 @@ def _claim_pass(
     rows = q.rows
     tried: set[str] = set()  # jobs tried in this pass: one run of a job at a time
     scanned = 0  # rows[:scanned] of the snapshot were looked at; the rest stay as they are
-    unconfirmed: list[tuple[list[Any], Pending]] = []  # see _claim_round
     with _outcome_transaction(engine, hot, finished, "cannot claim runs in") as (conn, core):
         if finished or pids:
             _record_outcomes(conn, core, finished, pids, worker_id=worker_id, now=now)
@@ -385,7 +381,7 @@ def _claim_pass(
                 candidates.append(row)
             if not candidates:
                 break
-            started = _claim_round(conn, candidates, worker_id, clock, keep, unconfirmed)
+            started = _claim_round(conn, candidates, worker_id, clock, keep)
             for row in candidates:  # back in queue order
                 if row.id in started:
                     q.statuses[row.batch_id][row.job_name] = RunStatus.RUNNING
@@ -398,18 +394,6 @@ def _claim_pass(
         busy = {run.batch_id for run in claimed}.union(busy_batches)
         busy |= _settle_alone(conn, finished, q.alone, worker_id, now)
         _settle_in(conn, sorted(b for b, c in cascade.items() if not c and b not in busy), now)
-    lost = _confirm_claims(hot, unconfirmed, worker_id)
-    recheck: set[int] = set()
-    if lost:  # ended meanwhile (cancelled, skipped, run elsewhere): not ours to start
-        recheck = {run.batch_id for run in claimed if run.run_id in lost}
-        claimed = [run for run in claimed if run.run_id not in lost]
-        for run_id in lost:
-            q.alone.pop(run_id, None)
-        q.stale = True  # the snapshot took them for RUNNING
-        # Their batches were taken for busy above (not settled): one whose last run
-        # ended elsewhere must be settled here, or nobody would.
-        recheck -= {run.batch_id for run in claimed}.union(busy_batches)
-        busy -= recheck
     q.started.update(run.batch_id for run in claimed)
     if len(q.started) > 10_000:  # only a saving: forget old batches now and then
         q.started = {run.batch_id for run in claimed}
@@ -419,8 +403,6 @@ def _claim_pass(
     cascading = {b: True for b, c in cascade.items() if c}
     cascading.update(dict.fromkeys(settle, True))
     cascading.update(q.unsettled)
-    for batch_id in recheck:
-        cascading.setdefault(batch_id, False)
     try:
         settle_batches(engine, cascading, now, hot=hot, busy=busy)
         q.unsettled = {}
@@ -532,17 +514,10 @@ def _claim_round(
     worker_id: str,
     clock: Callable[[], datetime],
     keep: list[Any],
-    unconfirmed: list[tuple[list[Any], Pending]],
 ) -> dict[int, datetime]:
     """Take each candidate job's mutex (in name order), then all their runs in one
     UPDATE; returns the start instant by run id. Runs whose job runs elsewhere go to
-    ``keep`` (they wait).
-
-    The UPDATE that starts the runs is deferred (on MySQL it travels with the COMMIT: a
-    round trip less per tick), so its rowcount is checked after the commit, by
-    ``_confirm_claims`` (appended to ``unconfirmed``): short only when one of the runs
-    was ended meanwhile (cancelled, skipped); with its job's mutex held (taken just
-    before), no other daemon can have started it.
+    ``keep`` (they wait); runs taken by another daemon meanwhile are dropped.
 
     One conditional UPDATE per mutex, on purpose: taking them all in one statement
     (``CASE name ...``, tried) let two daemons run one job at once on MariaDB under
@@ -562,37 +537,22 @@ def _claim_round(
     now = clock()  # after every mutex: the previous run of each job has finished
     ids = [row.id for row in won]
     at = conn.hot.ts(now)
-    unconfirmed.append((won, conn.defer(_start_runs_sql(len(ids)), (worker_id, at, at, *ids))))
-    return dict.fromkeys(ids, now)
-
-
-def _confirm_claims(
-    hot: HotConnection, unconfirmed: list[tuple[list[Any], Pending]], worker_id: str
-) -> set[int]:
-    """After the claim's commit: the runs of a short start UPDATE (see ``_claim_round``)
-    that are not RUNNING here; their job mutexes are given back. Returns their ids."""
-    rows = [row for won, taken in unconfirmed if taken.rowcount != len(won) for row in won]
-    if not rows:
-        return set()
-    ids = [row.id for row in rows]
-    try:
-        with hot.transaction("cannot confirm claimed runs in") as tx:
-            ours = {
-                int(rid)
-                for (rid,) in tx.rows(
-                    f"SELECT id FROM job_run WHERE id IN ({marks(len(ids))})"
-                    " AND status = 'RUNNING' AND worker_id = ?",
-                    (*ids, worker_id),
-                )
-            }
-            lost = [row for row in rows if row.id not in ours]
-            tx.executemany(_RELEASE_MUTEX, [(r.job_name, r.id) for r in lost])
-    except DatabaseError as exc:
-        # Not known which are ours: all start. One that was ended meanwhile then runs,
-        # as if the cancel had come just after its start; its outcome frees its mutex.
-        log.warning("could not confirm %d claimed run(s): %s", len(ids), exc)
-        return set()
-    return {row.id for row in lost}
+    taken = conn.execute(_start_runs_sql(len(ids)), (worker_id, at, at, *ids))
+    if taken == len(won):
+        return dict.fromkeys(ids, now)
+    # Another daemon took some of them (or they were cancelled): find ours, and give
+    # the other mutexes back.
+    ours: set[int] = {
+        int(rid)
+        for (rid,) in conn.rows(
+            f"SELECT id FROM job_run WHERE id IN ({marks(len(ids))})"
+            " AND status = 'RUNNING' AND worker_id = ?",
+            (*ids, worker_id),
+        )
+    }
+    lost = [row for row in won if row.id not in ours]
+    conn.executemany(_RELEASE_MUTEX, [(r.job_name, r.id) for r in lost])
+    return dict.fromkeys(sorted(ours), now)
 
 
 def _mark_batches_running(conn: Tx, claimed: Sequence[RunSpec], started: Collection[int]) -> None:
