@@ -392,20 +392,18 @@ def render(output: dict[str, Any]) -> str:
             )
         key = f"jobsys.{be}.burst_process.c4"
         if key in res:
-            pool = res.get(f"jobsys.{be}.burst.c4")
+
+            def burst_cell(r: dict[str, Any]) -> str:
+                return f"{r['total_s']:.2f} s ({r['daemon_cpu_ms_per_run']:.3f} ms)"
+
+            pool_key = f"jobsys.{be}.burst.c4"
             rows.append(
                 [
                     name,
                     f"burst of {res[key].get('runs', '?')} no-op runs, c4: all done"
                     " (daemon CPU per run)",
-                    _cell(
-                        res,
-                        key,
-                        lambda r: f"{r['total_s']:.2f} s ({r['daemon_cpu_ms_per_run']:.3f} ms)",
-                    ),
-                    f"{pool['total_s']:.2f} s ({pool['daemon_cpu_ms_per_run']:.3f} ms)"
-                    if pool and "total_s" in pool
-                    else "-",
+                    _cell(res, key, burst_cell),
+                    _cell(res, pool_key, burst_cell),
                 ]
             )
     if rows:

@@ -334,15 +334,9 @@ def _insert_batches(
                 "updated_at": now,
             }
         )
-    if len(rows) == 1:  # one row: the driver reports its id, no need to read it back
-        (bid,) = conn.execute(insert(JobBatch), rows[0]).inserted_primary_key or (None,)
-        if bid is not None:
-            return {rows[0]["schedule_id"]: int(bid)}
-    elif conn.dialect.insert_returning:  # SQLite, MariaDB: the ids come back in order
-        got = _insert_returning_ids(conn, JobBatch, rows)
+    got = _insert_rows(conn, JobBatch, rows)
+    if got is not None:
         return {r["schedule_id"]: bid for r, bid in zip(rows, got, strict=True)}
-    else:
-        conn.execute(insert(JobBatch), rows)
     # Read the ids back by the unique (schedule, slot) key, one query per slot instant.
     by_slot: dict[datetime, list[str]] = {}
     for row, plan, _ in won:
@@ -381,16 +375,11 @@ def _insert_runs(
         )
     ]
     ids: dict[int, list[int]] = {}
-    if len(rows) == 1:  # one row: the driver reports its id
-        (rid,) = conn.execute(insert(JobRun), rows[0]).inserted_primary_key or (None,)
-        if rid is not None:
-            ids = {rows[0]["batch_id"]: [int(rid)]}
-    if not ids and len(rows) > 1 and conn.dialect.insert_returning:
-        for run, rid in zip(rows, _insert_returning_ids(conn, JobRun, rows), strict=True):
+    got = _insert_rows(conn, JobRun, rows)
+    if got is not None:
+        for run, rid in zip(rows, got, strict=True):
             ids.setdefault(run["batch_id"], []).append(rid)
-    if not ids:
-        if len(rows) > 1:
-            conn.execute(insert(JobRun), rows)
+    else:  # read the ids back: each batch's in position order
         for rid, bid in conn.execute(
             select(col(JobRun.id), col(JobRun.batch_id))
             .where(col(JobRun.batch_id).in_(sorted(batch_ids.values())))
@@ -423,11 +412,20 @@ def _insert_runs(
     return out
 
 
-def _insert_returning_ids(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert ``rows`` (several at a time, ``INSERT ... RETURNING``); their ids, in the
-    order of ``rows``: one round trip instead of an insert and a read-back."""
-    statement = insert(table).returning(table.id, sort_by_parameter_order=True)
-    return [int(i) for i in conn.execute(statement, rows).scalars()]
+def _insert_rows(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> list[int] | None:
+    """Insert ``rows``; their ids in the order of ``rows`` when the insert can tell them
+    (``INSERT ... RETURNING`` on SQLite and MariaDB 10.5+, or the driver's id of a single
+    row), else None: the caller reads them back."""
+    if not rows:
+        return []
+    if conn.dialect.insert_returning:
+        statement = insert(table).returning(table.id, sort_by_parameter_order=True)
+        return [int(i) for i in conn.execute(statement, rows).scalars()]
+    if len(rows) == 1:
+        (one,) = conn.execute(insert(table), rows[0]).inserted_primary_key or (None,)
+        return None if one is None else [int(one)]
+    conn.execute(insert(table), rows)
+    return None
 
 
 def fire_schedule(
