@@ -373,6 +373,10 @@ class Child:
             deadlines.append(self._kill_at)
         if self._memory_check_at is not None:
             deadlines.append(self._memory_check_at)
+        if self._worker is not None and self._exit_status is not None:
+            # The run's exit record was read (by a drain() before poll()): a live worker
+            # leaves nothing readable after it, so poll() is due now, not on a wake-up.
+            deadlines.append(self._monotonic())
         if self._pidfd is None and not self._via_server and self._worker is None:
             # Without a pidfd the exit shows only as the message pipe's EOF; a child
             # could close that early, so check now and then.

@@ -956,6 +956,28 @@ def test_a_drain_that_reads_the_servers_exit_record_leaves_the_child_readable() 
         ex.close()
 
 
+def test_a_drain_that_reads_a_pool_runs_exit_record_makes_poll_due() -> None:
+    """The same in a pool worker, which stays alive after its run: nothing is readable
+    after the exit record, so once drain() has read it, poll() is due at once (a loop
+    that waited for a wake-up hung there: CI caught it twice)."""
+    ex = Executor(app, kill_grace_s=GRACE, server=ForkServer.start(app), pool_size=1)
+    try:
+        child = ex.start(spec("noop"))
+        end = time.monotonic() + 10
+        while child.next_deadline() is None:  # drain() until the exit record is read
+            assert time.monotonic() < end, "no exit record"
+            select.select([child.fileno()], [], [], 0.05)
+            child.drain()
+        deadline = child.next_deadline()
+        assert deadline is not None and deadline <= time.monotonic()
+        outcome = child.poll()
+        assert outcome is not None and outcome.status == "SUCCESS"
+        assert child.next_deadline() is None
+        child.close()
+    finally:
+        ex.close()
+
+
 # -- the warm pool --------------------------------------------------------------------
 
 
