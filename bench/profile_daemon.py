@@ -136,6 +136,7 @@ def measure(bench: Bench, args: argparse.Namespace, profile: bool) -> dict[str, 
         wait_for(lambda: _registered(engine, proc.pid), 120, 0.05, "daemon registration")
         time.sleep(1.0)
         before = _ask(proc.pid, out)
+        busy0, server0, kids0 = _machine_busy_s(), _server_cpu_s(), _descendants_cpu_s(proc.pid)
         t0 = jb.utcnow()
         if args.scenario == "burst":
             created = create_manual_batch(engine, app, mode="ALL_JOBS", now=t0, actor="bench")
@@ -159,6 +160,7 @@ def measure(bench: Bench, args: argparse.Namespace, profile: bool) -> dict[str, 
 
         wait_for(done, 600, 0.05, "all runs finished")
         after = _ask(proc.pid, out)
+        busy1, server1, kids1 = _machine_busy_s(), _server_cpu_s(), _descendants_cpu_s(proc.pid)
         with engine.connect() as conn:
             last = conn.execute(select(func.max(col(JobRun.finished_at)))).scalar_one()
             ok = conn.execute(
@@ -173,11 +175,70 @@ def measure(bench: Bench, args: argparse.Namespace, profile: bool) -> dict[str, 
             "wall_s": round((last - t0).total_seconds(), 3),
             "daemon_cpu_s": round(cpu, 3),
             "daemon_cpu_ms_per_run": round(cpu * 1000 / expected, 3),
+            # Everything on the machine (workers, database server, this script's polling)
+            # and the database server alone, per run: where a 2-CPU machine's time goes.
+            "machine_cpu_ms_per_run": round((busy1 - busy0) * 1000 / expected, 3),
+            "server_cpu_ms_per_run": round((server1 - server0) * 1000 / expected, 3),
+            # The fork server and the workers (those alive at the end; a worker recycled
+            # meanwhile is missed).
+            "workers_cpu_ms_per_run": round((kids1 - kids0) * 1000 / expected, 3),
             "prof": str(out) + ".prof" if profile else None,
         }
     finally:
         bench.procs.stop(proc, timeout=30)
         engine.dispose()
+
+
+def _machine_busy_s() -> float:
+    """CPU seconds every CPU of the machine spent busy (``/proc/stat``, not idle or iowait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _proc_stats() -> dict[int, tuple[int, float]]:
+    """Every process: its parent and its CPU seconds."""
+    out: dict[int, tuple[int, float]] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                continue
+            rest = stat[stat.rindex(")") + 2 :].split()
+            out[int(pid)] = (int(rest[1]), (int(rest[11]) + int(rest[12])) / tick)
+    return out
+
+
+def _descendants_cpu_s(root: int) -> float:
+    """CPU seconds of the processes below ``root`` (not ``root`` itself)."""
+    stats = _proc_stats()
+    below = {root}
+    grew = True
+    while grew:
+        grew = False
+        for pid, (ppid, _) in stats.items():
+            if ppid in below and pid not in below:
+                below.add(pid)
+                grew = True
+    return sum(stats[p][1] for p in below - {root})
+
+
+def _server_cpu_s() -> float:
+    """CPU seconds of the local database server (mariadbd or mysqld), 0 when not found."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        if name in ("mariadbd", "mysqld"):
+            rest = stat[stat.rindex(")") + 2 :].split()
+            return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
 
 
 def _print_timeline(path: Path, t0: float) -> None:

@@ -71,6 +71,15 @@ DB_RETRY_S = 2.0
 #: (``runs.finish_runs``) before it is written on its own.
 PID_WRITE_S = 0.05
 
+#: Claiming ahead (see ``Daemon.ahead``): only while the runs this daemon ends are this
+#: short on average (below it, waiting for the database between two runs is what
+#: limits throughput); a run claimed ahead that has not started this long after its
+#: claim (the workers got longer runs meanwhile) goes back to the queue.
+AHEAD_RUN_MS = 50.0
+AHEAD_MAX_WAIT_S = 0.5
+#: Weight of the latest outcome in the running average of run durations.
+DURATION_EMA = 0.2
+
 #: Longest single sleep: bounds the effect of a wall-clock jump on the next due slot.
 MAX_SLEEP_S = 60.0
 
@@ -137,6 +146,14 @@ class Daemon:
     def __post_init__(self) -> None:
         self.executor = self.executor or Executor(self.app)
         self.running: dict[int, Running] = {}
+        # Runs claimed ahead (RUNNING under this daemon's lease, not started yet), in
+        # claim order, with the monotonic instant of their claim. While runs are short,
+        # each claim takes up to ``concurrency`` more runs than there are free workers,
+        # so a worker that ends a run gets the next one at once instead of after the
+        # next claim's round trips (which then carries twice the runs). The claim is
+        # committed before a run is handed over, so exactly-once does not change.
+        self.ahead: list[tuple[RunSpec, float]] = []
+        self._duration_ms: float | None = None  # running average of run durations
         self.queue = runs.RunQueue()
         # Outcomes and log lines not yet written (the database failed us): written first
         # next time, so children keep being reaped (and timed) during an outage.
@@ -305,6 +322,8 @@ class Daemon:
         woken, self._woken = self._woken, False
 
         stats.finished = self._service_children()
+        if self.ahead and not self._stop:
+            self._start_ahead(mono)  # before any database work: workers wait for none
         poll_due = mono >= self._next_heartbeat
         if self._ended and not self._claims_carry_outcomes(now, poll_due or woken):
             self._record_ended()
@@ -375,10 +394,10 @@ class Daemon:
 
             if self.queue.next_due is not None and self.queue.next_due <= now:
                 self._more_queued = True  # a retry's back-off is over
-            free = self.settings.concurrency - len(self.running)
-            if not self._stop and free > 0 and (self._more_queued or stats.finished):
-                stats.claimed = self._claim_and_start(free, now)
-                self._more_queued = stats.claimed == free
+            want = self._claim_limit()
+            if not self._stop and want > 0 and (self._more_queued or stats.finished):
+                stats.claimed = self._claim_and_start(want, now)
+                self._more_queued = stats.claimed == want
             if self._ended:  # no claim carried them
                 self._record_ended()
         finally:
@@ -489,6 +508,8 @@ class Daemon:
                 waits.append(entry.progress_written + PROGRESS_WRITE_S - mono)
         if self._more_queued and len(self.running) < self.settings.concurrency:
             waits.append(0.0)
+        if self.ahead:  # given back if no worker is free for it by then
+            waits.append(self.ahead[0][1] + AHEAD_MAX_WAIT_S - mono)
         if self.pruner is not None and self.pruner.active:
             waits.append(PRUNE_PAUSE_S)
         return max(0.0, min(waits))
@@ -581,7 +602,7 @@ class Daemon:
                 now=self.clock.now(),
                 hot=self.hot,
                 pids=pids,
-                busy_batches={e.batch_id for e in self.running.values()},
+                busy_batches=self._busy_batches(),
                 alone=self.queue.alone,
             )
         except Exception:
@@ -589,21 +610,68 @@ class Daemon:
             self._unwritten_pids |= pids
             raise
 
-    def _claim_and_start(self, free: int, now: datetime) -> int:
+    def _busy_batches(self) -> set[int]:
+        """Batches with a run RUNNING under this daemon's lease (not done yet)."""
+        busy = {e.batch_id for e in self.running.values()}
+        busy.update(run.batch_id for run, _ in self.ahead)
+        return busy
+
+    def _claim_limit(self) -> int:
+        """How many runs to claim now: one per free worker, plus (while runs are short,
+        see ``ahead``) as many again to hand over without waiting, less those already
+        claimed ahead."""
+        concurrency = self.settings.concurrency
+        free = concurrency - len(self.running)
+        short = self._duration_ms is not None and self._duration_ms < AHEAD_RUN_MS
+        return max(0, free + (concurrency if short else 0) - len(self.ahead))
+
+    def _start_ahead(self, mono: float) -> None:
+        """Hand runs claimed ahead to free workers; give back those that waited too long
+        (``AHEAD_MAX_WAIT_S``: the workers got long runs since they were claimed)."""
+        free = self.settings.concurrency - len(self.running)
+        if free > 0:
+            ready, self.ahead = self.ahead[:free], self.ahead[free:]
+            now = self.clock.now()  # its true start (written with its outcome)
+            self._start_ready([replace(run, started_at=now) for run, _ in ready])
+        if self.ahead and mono - self.ahead[0][1] > AHEAD_MAX_WAIT_S:
+            self._give_back()
+
+    def _give_back(self) -> None:
+        """Put the runs claimed ahead back in the queue (see ``runs.give_back``)."""
+        back, self.ahead = self.ahead, []
+        try:
+            runs.give_back(
+                self.engine,
+                [(run.run_id, run.job_name) for run, _ in back],
+                worker_id=self.worker_id,
+                now=self.clock.now(),
+                hot=self.hot,
+            )
+        except Exception:
+            self.ahead = back + self.ahead  # still ours: started or given back later
+            raise
+        self.queue.stale = True
+        self._more_queued = True
+        # The runs were not as short as they looked: claim no more ahead until the
+        # next outcome says again how long runs take (no give-back every half second
+        # while long runs hold the workers).
+        self._duration_ms = None
+
+    def _claim_and_start(self, limit: int, now: datetime) -> int:
         ended, self._ended = self._ended, []
         written = self._due_pids()
         try:
             claimed = runs.claim_runnable(
                 self.engine,
                 worker_id=self.worker_id,
-                limit=free,
+                limit=limit,
                 clock=self.clock.now,
                 known_jobs=self.app.jobs,
                 queue=self.queue,
                 hot=self.hot,
                 finished=ended,
                 pids=written,
-                busy_batches={e.batch_id for e in self.running.values()},
+                busy_batches=self._busy_batches(),
             )
         except Exception:
             # Recorded again next tick (harmless if this one got as far as committing).
@@ -630,6 +698,18 @@ class Daemon:
                     memory_limit=self.app.jobs[run.job_name].memory_limit,
                 )
             )
+        free = max(0, self.settings.concurrency - len(self.running))
+        if len(ready) > free:
+            mono = self.clock.monotonic()
+            self.ahead += [(run, mono) for run in ready[free:]]
+        self._start_ready(ready[:free])
+        return len(claimed)
+
+    def _start_ready(self, ready: list[RunSpec]) -> None:
+        """Start claimed runs (one free worker each)."""
+        if not ready:
+            return
+        assert self.executor is not None
         started = self.executor.start_many(ready)
         pids: list[tuple[int, int]] = []
         debug = log.isEnabledFor(logging.DEBUG)
@@ -666,7 +746,6 @@ class Daemon:
         if pids and not self._unwritten_pids:
             self._pids_since = self.clock.monotonic()
         self._unwritten_pids |= pids
-        return len(claimed)
 
     def _write_pids(self) -> None:
         pids = list(self._unwritten_pids.items())
@@ -730,6 +809,12 @@ class Daemon:
             if outcome is None:
                 continue
             self._forget(run_id)
+            last = float(outcome.duration_ms)
+            self._duration_ms = (
+                last
+                if self._duration_ms is None
+                else self._duration_ms + DURATION_EMA * (last - self._duration_ms)
+            )
             if outcome.status != RunStatus.SUCCESS:
                 log.warning(
                     "run %s %s%s",
@@ -824,6 +909,7 @@ class Daemon:
             entry.child.kill()
             self._forget(run_id)  # close() reaps it
             self._unwritten_logs.pop(run_id, None)
+        self.ahead = []  # recovered with the rest: not ours to start
         workers.set_status(self.engine, self.worker_id, WorkerStatus.RUNNING, now)
 
     # -- the loop ----------------------------------------------------------------------
@@ -912,6 +998,13 @@ class Daemon:
         release every lease; mark the instance STOPPED."""
         now = self.clock.now()
         workers.set_status(self.engine, self.worker_id, WorkerStatus.STOPPING, now)
+        if self.ahead:  # not started: back to the queue, for another daemon
+            try:
+                self._give_back()
+            except (DatabaseError, SQLAlchemyError) as exc:
+                # release_all below fails them (as runs of a daemon that stopped).
+                log.warning("could not give back %d claimed run(s): %s", len(self.ahead), exc)
+                self.ahead = []
         grace_end = self.clock.monotonic() + self.settings.shutdown_grace_ms / 1000
         if self.running:
             log.info(

@@ -543,12 +543,24 @@ def run_job(
 
 
 def report_done(
-    capture: RunCapture, ctx: _Context, channel: _Channel, status: str, error: str | None
+    capture: RunCapture,
+    ctx: _Context,
+    channel: _Channel,
+    status: str,
+    error: str | None,
+    *,
+    held: list[bytes] | None = None,
 ) -> int:
-    """Flush the run's output and progress, send ``done``; the exit code it stands for."""
+    """Flush the run's output and progress, send ``done``; the exit code it stands for.
+    ``held``: the ``done`` line is appended there instead, for the caller to write with
+    what follows it (a pool worker's ``exit``: one write, so the daemon wakes once)."""
     capture.finish()
     ctx.flush_progress()
-    channel.send({"k": "done", "s": status, "e": error})
+    message = {"k": "done", "s": status, "e": error}
+    if held is None:
+        channel.send(message)
+    else:
+        held.append(("\n" + json.dumps(message) + "\n").encode())
     return 0 if status == "SUCCESS" else 1
 
 

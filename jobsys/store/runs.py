@@ -458,15 +458,19 @@ _END_QUEUED = (
 )
 
 
-@functools.lru_cache(maxsize=64)
-def _finish_runs_sql(count: int) -> str:
+@functools.lru_cache(maxsize=256)
+def _finish_runs_sql(count: int, same: tuple[bool, ...] = ()) -> str:
     """``_FINISH_RUN`` for ``count`` runs in one statement: for each column, (run id,
-    value) pairs; then the run ids and the worker id."""
+    value) pairs, or one value where ``same`` says every run has it (the first
+    ``_SAME_COLUMNS``); then the run ids and the worker id."""
+    cases = f"CASE id {' '.join(['WHEN ? THEN ?'] * count)} END"
     sets = ", ".join(
-        f"{column} = CASE id {' '.join(['WHEN ? THEN ?'] * count)} END"
-        if column != "pid"
-        else f"pid = COALESCE(CASE id {' '.join(['WHEN ? THEN ?'] * count)} END, pid)"
-        for column in _FINISH_COLUMNS
+        f"{column} = ?"
+        if i < len(same) and same[i]
+        else f"{column} = {cases}"
+        if column not in _KEPT_WHEN_NULL
+        else f"{column} = COALESCE({cases}, {column})"
+        for i, column in enumerate(_FINISH_COLUMNS)
     )
     return (
         f"UPDATE job_run SET {sets} WHERE id IN ({marks(count)})"
@@ -474,7 +478,7 @@ def _finish_runs_sql(count: int) -> str:
     )
 
 
-_FINISH_COLUMNS = (
+_FINISH_COLUMNS = (  # the first _SAME_COLUMNS are often the same for every run
     "status",
     "error",
     "exit_code",
@@ -482,7 +486,12 @@ _FINISH_COLUMNS = (
     "duration_ms",
     "updated_at",
     "pid",
+    "started_at",
 )
+#: Columns an outcome may not know (None): the stored value stays. ``started_at`` is
+#: written again because a run claimed ahead (``Daemon.ahead``) started after its claim.
+_KEPT_WHEN_NULL = ("pid", "started_at")
+_SAME_COLUMNS = 3
 
 
 @functools.lru_cache(maxsize=64)
@@ -615,8 +624,8 @@ class Finished:
 
 _FINISH_RUN = (
     "UPDATE job_run SET status = ?, error = ?, exit_code = ?, finished_at = ?,"
-    " duration_ms = ?, updated_at = ?, pid = COALESCE(?, pid)"
-    " WHERE id = ? AND status = 'RUNNING' AND worker_id = ?"
+    " duration_ms = ?, updated_at = ?, pid = COALESCE(?, pid),"
+    " started_at = COALESCE(?, started_at) WHERE id = ? AND status = 'RUNNING' AND worker_id = ?"
 )
 _SET_PID = "UPDATE job_run SET pid = ? WHERE id = ?"
 
@@ -820,17 +829,26 @@ def _record_outcomes(
             )
             at = ts(ended)
             error = None if o.status == RunStatus.SUCCESS else o.error  # models.ERROR_STATUSES
-            rows.append((str(o.status), error, o.exit_code, at, duration, at, o.pid, o.run_id))
+            started = ts(o.started_at)
+            rows.append(
+                (str(o.status), error, o.exit_code, at, duration, at, o.pid, started, o.run_id)
+            )
         if len(rows) == 1:
             recorded = tx.defer(_FINISH_RUN, (*rows[0], worker_id))
         else:  # one statement (one round trip on MySQL, where executemany sends each)
+            # Columns with one value in every row (status, error, exit code: commonly
+            # SUCCESS, NULL, 0) are set once rather than per run.
+            same = tuple(len({row[c] for row in rows}) == 1 for c in range(_SAME_COLUMNS))
             args: list[Any] = []
             for column in range(len(_FINISH_COLUMNS)):
+                if column < _SAME_COLUMNS and same[column]:
+                    args.append(rows[0][column])
+                    continue
                 for row in rows:
                     args += (row[-1], row[column])
             args += [row[-1] for row in rows]
             args.append(worker_id)
-            recorded = tx.defer(_finish_runs_sql(len(rows)), args)
+            recorded = tx.defer(_finish_runs_sql(len(rows), same), args)
         failed = [o.run_id for o in outcomes if o.status == RunStatus.FAILED]
         if failed:
             assert core is not None  # see _outcome_transaction
@@ -1323,6 +1341,43 @@ def set_pids(
     hot = hot if hot is not None else HotConnection(engine)
     with hot.transaction("cannot record pids in") as tx:
         _set_pids(tx, pids)
+
+
+def give_back(
+    engine: Engine,
+    runs: Sequence[tuple[int, str]],
+    *,
+    worker_id: str,
+    now: datetime,
+    hot: HotConnection | None = None,
+) -> int:
+    """Put claimed runs that never started (``(run_id, job_name)`` pairs, claimed ahead
+    by the daemon, see ``Daemon.ahead``) back in the queue, and release their job
+    mutexes, in one transaction: another daemon (or this one, later) claims them as
+    any queued run. Only runs still RUNNING under ``worker_id`` move (one recovered
+    meanwhile is left alone). Their batches stay RUNNING (a batch never goes back to
+    QUEUED). Returns how many went back."""
+    if not runs:
+        return 0
+    hot = hot if hot is not None else HotConnection(engine)
+    ids = [run_id for run_id, _ in runs]
+    jobs = sorted({job for _, job in runs})
+    doing = "cannot give runs back in"
+    with database_errors(engine, doing), hot.transaction(doing) as tx:
+        at = tx.hot.ts(now)
+        back = tx.execute(
+            "UPDATE job_run SET status = 'QUEUED', worker_id = NULL, started_at = NULL,"
+            f" pid = NULL, updated_at = ? WHERE id IN ({marks(len(ids))})"
+            " AND status = 'RUNNING' AND worker_id = ?",
+            (at, *ids, worker_id),
+        )
+        tx.defer(
+            "UPDATE job_definition SET running_run_id = NULL, running_worker_id = NULL"
+            f" WHERE name IN ({marks(len(jobs))}) AND running_run_id IN"
+            f" ({marks(len(ids))}) AND running_worker_id = ?",
+            (*jobs, *ids, worker_id),
+        )
+    return max(0, back)
 
 
 def append_logs(engine: Engine, run_id: int, lines: Sequence[tuple[datetime, str, str]]) -> None:

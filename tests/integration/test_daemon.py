@@ -3,18 +3,21 @@ dependency order, leases and recovery. Jobs run in real forked children."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from jobsys.clock import FakeClock
+from jobsys.daemon import AHEAD_MAX_WAIT_S, AHEAD_RUN_MS
 from jobsys.definitions import App
 from jobsys.manual import create_manual_batch
 from jobsys.store.db import session
-from jobsys.store.models import JobRun, RunStatus, WorkerInstance
+from jobsys.store.models import JobDefinition, JobRun, RunStatus, WorkerInstance
 from jobsys.store.queries import get_run
 from jobsys.store.schedules import set_enabled
 from tests.daemon_helpers import (
@@ -361,3 +364,106 @@ def test_runs_without_params_get_defaults_and_missing_required_params_fail(engin
     assert runs["needs_day"].status == RunStatus.FAILED
     assert "param 'day' is required" in (runs["needs_day"].error or "")
     assert runs["after_day"].status == RunStatus.SKIPPED
+
+
+def _short_jobs(app: App) -> None:
+    def noop(ctx: Any) -> None:
+        ctx.log.info("done")
+
+    for name in ("n1", "n2", "n3", "n4"):
+        app.job(name, group="n")(noop)
+
+    def long(ctx: Any) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not ctx.cancelled:
+            time.sleep(0.02)
+
+    for name in ("long1", "long2"):
+        app.job(name, group="long")(long)
+
+
+def _run_rows(engine: Engine, run_ids: list[int]) -> list[JobRun]:
+    with session(engine) as s:
+        rows = [s.get(JobRun, run_id) for run_id in run_ids]
+    assert all(r is not None for r in rows)
+    return [r for r in rows if r is not None]
+
+
+def test_short_runs_are_claimed_ahead_and_given_back_when_no_worker_frees_up(
+    engine: Engine,
+) -> None:
+    """While the runs a daemon ends are short, a claim takes as many runs again as there
+    are free workers (claimed ahead: RUNNING under its lease, not started), so a worker
+    that ends a run gets the next at once. One that waits past ``AHEAD_MAX_WAIT_S``
+    (the workers got long runs) goes back to the queue with its job's mutex, and no more
+    are claimed ahead until a run ends; it then runs and records when it truly began."""
+    app = make_app(_short_jobs)
+    clock = FakeClock(utc("2027-01-01T10:00:00"))
+    daemon = make_daemon(engine, app, clock, concurrency=2)
+    warm = create_manual_batch(engine, app, mode="GROUP", group="n", now=clock.now(), actor="t")
+    settle(daemon)  # four short runs: the daemon learns how long runs take
+    assert {r.status for r in _run_rows(engine, warm.run_ids)} == {"SUCCESS"}
+    assert daemon._duration_ms is not None
+    # A worker's first runs may take longer on a loaded test machine: as after short ones.
+    daemon._duration_ms = AHEAD_RUN_MS / 10
+
+    # Two long runs take both workers; the next two runs are claimed ahead of them.
+    long = create_manual_batch(engine, app, mode="GROUP", group="long", now=clock.now(), actor="t")
+    short = create_manual_batch(engine, app, mode="GROUP", group="n", now=clock.now(), actor="t")
+    daemon.wake()
+    daemon.tick()
+    assert sorted(daemon.running) == long.run_ids
+    assert [run.run_id for run, _ in daemon.ahead] == short.run_ids[:2]
+    ahead = _run_rows(engine, short.run_ids[:2])
+    assert [(r.status, r.worker_id, r.pid) for r in ahead] == [
+        ("RUNNING", daemon.worker_id, None)
+    ] * 2
+
+    # Past the wait, no worker is free: back to the queue, mutexes released.
+    clock.advance(AHEAD_MAX_WAIT_S + 0.1)
+    daemon.tick()
+    assert daemon.ahead == []
+    back = _run_rows(engine, short.run_ids[:2])
+    assert [(r.status, r.worker_id, r.started_at) for r in back] == [("QUEUED", None, None)] * 2
+    with session(engine) as s:
+        held = {d.name: d.running_run_id for d in s.execute(select(JobDefinition)).scalars()}
+    assert held["n1"] is None and held["n2"] is None
+    assert held["long1"] in long.run_ids and held["long2"] in long.run_ids
+    daemon.wake()
+    daemon.tick()  # nothing claimed ahead until a run ends
+    assert daemon.ahead == []
+    assert {r.status for r in _run_rows(engine, short.run_ids)} == {"QUEUED"}
+
+    # The long runs are cancelled; the short ones then run in their workers.
+    for entry in daemon.running.values():
+        entry.child.cancel("test")
+    settle(daemon)
+    done = _run_rows(engine, short.run_ids)
+    assert [r.status for r in done] == ["SUCCESS"] * 4
+    assert all(r.started_at is not None and r.finished_at is not None for r in done)
+    assert all(r.started_at <= r.finished_at for r in done if r.started_at and r.finished_at)
+
+
+def test_a_stopping_daemon_gives_back_the_runs_it_claimed_ahead(engine: Engine) -> None:
+    """On shutdown, runs claimed ahead and never started go back to the queue (for
+    another daemon) instead of failing as runs of a stopped daemon."""
+    app = make_app(_short_jobs)
+    clock = FakeClock(utc("2027-01-01T10:00:00"))
+    daemon = make_daemon(engine, app, clock, concurrency=2, shutdown_grace_ms=0)
+    warm = create_manual_batch(engine, app, mode="GROUP", group="n", now=clock.now(), actor="t")
+    settle(daemon)
+    daemon._duration_ms = AHEAD_RUN_MS / 10  # as after short runs (see the test above)
+    long = create_manual_batch(engine, app, mode="GROUP", group="long", now=clock.now(), actor="t")
+    short = create_manual_batch(engine, app, mode="GROUP", group="n", now=clock.now(), actor="t")
+    daemon.wake()
+    daemon.tick()
+    assert [run.run_id for run, _ in daemon.ahead] == short.run_ids[:2]
+    daemon.request_stop()
+    daemon._shutdown()
+    assert [r.status for r in _run_rows(engine, short.run_ids)] == ["QUEUED"] * 4
+    assert [r.status for r in _run_rows(engine, long.run_ids)] == ["CANCELLED"] * 2
+    assert {r.status for r in _run_rows(engine, warm.run_ids)} == {"SUCCESS"}
+    with session(engine) as s:
+        assert [
+            d.name for d in s.execute(select(JobDefinition)).scalars() if d.running_run_id
+        ] == []

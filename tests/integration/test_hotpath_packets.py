@@ -288,3 +288,44 @@ def test_a_batch_whose_last_run_ended_elsewhere_during_a_claim_is_settled(
         held = conn.execute(select(col(JobDefinition.running_run_id))).scalars().all()
     assert status == "SUCCESS"
     assert set(held) == {None}
+
+
+_AWKWARD: list[object] = [
+    None,
+    0,
+    -7,
+    2**62,
+    True,
+    False,
+    1.5,
+    "plain",
+    'it\'s "quoted" \\ back\\slashed; -- not a comment',
+    "new\nline\ttab\x00nul\x1a",
+    "ünïcödé ✓ 🚀",
+    "",
+    "?",  # a mark inside a value is a value, not a mark
+    datetime(2030, 1, 1, 12, 0, 0),
+    datetime(2030, 1, 1, 12, 0, 0, 123456),
+]
+
+
+def test_values_written_into_a_statement_read_back_as_the_drivers_own(
+    engine: Engine,
+) -> None:
+    """The hot path writes parameters into the statement text (``HotConnection.render``)
+    instead of the driver's formatting: every kind of value must read back exactly as
+    when the driver sends it (quotes, backslashes, NUL, non-ASCII, instants, booleans)."""
+    hot = HotConnection(engine)
+    sql = "SELECT " + ", ".join("?" for _ in _AWKWARD)
+    with hot.transaction("test", write=False) as tx:
+        ours = tx.rows(sql, _AWKWARD)
+        if engine.dialect.name == "mysql":
+            tx.cursor.execute(sql.replace("?", "%s"), tuple(_AWKWARD))
+        else:
+            tx.cursor.execute(sql, tuple(_AWKWARD))
+        drivers = list(tx.cursor.fetchall())
+    assert ours == drivers
+    assert ours[0][8] == _AWKWARD[8] and ours[0][10] == _AWKWARD[10]
+    if engine.dialect.name == "mysql":
+        with pytest.raises(ValueError, match="2 parameter"):
+            hot.render(None, "SELECT ?", [1, 2])

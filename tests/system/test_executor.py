@@ -425,7 +425,7 @@ def process_gone(pid: int, limit: float = 5.0) -> bool:
         try:
             with open(f"/proc/{pid}/stat") as f:
                 state = f.read().rsplit(")", 1)[1].split()[0]
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # gone before or while read
             return True
         if state in ("Z", "X"):
             return True
