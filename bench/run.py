@@ -137,22 +137,32 @@ class Runner:
             if not ready:
                 return
             lead = max(sc.arm_lead_s for sc in ready)
-            boundary = next_boundary(lead + 1.0)
-            say(
-                f"waiting for {datetime.fromtimestamp(boundary, UTC):%H:%M:%S} UTC "
-                f"({boundary - time.time():.0f}s)"
-            )
-            armed: list[Firing] = []
-            for sc in sorted(ready, key=lambda s: -s.arm_lead_s):
-                sleep_until(boundary - sc.arm_lead_s)
-                try:
-                    sc.arm(boundary)
-                    armed.append(sc)
-                except KeyboardInterrupt:
-                    raise
-                except Exception as exc:
-                    say(f"{sc.label} FAILED to arm: {type(exc).__name__}: {exc}")
-                    self.results[sc.key] = {"error": f"arm: {type(exc).__name__}: {exc}"}
+            for attempt in (1, 2):
+                boundary = next_boundary(lead + 1.0)
+                say(
+                    f"waiting for {datetime.fromtimestamp(boundary, UTC):%H:%M:%S} UTC "
+                    f"({boundary - time.time():.0f}s)"
+                )
+                armed: list[Firing] = []
+                late = False
+                for sc in sorted(ready, key=lambda s: -s.arm_lead_s):
+                    sleep_until(boundary - sc.arm_lead_s)
+                    if attempt == 1 and not armed and time.time() > boundary - sc.arm_lead_s / 2:
+                        # This process woke late (a stalled VM, seen here once): nothing
+                        # was enabled yet, so try at the next boundary instead.
+                        say(f"{sc.label}: woke too late to arm; trying the next minute")
+                        late = True
+                        break
+                    try:
+                        sc.arm(boundary)
+                        armed.append(sc)
+                    except KeyboardInterrupt:
+                        raise
+                    except Exception as exc:
+                        say(f"{sc.label} FAILED to arm: {type(exc).__name__}: {exc}")
+                        self.results[sc.key] = {"error": f"arm: {type(exc).__name__}: {exc}"}
+                if not late:
+                    break
             sleep_until(boundary)
             deadline = boundary + COLLECT_S
             for sc in armed:
