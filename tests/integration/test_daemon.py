@@ -467,3 +467,31 @@ def test_a_stopping_daemon_gives_back_the_runs_it_claimed_ahead(engine: Engine) 
         assert [
             d.name for d in s.execute(select(JobDefinition)).scalars() if d.running_run_id
         ] == []
+
+
+def test_a_run_claimed_ahead_records_when_it_really_started(engine: Engine) -> None:
+    """A run claimed ahead is RUNNING from its claim, but its ``started_at`` ends up the
+    instant a worker took it (written again with its outcome), not the claim's."""
+    app = make_app(_short_jobs)
+    clock = FakeClock(utc("2027-01-01T10:00:00"))
+    daemon = make_daemon(engine, app, clock, concurrency=1)
+    daemon._duration_ms = AHEAD_RUN_MS / 10  # as after short runs (see above)
+    first = create_manual_batch(engine, app, mode="JOB", job="n1", now=clock.now(), actor="t")
+    second = create_manual_batch(engine, app, mode="JOB", job="n2", now=clock.now(), actor="t")
+    daemon.wake()
+    daemon.tick()  # n1 starts, n2 is claimed ahead at 10:00:00
+    assert [run.run_id for run, _ in daemon.ahead] == second.run_ids
+    claimed = _run_rows(engine, second.run_ids)[0]
+    assert claimed.status == "RUNNING" and claimed.started_at == clock.now()
+    clock.advance(0.2)  # the worker frees up 0.2 s after the claim
+    deadline = time.monotonic() + 10
+    while daemon.ahead and time.monotonic() < deadline:
+        time.sleep(0.02)  # n1 ends in its worker; a tick reads it and hands n2 over
+        daemon.tick()
+    assert daemon.ahead == []
+    settle(daemon)
+    one, two = _run_rows(engine, first.run_ids + second.run_ids)
+    assert one.status == two.status == "SUCCESS"
+    assert one.started_at == utc("2027-01-01T10:00:00")
+    assert two.started_at == utc("2027-01-01T10:00:00.200000")
+    assert two.finished_at is not None and two.finished_at >= two.started_at
