@@ -616,19 +616,21 @@ class Daemon:
         busy.update(run.batch_id for run, _ in self.ahead)
         return busy
 
+    def _free_workers(self) -> int:
+        return max(0, self.settings.concurrency - len(self.running))
+
     def _claim_limit(self) -> int:
         """How many runs to claim now: one per free worker, plus (while runs are short,
         see ``ahead``) as many again to hand over without waiting, less those already
         claimed ahead."""
-        concurrency = self.settings.concurrency
-        free = concurrency - len(self.running)
         short = self._duration_ms is not None and self._duration_ms < AHEAD_RUN_MS
-        return max(0, free + (concurrency if short else 0) - len(self.ahead))
+        extra = self.settings.concurrency if short else 0
+        return max(0, self._free_workers() + extra - len(self.ahead))
 
     def _start_ahead(self, mono: float) -> None:
         """Hand runs claimed ahead to free workers; give back those that waited too long
         (``AHEAD_MAX_WAIT_S``: the workers got long runs since they were claimed)."""
-        free = self.settings.concurrency - len(self.running)
+        free = self._free_workers()
         if free > 0:
             ready, self.ahead = self.ahead[:free], self.ahead[free:]
             now = self.clock.now()  # its true start (written with its outcome)
@@ -698,7 +700,7 @@ class Daemon:
                     memory_limit=self.app.jobs[run.job_name].memory_limit,
                 )
             )
-        free = max(0, self.settings.concurrency - len(self.running))
+        free = self._free_workers()
         if len(ready) > free:
             mono = self.clock.monotonic()
             self.ahead += [(run, mono) for run in ready[free:]]

@@ -108,7 +108,8 @@ class Baseline:
         # The environment as os.environ keeps it (encoded): compared in one C-level dict
         # comparison after each run; going through os.environ decodes every variable,
         # which was most of a no-op run's cost in the worker.
-        self.environ_data = _environ_data()
+        store = _environ_store()
+        self.environ_store = None if store is None else dict(store)
         self.umask = os.umask(0o022)
         os.umask(self.umask)
         self.handlers: dict[int, Any] = {}
@@ -149,10 +150,8 @@ class Baseline:
             os.chdir(self.cwd)
         except OSError as exc:
             why = f"could not return to {self.cwd}: {exc}"
-        data = getattr(os.environ, "_data", None)
-        if (not isinstance(data, dict) or data != self.environ_data) and (
-            os.environ != self.environ
-        ):
+        store = _environ_store()
+        if (store is None or store != self.environ_store) and os.environ != self.environ:
             os.environ.clear()
             os.environ |= self.environ
             time.tzset()  # in case the job changed the time zone variable
@@ -162,11 +161,11 @@ class Baseline:
         return why
 
 
-def _environ_data() -> dict[Any, Any] | None:
-    """A copy of ``os.environ``'s own store (CPython keeps it encoded in ``_data``), or
-    None where there is none (then the slower comparison decides)."""
+def _environ_store() -> dict[Any, Any] | None:
+    """``os.environ``'s own store (CPython keeps it encoded in ``_data``), or None where
+    there is none (then the slower comparison decides)."""
     data = getattr(os.environ, "_data", None)
-    return dict(data) if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else None
 
 
 def _rss() -> int:

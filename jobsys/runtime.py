@@ -134,6 +134,13 @@ def _describe_exception(exc: BaseException) -> str:
 _KEEP: list[object] = []
 
 
+def _line(message: dict[str, Any]) -> bytes:
+    """One message as the pipe carries it. The leading newline isolates the fragment of
+    a message whose write an exception from a signal handler cut short: it becomes its
+    own (dropped) line."""
+    return ("\n" + json.dumps(message) + "\n").encode()
+
+
 class _Channel:
     """The child's end of the message pipe: one JSON object per line."""
 
@@ -146,9 +153,7 @@ class _Channel:
         self.before_log: Callable[[], None] | None = None
 
     def send(self, message: dict[str, Any]) -> None:
-        # The leading newline isolates the fragment of a message whose write an exception
-        # from a signal handler cut short: it becomes its own (dropped) line.
-        data = ("\n" + json.dumps(message) + "\n").encode()
+        data = _line(message)
         with self.lock:
             if self.broken:
                 return
@@ -461,7 +466,7 @@ def _send_if_room(fd: int, message: dict[str, Any]) -> None:
     """Write one short message without blocking or locking: the daemon may be stopped
     with the pipe full, and a job thread may hold the channel's lock. A message shorter
     than PIPE_BUF is written whole; its leading newline ends any fragment before it."""
-    data = ("\n" + json.dumps(message) + "\n").encode()[: select.PIPE_BUF]
+    data = _line(message)[: select.PIPE_BUF]
     with contextlib.suppress(OSError, ValueError):
         poller = select.poll()  # not select.select: fds above FD_SETSIZE
         poller.register(fd, select.POLLOUT)
@@ -560,7 +565,7 @@ def report_done(
     if held is None:
         channel.send(message)
     else:
-        held.append(("\n" + json.dumps(message) + "\n").encode())
+        held.append(_line(message))
     return 0 if status == "SUCCESS" else 1
 
 

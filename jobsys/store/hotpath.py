@@ -105,15 +105,10 @@ class HotConnection:
                 out.append(str(value))
             elif value is None:
                 out.append("NULL")
-            elif kind is datetime:
+            elif kind is datetime or isinstance(value, str):  # they repeat: escaped once
                 literal = memo.get(value)
                 if literal is None:
                     literal = memo[value] = escape(value)
-                out.append(literal)
-            elif isinstance(value, str):
-                literal = memo.get(value)
-                if literal is None:
-                    literal = memo[value] = escape(str(value))
                 out.append(literal)
             else:  # bool, float, bytes, ...: the driver's own rendering
                 out.append(escape(value))
@@ -255,7 +250,7 @@ class Tx:
     def _run(self, text: str, params: Sequence[Any]) -> None:
         self.hot.statements += 1
         self.hot.round_trips += 1
-        if self.hot.dialect == "mysql":
+        if self.hot._mysql:
             self.cursor.execute(self.hot.render(self.cursor, text, params))
         else:
             self.cursor.execute(text, tuple(params))

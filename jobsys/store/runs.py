@@ -630,12 +630,14 @@ _FINISH_RUN = (
 _SET_PID = "UPDATE job_run SET pid = ? WHERE id = ?"
 
 
-def _release_mutexes_sql(jobs: int, runs: int) -> str:
+def _release_mutexes_sql(jobs: int, runs: int, *, of_worker: bool = False) -> str:
     # Names and run ids as two lists: a job's mutex can only hold a run of that job,
-    # so the cross product matches exactly the pairs given.
+    # so the cross product matches exactly the pairs given. ``of_worker``: only mutexes
+    # this worker holds (one more parameter, the worker id).
     return (
         "UPDATE job_definition SET running_run_id = NULL, running_worker_id = NULL"
         f" WHERE name IN ({marks(jobs)}) AND running_run_id IN ({marks(runs)})"
+        + (" AND running_worker_id = ?" if of_worker else "")
     )
 
 
@@ -1372,9 +1374,7 @@ def give_back(
             (at, *ids, worker_id),
         )
         tx.defer(
-            "UPDATE job_definition SET running_run_id = NULL, running_worker_id = NULL"
-            f" WHERE name IN ({marks(len(jobs))}) AND running_run_id IN"
-            f" ({marks(len(ids))}) AND running_worker_id = ?",
+            _release_mutexes_sql(len(jobs), len(ids), of_worker=True),
             (*jobs, *ids, worker_id),
         )
     return max(0, back)
