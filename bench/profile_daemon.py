@@ -30,7 +30,7 @@ import signal
 import tempfile
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from bench import jobsys_bench as jb
 from bench.common import Processes, drop_mysql_database, say, wait_for
@@ -196,9 +196,15 @@ def _machine_busy_s() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def _proc_stats() -> dict[int, tuple[int, float]]:
-    """Every process: its parent and its CPU seconds."""
-    out: dict[int, tuple[int, float]] = {}
+class _Proc(NamedTuple):
+    ppid: int
+    cpu_s: float
+    name: str
+
+
+def _proc_stats() -> dict[int, _Proc]:
+    """Every process (``/proc/PID/stat``): its parent, CPU seconds and name."""
+    out: dict[int, _Proc] = {}
     tick = os.sysconf("SC_CLK_TCK")
     for pid in os.listdir("/proc"):
         if pid.isdigit():
@@ -207,7 +213,8 @@ def _proc_stats() -> dict[int, tuple[int, float]]:
             except OSError:
                 continue
             rest = stat[stat.rindex(")") + 2 :].split()
-            out[int(pid)] = (int(rest[1]), (int(rest[11]) + int(rest[12])) / tick)
+            name = stat[stat.index("(") + 1 : stat.rindex(")")]
+            out[int(pid)] = _Proc(int(rest[1]), (int(rest[11]) + int(rest[12])) / tick, name)
     return out
 
 
@@ -218,27 +225,16 @@ def _descendants_cpu_s(root: int) -> float:
     grew = True
     while grew:
         grew = False
-        for pid, (ppid, _) in stats.items():
-            if ppid in below and pid not in below:
+        for pid, proc in stats.items():
+            if proc.ppid in below and pid not in below:
                 below.add(pid)
                 grew = True
-    return sum(stats[p][1] for p in below - {root})
+    return sum(stats[p].cpu_s for p in below - {root})
 
 
 def _server_cpu_s() -> float:
     """CPU seconds of the local database server (mariadbd or mysqld), 0 when not found."""
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        if name in ("mariadbd", "mysqld"):
-            rest = stat[stat.rindex(")") + 2 :].split()
-            return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
-    return 0.0
+    return sum(p.cpu_s for p in _proc_stats().values() if p.name in ("mariadbd", "mysqld"))
 
 
 def _print_timeline(path: Path, t0: float) -> None:
