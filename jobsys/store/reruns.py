@@ -37,7 +37,7 @@ def retry_run(
 
     ``NotFound`` for an unknown run; ``Conflict`` when it has not finished, succeeded or
     was skipped, or its automatic retry is already queued."""
-    with database_errors(engine, "cannot retry run in"), session(engine) as s:
+    with database_errors(engine, "cannot retry run in"), session(engine, write=True) as s:
         old = s.execute(select(JobRun).where(col(JobRun.id) == run_id)).scalars().first()
         if old is None:
             raise NotFound(f"unknown job run {run_id}")
@@ -78,7 +78,7 @@ def rerun_failed(
 
     ``NotFound`` for an unknown batch; ``Conflict`` while it is still queued or running,
     or when none of its runs failed, was cancelled or skipped."""
-    with database_errors(engine, "cannot re-run batch in"), session(engine) as s:
+    with database_errors(engine, "cannot re-run batch in"), session(engine, write=True) as s:
         batch = s.execute(select(JobBatch).where(col(JobBatch.id) == batch_id)).scalars().first()
         if batch is None:
             raise NotFound(f"unknown batch {batch_id}")
