@@ -236,13 +236,12 @@ def worker_main(
                 code = 0
                 break
             runs += 1
-            held: list[bytes] = []
-            exit_code, why = _one_run(app, data, pipes, watchdog, baseline, channel, capture, held)
+            exit_code, why = _one_run(app, data, pipes, watchdog, baseline, channel, capture)
             if why is None and runs >= max_runs:
                 why = f"recycled after {runs} runs"
             if why is None and max_rss and (rss := _rss()) > max_rss:
                 why = f"recycled: RSS {rss >> 20} MB over {max_rss >> 20} MB"
-            _end_run(pipes[0], exit_code, why, held)
+            _end_run(pipes[0], exit_code, why)
             if why is not None:
                 code = 0
                 break
@@ -258,12 +257,10 @@ def _one_run(
     baseline: Baseline,
     channel: _Channel,
     capture: RunCapture,
-    held: list[bytes],
 ) -> tuple[int, str | None]:
     """Run one job on the worker's pipes (``channel`` on the message pipe, ``capture``
     made for it, not installed yet): the exit code it stands for, and why the worker
-    must retire after it, if it must. The ``done`` line goes to ``held``, written with
-    the ``exit`` record (``_end_run``)."""
+    must retire after it, if it must."""
     msg_w, out_w, err_w = pipes
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)
@@ -276,7 +273,7 @@ def _one_run(
         if spec.keepalive_s:
             watchdog.arm(spec.keepalive_s, msg_w)
         status, error = run_job(job, ctx, flag, channel)
-        code = report_done(capture, ctx, channel, status, error, held=held)
+        code = report_done(capture, ctx, channel, status, error)
     except BaseException as exc:
         report_setup_failure(channel, exc)
     finally:
@@ -294,11 +291,11 @@ def _one_run(
     return code, why
 
 
-def _end_run(msg_w: int, code: int, why: str | None, held: list[bytes]) -> None:
-    """Report the run's end (its ``done`` line, held until now, and the retirement) on
-    the message pipe, in one write: everything the run wrote is in the pipes before it.
-    Then fds 1 and 2 go back to /dev/null (the pipes stay open for the next run)."""
-    message = b"".join(held) + b'\n{"k": "exit", "w": %d}\n' % (code << 8)
+def _end_run(msg_w: int, code: int, why: str | None) -> None:
+    """Report the run's end (and the retirement) on the message pipe: everything the
+    run wrote is in the pipes before it. Then fds 1 and 2 go back to /dev/null (the
+    pipes stay open for the next run)."""
+    message = b'\n{"k": "exit", "w": %d}\n' % (code << 8)
     if why is not None:
         message += b"%s\n" % json.dumps({"k": "retire", "why": why}).encode()
     with contextlib.suppress(OSError):

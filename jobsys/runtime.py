@@ -548,24 +548,12 @@ def run_job(
 
 
 def report_done(
-    capture: RunCapture,
-    ctx: _Context,
-    channel: _Channel,
-    status: str,
-    error: str | None,
-    *,
-    held: list[bytes] | None = None,
+    capture: RunCapture, ctx: _Context, channel: _Channel, status: str, error: str | None
 ) -> int:
-    """Flush the run's output and progress, send ``done``; the exit code it stands for.
-    ``held``: the ``done`` line is appended there instead, for the caller to write with
-    what follows it (a pool worker's ``exit``: one write, so the daemon wakes once)."""
+    """Flush the run's output and progress, send ``done``; the exit code it stands for."""
     capture.finish()
     ctx.flush_progress()
-    message = {"k": "done", "s": status, "e": error}
-    if held is None:
-        channel.send(message)
-    else:
-        held.append(_line(message))
+    channel.send({"k": "done", "s": status, "e": error})
     return 0 if status == "SUCCESS" else 1
 
 
