@@ -239,6 +239,7 @@ class Child:
         # "exit" message on the message pipe (the server reaps it) instead of waitpid.
         self._via_server = via_server
         self._exit_status: int | None = None
+        self._exit_read_at: float | None = None  # monotonic, when the exit record was read
         self.pid = pid
         self.job_name = spec.job_name
         self.started_at = started_at
@@ -373,10 +374,12 @@ class Child:
             deadlines.append(self._kill_at)
         if self._memory_check_at is not None:
             deadlines.append(self._memory_check_at)
-        if self._worker is not None and self._exit_status is not None:
+        if self._worker is not None and self._exit_read_at is not None:
             # The run's exit record was read (by a drain() before poll()): a live worker
-            # leaves nothing readable after it, so poll() is due now, not on a wake-up.
-            deadlines.append(self._monotonic())
+            # leaves nothing readable after it, so poll() is due, not on a wake-up. The
+            # instant it was read, not "now": a loop that compares the deadline with
+            # a "now" it read a moment earlier would never find it due, and spin.
+            deadlines.append(self._exit_read_at)
         if self._pidfd is None and not self._via_server and self._worker is None:
             # Without a pidfd the exit shows only as the message pipe's EOF; a child
             # could close that early, so check now and then.
@@ -530,6 +533,7 @@ class Child:
                 self._progress_new = True
             elif kind == "exit" and (self._via_server or self._worker is not None):
                 self._exit_status = int(msg["w"])
+                self._exit_read_at = self._monotonic()
             elif kind == "retire" and self._worker is not None:
                 self._retire = True
             elif kind == "done":

@@ -959,7 +959,8 @@ def test_a_drain_that_reads_the_servers_exit_record_leaves_the_child_readable() 
 def test_a_drain_that_reads_a_pool_runs_exit_record_makes_poll_due() -> None:
     """The same in a pool worker, which stays alive after its run: nothing is readable
     after the exit record, so once drain() has read it, poll() is due at once (a loop
-    that waited for a wake-up hung there: CI caught it twice)."""
+    that waited for a wake-up hung there: CI caught it twice; one that compared the
+    deadline with a "now" read before asking spun until its limit: twice more)."""
     ex = Executor(app, kill_grace_s=GRACE, server=ForkServer.start(app), pool_size=1)
     try:
         child = ex.start(spec("noop"))
@@ -968,8 +969,13 @@ def test_a_drain_that_reads_a_pool_runs_exit_record_makes_poll_due() -> None:
             assert time.monotonic() < end, "no exit record"
             select.select([child.fileno()], [], [], 0.05)
             child.drain()
+        # Due at a "now" the loop read before asking: a deadline that moved with the
+        # clock was never due in that comparison, and the loop spun till its limit.
+        now = time.monotonic()
+        time.sleep(0.001)
         deadline = child.next_deadline()
-        assert deadline is not None and deadline <= time.monotonic()
+        assert deadline is not None and deadline <= now
+        assert child.next_deadline() == deadline
         outcome = child.poll()
         assert outcome is not None and outcome.status == "SUCCESS"
         assert child.next_deadline() is None
