@@ -111,7 +111,10 @@ class ChangeWatcher:
     def poll(self) -> list[str]:
         changed: dict[str, list[Any]] = {}
         with self.ctx.engine.connect() as conn:
-            for kind in KINDS:
+            # Each read sees what was committed when it ran (MySQL reads READ COMMITTED),
+            # so a batch is read before its runs: a batch seen settled implies its runs
+            # are read ended too, and the run frames still go first.
+            for kind in reversed(KINDS):
                 changed[kind] = self._changed(conn, self.feeds[kind])
             activity = queries.log_activity(conn, self.log_id)
         frames = [

@@ -5,14 +5,16 @@ the stream; streams end on disconnect, on server shutdown and when the session e
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, update
 from sqlalchemy.engine import Engine
 from sqlmodel import col
 
@@ -22,6 +24,7 @@ from jobsys.store.db import write_engine
 from jobsys.store.models import JobRun
 from jobsys.store.runs import append_logs, claim_runnable, finish_run, set_progress
 from jobsys.web.context import EventTiming, WebContext
+from jobsys.web.events import ChangeWatcher
 from tests.process_helpers import ROOT, daemon_process, wait_for
 from tests.web_helpers import (
     ADMIN,
@@ -247,3 +250,56 @@ def test_a_row_stamped_in_the_future_hides_nothing(web: Web, server: ThreadServe
         set_progress(web.engine, ids[1], 2, 3, web.clock.advance(1))
         seen = stream.read(match=lambda k, d: k == "run" and d["id"] == ids[1])
         assert seen[-1][1]["progress_done"] == 2
+
+
+def test_a_batch_is_never_sent_settled_before_its_run_ended(web: Web) -> None:
+    """One poll reads each kind in its own statement (MySQL reads READ COMMITTED); a run
+    and its batch that end between two of those reads must not reach a client as a
+    settled batch whose run is still running."""
+    ctx = context(web)
+    created = web.post("/jobs/cleanup/run", {}).json()
+    run_id, batch_id = created["job_run_ids"][0], created["batch_id"]
+    (claimed,) = claim_runnable(
+        web.engine, worker_id="d1", limit=1, clock=web.clock.now, known_jobs=["cleanup"]
+    )
+    watcher = ChangeWatcher(ctx)
+    watcher.prime()
+    watcher.poll()  # the run, RUNNING, and its batch are sent
+
+    fired: list[str] = []
+
+    def end_the_run_after_the_first_read(conn: Any, *args: Any) -> None:
+        if fired or "updated_at" not in str(args[1]):
+            return
+        fired.append(str(args[1]))
+        finish_run(
+            web.engine,
+            run_id,
+            worker_id="d1",
+            status="SUCCESS",
+            error=None,
+            exit_code=0,
+            started_at=claimed.started_at,
+            now=web.clock.advance(1),
+        )
+
+    event.listen(ctx.engine, "after_cursor_execute", end_the_run_after_the_first_read)
+    try:
+        frames = watcher.poll()
+    finally:
+        event.remove(ctx.engine, "after_cursor_execute", end_the_run_after_the_first_read)
+    assert fired, "the poll read nothing"
+    sent = [_parse_frame(frame) for frame in frames]
+    settled = [i for i, (k, d) in enumerate(sent) if k == "batch" and d["id"] == batch_id]
+    for i in settled:
+        if sent[i][1]["status"] == "SUCCESS":
+            ended = [j for j, (k, d) in enumerate(sent[:i]) if k == "run" and d["id"] == run_id]
+            assert ended and sent[ended[-1]][1]["status"] == "SUCCESS", sent
+    final = watcher.poll()  # whatever this poll did not send, the next one does
+    statuses = {(k, d["id"]): d["status"] for k, d in map(_parse_frame, frames + final)}
+    assert statuses[("run", run_id)] == "SUCCESS" and statuses[("batch", batch_id)] == "SUCCESS"
+
+
+def _parse_frame(frame: str) -> tuple[str, dict[str, Any]]:
+    head, data = frame.strip().split("\n")
+    return head.removeprefix("event: "), json.loads(data.removeprefix("data: "))
