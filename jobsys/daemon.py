@@ -21,6 +21,7 @@ import functools
 import logging
 import math
 import os
+import select
 import selectors
 import signal
 import socket
@@ -40,7 +41,7 @@ from jobsys.clock import Clock
 from jobsys.config import Settings
 from jobsys.definitions import App, validate_params
 from jobsys.errors import DatabaseError, DefinitionError
-from jobsys.executor import Child, Executor
+from jobsys.executor import Child, Executor, Outcome
 from jobsys.planning import schedule_plans
 from jobsys.runspec import RunSpec
 from jobsys.store import firing, overlap, runs, upkeep, workers
@@ -77,6 +78,13 @@ PID_WRITE_S = 0.05
 #: claim (the workers got longer runs meanwhile) goes back to the queue.
 AHEAD_RUN_MS = 50.0
 AHEAD_MAX_WAIT_S = 0.5
+#: On MySQL, where the loop hands runs over while a statement's reply is on its way,
+#: this many times ``concurrency`` runs are claimed ahead (a 1,000-run burst on MariaDB:
+#: 15-20% sooner done than with one times, and less CPU per run).
+AHEAD_DEPTH_WAITING = 2
+#: At most this many wake-ups are handled in one such wait (a child readable without
+#: anything to read cannot keep the loop from the reply).
+DB_WAIT_ROUNDS = 64
 #: Weight of the latest outcome in the running average of run durations.
 DURATION_EMA = 0.2
 
@@ -164,6 +172,8 @@ class Daemon:
         self._unwritten_logs: dict[int, list[tuple[datetime, str, str]]] = {}
         self._next_renew = 0.0  # monotonic: the next lease renewal while runs are running
         self._ready: set[int] = set()  # run ids whose child's fd was readable
+        self._in_db_wait = False  # in _while_db_waits
+        self._unstarted: list[tuple[RunSpec, str]] = []  # runs _while_db_waits could not start
         self._stop = False
         self._woken = True
         self._next_heartbeat = 0.0  # monotonic; 0 = at the first tick
@@ -322,6 +332,10 @@ class Daemon:
         woken, self._woken = self._woken, False
 
         stats.finished = self._service_children()
+        while self._unstarted:
+            run, error = self._unstarted[0]
+            self._fail_unstarted(run, error)
+            del self._unstarted[0]
         if self.ahead and not self._stop:
             self._start_ahead(mono)  # before any database work: workers wait for none
         poll_due = mono >= self._next_heartbeat
@@ -508,6 +522,8 @@ class Daemon:
                 waits.append(entry.progress_written + PROGRESS_WRITE_S - mono)
         if self._more_queued and len(self.running) < self.settings.concurrency:
             waits.append(0.0)
+        if self._ended or self._unstarted or self._ready:  # read during its last statement
+            waits.append(0.0)
         if self.ahead:  # given back if no worker is free for it by then
             waits.append(self.ahead[0][1] + AHEAD_MAX_WAIT_S - mono)
         if self.pruner is not None and self.pruner.active:
@@ -625,17 +641,22 @@ class Daemon:
         claimed ahead."""
         short = self._duration_ms is not None and self._duration_ms < AHEAD_RUN_MS
         extra = self.settings.concurrency if short else 0
+        if self.hot.while_waiting is not None and self.hot.dialect == "mysql":
+            # Workers also get runs while a claim waits for the server (see
+            # _while_db_waits): keep enough ahead for the ones that end meanwhile.
+            extra *= AHEAD_DEPTH_WAITING
         return max(0, self._free_workers() + extra - len(self.ahead))
 
-    def _start_ahead(self, mono: float) -> None:
+    def _start_ahead(self, mono: float, *, quiet: bool = False) -> None:
         """Hand runs claimed ahead to free workers; give back those that waited too long
-        (``AHEAD_MAX_WAIT_S``: the workers got long runs since they were claimed)."""
+        (``AHEAD_MAX_WAIT_S``: the workers got long runs since they were claimed).
+        ``quiet``: no database (see ``_while_db_waits``)."""
         free = self._free_workers()
         if free > 0:
             ready, self.ahead = self.ahead[:free], self.ahead[free:]
             now = self.clock.now()  # its true start (written with its outcome)
-            self._start_ready([replace(run, started_at=now) for run, _ in ready])
-        if self.ahead and mono - self.ahead[0][1] > AHEAD_MAX_WAIT_S:
+            self._start_ready([replace(run, started_at=now) for run, _ in ready], quiet=quiet)
+        if not quiet and self.ahead and mono - self.ahead[0][1] > AHEAD_MAX_WAIT_S:
             self._give_back()
 
     def _give_back(self) -> None:
@@ -707,8 +728,9 @@ class Daemon:
         self._start_ready(ready[:free])
         return len(claimed)
 
-    def _start_ready(self, ready: list[RunSpec]) -> None:
-        """Start claimed runs (one free worker each)."""
+    def _start_ready(self, ready: list[RunSpec], *, quiet: bool = False) -> None:
+        """Start claimed runs (one free worker each). ``quiet``: a run that cannot
+        start is failed by the next tick, not here (see ``_while_db_waits``)."""
         if not ready:
             return
         assert self.executor is not None
@@ -728,7 +750,11 @@ class Daemon:
                         "schedule_id": run.schedule_id,
                     },
                 )
-                self._fail_unstarted(run, f"could not start: {type(child).__name__}: {child}")
+                error = f"could not start: {type(child).__name__}: {child}"
+                if quiet:
+                    self._unstarted.append((run, error))
+                else:
+                    self._fail_unstarted(run, error)
                 continue
             assert run.started_at is not None  # set by the claim
             entry = Running(
@@ -810,36 +836,7 @@ class Daemon:
                     failure = exc
             if outcome is None:
                 continue
-            self._forget(run_id)
-            last = float(outcome.duration_ms)
-            self._duration_ms = (
-                last
-                if self._duration_ms is None
-                else self._duration_ms + DURATION_EMA * (last - self._duration_ms)
-            )
-            if outcome.status != RunStatus.SUCCESS:
-                log.warning(
-                    "run %s %s%s",
-                    run_id,
-                    outcome.status,
-                    f": {outcome.error}" if outcome.error else "",
-                    extra=entry.log_extra,
-                )
-            elif debug:  # a line per successful run only at DEBUG: it costs the hot loop
-                log.debug("run %s %s", run_id, outcome.status, extra=entry.log_extra)
-            ended.append(
-                runs.Finished(
-                    run_id=run_id,
-                    batch_id=entry.batch_id,
-                    job_name=entry.job_name,
-                    status=outcome.status,
-                    error=outcome.error,
-                    exit_code=outcome.exit_code,
-                    started_at=entry.started_at,
-                    duration_ms=outcome.duration_ms,
-                    pid=self._unwritten_pids.pop(run_id, None),
-                )
-            )
+            ended.append(self._ended_run(entry, outcome, debug))
         if ended:
             try:
                 if failure is not None:
@@ -855,16 +852,111 @@ class Daemon:
             self._ended = ended
             if record:
                 self._record_ended()
-            if self.queue.gated or self.queue.has_dependencies:
-                # Dependents (or the next backfill slot) may now run or be skipped: the
-                # snapshot's statuses are old.
-                self.queue.stale = True
-            if any(f.status == RunStatus.FAILED for f in ended):
-                # A failed attempt may have queued its retry.
-                self.queue.stale = self._more_queued = True
+            self._queue_after(ended)
         if failure is not None:
             raise failure
         return len(ended)
+
+    def _ended_run(self, entry: Running, outcome: Outcome, debug: bool) -> runs.Finished:
+        """Forget a child that ended; its outcome as the store records it."""
+        run_id = entry.run_id
+        self._forget(run_id)
+        last = float(outcome.duration_ms)
+        self._duration_ms = (
+            last
+            if self._duration_ms is None
+            else self._duration_ms + DURATION_EMA * (last - self._duration_ms)
+        )
+        if outcome.status != RunStatus.SUCCESS:
+            log.warning(
+                "run %s %s%s",
+                run_id,
+                outcome.status,
+                f": {outcome.error}" if outcome.error else "",
+                extra=entry.log_extra,
+            )
+        elif debug:  # a line per successful run only at DEBUG: it costs the hot loop
+            log.debug("run %s %s", run_id, outcome.status, extra=entry.log_extra)
+        return runs.Finished(
+            run_id=run_id,
+            batch_id=entry.batch_id,
+            job_name=entry.job_name,
+            status=outcome.status,
+            error=outcome.error,
+            exit_code=outcome.exit_code,
+            started_at=entry.started_at,
+            duration_ms=outcome.duration_ms,
+            pid=self._unwritten_pids.pop(run_id, None),
+        )
+
+    def _queue_after(self, ended: list[runs.Finished]) -> None:
+        """What runs that ended change for the next claim."""
+        if self.queue.gated or self.queue.has_dependencies:
+            # Dependents (or the next backfill slot) may now run or be skipped: the
+            # snapshot's statuses are old.
+            self.queue.stale = True
+        if any(f.status == RunStatus.FAILED for f in ended):
+            # A failed attempt may have queued its retry.
+            self.queue.stale = self._more_queued = True
+
+    def _while_db_waits(self, db_fd: int) -> None:
+        """Called by the hot connection while a statement's reply is on its way
+        (MySQL): workers that ended their run meanwhile get the runs claimed ahead at
+        once, instead of after the rest of the tick's round trips (issue 9). Memory and
+        workers only, never the database: the connection is mid-transaction. The
+        outcomes are kept for the next transaction, as any tick's; a child with
+        progress still to write, or a run that cannot start, is left to the tick."""
+        # The loop's selector as one fd (epoll, kqueue; not the select() fallback).
+        fileno = getattr(self._selector, "fileno", None)
+        if fileno is None or self._stop or self._in_db_wait:
+            return
+        self._in_db_wait = True
+        try:
+            poller = select.poll()
+            poller.register(db_fd, select.POLLIN)
+            poller.register(fileno(), select.POLLIN)
+            for _ in range(DB_WAIT_ROUNDS):
+                if not self.ahead or self._stop:
+                    return
+                if self._free_workers() > 0:
+                    self._start_ahead(self.clock.monotonic(), quiet=True)
+                    continue
+                if any(fd == db_fd for fd, _ in poller.poll()):
+                    return  # the reply is here
+                assert self._selector is not None
+                woke = {
+                    key.data for key, _ in self._selector.select(0) if isinstance(key.data, int)
+                }
+                if not woke:
+                    return  # only the wake socket or a signal: the tick sees to them
+                self._collect_quietly(woke)
+        except Exception:  # the tick's own paths report and retry whatever went wrong
+            log.exception("could not hand runs to workers while waiting for the database")
+        finally:
+            self._in_db_wait = False
+
+    def _collect_quietly(self, woke: set[int]) -> None:
+        """Read the children in ``woke`` and keep the outcomes of those that ended
+        (see ``_while_db_waits``). The tick still visits the others (their log lines
+        are written there)."""
+        self._ready |= woke
+        ended: list[runs.Finished] = []
+        debug = log.isEnabledFor(logging.DEBUG)
+        for run_id in woke:
+            entry = self.running.get(run_id)
+            if entry is None:
+                continue
+            self._take_lines(entry)
+            if entry.progress is not None:
+                continue  # its last progress is written by the tick, before it is forgotten
+            outcome = entry.child.poll()
+            if outcome is None:
+                continue
+            self._take_lines(entry)
+            ended.append(self._ended_run(entry, outcome, debug))
+            self._ready.discard(run_id)
+        self._ended += ended
+        self._queue_after(ended)
 
     def _take_lines(self, entry: Running) -> None:
         lines, progress = entry.child.drain()
@@ -929,6 +1021,7 @@ class Daemon:
         """Start, loop until SIGTERM/SIGINT, shut down gracefully. Returns the exit code."""
         self.start(in_child=True)
         self._selector = selectors.DefaultSelector()
+        self.hot.while_waiting = self._while_db_waits
         self._signal_r, self._signal_w = socket.socketpair()
         self._signal_r.setblocking(False)
         self._signal_w.setblocking(False)

@@ -26,17 +26,26 @@ go with the ``COMMIT``. The server runs them one by one, in order, exactly as if
 apart (each keeps its own rowcount; the first error stops the rest and rolls back the
 transaction), so nothing about locking or exactly-once changes: only the waiting. On
 SQLite (in-process) and without the option, each statement is simply run at once.
+
+Waiting (MySQL): between sending a statement and reading its reply, a connection calls
+its ``while_waiting(fd)`` if it has one, with the fd of the connection's socket. The
+daemon hands runs it claimed ahead to workers that finished meanwhile, so that no
+worker waits for the database (issue 9); it must not use the database itself (this
+connection is mid-transaction) and returns once ``fd`` is readable or it has nothing
+to do. Only the first reply of a query is waited for this way: later results of a
+packet may already sit in the driver's buffer, where polling the socket cannot see them.
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
 
+from pymysql.constants import COMMAND
 from sqlalchemy.engine import Connection, Engine
 
 from jobsys.errors import DatabaseError
@@ -62,6 +71,8 @@ class HotConnection:
         #: see this path), and the round trips that carried them.
         self.statements = 0
         self.round_trips = 0
+        #: Called with the socket's fd while a reply is on its way (see the docstring).
+        self.while_waiting: Callable[[int], None] | None = None
 
     # -- values ---------------------------------------------------------------------
     def ts(self, value: datetime | None) -> Any:
@@ -114,6 +125,27 @@ class HotConnection:
                 out.append(escape(value))
             out.append(part)
         return "".join(out)
+
+    def query(self, cursor: Any, sql: str) -> None:
+        """MySQL: run ``sql`` (no parameters) on ``cursor``, as ``cursor.execute``
+        does, calling ``while_waiting`` between the send and the read of the reply."""
+        waiting = self.while_waiting
+        if waiting is None:
+            cursor.execute(sql)
+            return
+        conn = cursor.connection
+        while cursor.nextset():  # as execute(): the previous query's results are read
+            pass
+        # PyMySQL's own steps for execute() (Cursor._query, Connection.query), split so
+        # that the wait for the reply can be used.
+        cursor._clear_result()
+        conn._execute_command(COMMAND.COM_QUERY, sql.encode(conn.encoding))
+        try:
+            waiting(conn._sock.fileno())
+        finally:  # read the reply whatever happened: the connection stays in step
+            conn._affected_rows = conn._read_query_result(unbuffered=False)
+            cursor._do_get_result()
+            cursor._executed = sql  # (fetchall() and nextset() check it)
 
     # -- connections ----------------------------------------------------------------
     def _connection(self) -> Any:
@@ -251,7 +283,7 @@ class Tx:
         self.hot.statements += 1
         self.hot.round_trips += 1
         if self.hot._mysql:
-            self.cursor.execute(self.hot.render(self.cursor, text, params))
+            self.hot.query(self.cursor, self.hot.render(self.cursor, text, params))
         else:
             self.cursor.execute(text, tuple(params))
 
@@ -305,7 +337,7 @@ class Tx:
         if commit:
             parts.append("COMMIT")
         self.hot.round_trips += 1
-        cursor.execute(";\n".join(parts))
+        self.hot.query(cursor, ";\n".join(parts))
         results: list[tuple[int, list[tuple[Any, ...]]]] = []
         total = len(queued) + len(statements) + (1 if commit else 0)
         for i in range(total):

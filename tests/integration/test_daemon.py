@@ -3,6 +3,8 @@ dependency order, leases and recovery. Jobs run in real forked children."""
 
 from __future__ import annotations
 
+import selectors
+import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -495,3 +497,44 @@ def test_a_run_claimed_ahead_records_when_it_really_started(engine: Engine) -> N
     assert one.started_at == utc("2027-01-01T10:00:00")
     assert two.started_at == utc("2027-01-01T10:00:00.200000")
     assert two.finished_at is not None and two.finished_at >= two.started_at
+
+
+def test_a_worker_that_ends_its_run_while_a_statement_waits_gets_the_next_at_once(
+    engine: Engine,
+) -> None:
+    """While a hot-path statement's reply is on its way (MySQL), the daemon hands the
+    runs it claimed ahead to workers that end their run meanwhile (``_while_db_waits``,
+    called by the hot connection), without touching the database: the ended run's
+    outcome and log lines are written by the next transaction, as any tick's."""
+    app = make_app(_short_jobs)
+    clock = FakeClock(utc("2027-01-01T10:00:00"))
+    daemon = make_daemon(engine, app, clock, concurrency=1)
+    daemon._duration_ms = AHEAD_RUN_MS / 10  # as after short runs (see above)
+    first = create_manual_batch(engine, app, mode="JOB", job="n1", now=clock.now(), actor="t")
+    second = create_manual_batch(engine, app, mode="JOB", job="n2", now=clock.now(), actor="t")
+    loop = daemon._selector = selectors.DefaultSelector()  # as run() makes it
+    reply, server = socket.socketpair()  # stands for the database connection
+    try:
+        daemon.wake()
+        daemon.tick()  # n1 starts, n2 is claimed ahead
+        assert list(daemon.running) == first.run_ids
+        assert [run.run_id for run, _ in daemon.ahead] == second.run_ids
+
+        server.send(b"x")  # the reply is there already: nothing to do meanwhile
+        daemon._while_db_waits(reply.fileno())
+        assert list(daemon.running) == first.run_ids and len(daemon.ahead) == 1
+        reply.recv(1)
+
+        daemon._while_db_waits(reply.fileno())  # no reply comes: n1 ends meanwhile
+        assert list(daemon.running) == second.run_ids and daemon.ahead == []
+        assert [(f.run_id, f.status) for f in daemon._ended] == [(first.run_ids[0], "SUCCESS")]
+        assert [r.status for r in _run_rows(engine, first.run_ids)] == ["RUNNING"]
+    finally:
+        daemon._selector = None  # the ticks below read every child (no loop to wake them)
+        loop.close()
+        reply.close()
+        server.close()
+    settle(daemon)
+    one, two = _run_rows(engine, first.run_ids + second.run_ids)
+    assert one.status == two.status == "SUCCESS"
+    assert [line["message"] for line in get_run(engine, one.id)["logs"]] == ["done"]

@@ -6,6 +6,8 @@ each at once."""
 
 from __future__ import annotations
 
+import select as select_module
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -329,3 +331,50 @@ def test_values_written_into_a_statement_read_back_as_the_drivers_own(
     if engine.dialect.name == "mysql":
         with pytest.raises(ValueError, match="2 parameter"):
             hot.render(None, "SELECT ?", [1, 2])
+
+
+@pytest.mark.parametrize("packets", [True, False], ids=["packets", "one-by-one"])
+def test_a_mysql_reply_is_waited_for_by_while_waiting(mysql_url: str, packets: bool) -> None:
+    """Between sending a statement and reading its reply, the connection lends the wait
+    to ``while_waiting`` (the daemon hands runs to workers then). Results come back as
+    without it; a failing ``while_waiting`` still leaves the connection in step. (MySQL
+    only: SQLite runs in-process, with no reply to wait for.)"""
+    engine = make_engine(mysql_url, multi_statements=packets)
+    hot = HotConnection(engine, keep=True)
+    calls: list[tuple[bool, float]] = []
+
+    def waiting(fd: int) -> None:
+        poller = select_module.poll()
+        poller.register(fd, select_module.POLLIN)
+        early = bool(poller.poll(0))
+        started = time.monotonic()
+        poller.poll(5000)  # until the reply is here, as the daemon's wait returns
+        calls.append((early, time.monotonic() - started))
+
+    try:
+        _two_jobs(engine)
+        hot.while_waiting = waiting
+        with hot.transaction("test") as tx:
+            assert tx.rows("SELECT SLEEP(0.2), ?", ("x",)) == [(0, "x")]
+            pending = tx.defer(_SET_DESC, ("new", "a"))
+            assert tx.execute(_SET_DESC, ("new", "b")) == 1
+        assert hot.packets is packets
+        assert pending.rowcount == 1
+        assert _descriptions(engine) == {"a": "new", "b": "new"}
+        # The first reply was not there when the wait began, and came during it.
+        assert calls[0][0] is False and calls[0][1] >= 0.15
+        assert len(calls) == hot.round_trips - 1  # all but the COMMIT sent alone
+
+        def broken(fd: int) -> None:
+            raise RuntimeError("the daemon's side failed")
+
+        hot.while_waiting = broken
+        with pytest.raises(RuntimeError), hot.transaction("test") as tx:
+            tx.execute(_SET_DESC, ("newer", "a"))
+        assert _descriptions(engine)["a"] == "new"  # rolled back
+        hot.while_waiting = None
+        with hot.transaction("test") as tx:
+            assert tx.rows("SELECT ?", ("still in step",)) == [("still in step",)]
+    finally:
+        hot.close()
+        engine.dispose()
