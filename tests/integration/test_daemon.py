@@ -537,4 +537,4 @@ def test_a_worker_that_ends_its_run_while_a_statement_waits_gets_the_next_at_onc
     settle(daemon)
     one, two = _run_rows(engine, first.run_ids + second.run_ids)
     assert one.status == two.status == "SUCCESS"
-    assert [line["message"] for line in get_run(engine, one.id)["logs"]] == ["done"]
+    assert [line["message"] for line in get_run(engine, first.run_ids[0])["logs"]] == ["done"]
