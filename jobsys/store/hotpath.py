@@ -45,11 +45,14 @@ from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
 
-from pymysql.constants import COMMAND
 from sqlalchemy.engine import Connection, Engine
 
 from jobsys.errors import DatabaseError
 from jobsys.store.db import MYSQL_MULTI_STATEMENTS, dialect_name, mask_url
+
+#: The MySQL protocol's COM_QUERY (``pymysql.constants.COMMAND``; not imported, so that
+#: a daemon on SQLite never loads PyMySQL).
+_COM_QUERY = 0x03
 
 #: A kept connection unused for this long is replaced before its next use: the server
 #: may have closed it (MySQL's ``wait_timeout``), and a failed claim would cost a retry.
@@ -139,7 +142,7 @@ class HotConnection:
         # PyMySQL's own steps for execute() (Cursor._query, Connection.query), split so
         # that the wait for the reply can be used.
         cursor._clear_result()
-        conn._execute_command(COMMAND.COM_QUERY, sql.encode(conn.encoding))
+        conn._execute_command(_COM_QUERY, sql.encode(conn.encoding))
         try:
             waiting(conn._sock.fileno())
         finally:  # read the reply whatever happened: the connection stays in step
