@@ -908,8 +908,8 @@ class Daemon:
         progress still to write, or a run that cannot start, is left to the tick."""
         # The loop's selector as one fd (epoll, kqueue; not the select() fallback).
         fileno = getattr(self._selector, "fileno", None)
-        if fileno is None or self._stop or self._in_db_wait:
-            return
+        if fileno is None or not self.ahead or self._stop or self._in_db_wait:
+            return  # (most statements: nothing claimed ahead, no poller to make)
         self._in_db_wait = True
         try:
             poller = select.poll()
