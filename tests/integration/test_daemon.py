@@ -471,15 +471,22 @@ def test_a_stopping_daemon_gives_back_the_runs_it_claimed_ahead(engine: Engine) 
         ] == []
 
 
-def test_a_run_claimed_ahead_records_when_it_really_started(engine: Engine) -> None:
-    """A run claimed ahead is RUNNING from its claim, but its ``started_at`` ends up the
-    instant a worker took it (written again with its outcome), not the claim's."""
+def _one_worker_two_short_runs(engine: Engine) -> tuple[Any, FakeClock, Any, Any]:
+    """A daemon with one worker that has seen short runs (so it claims ahead), and two
+    queued one-run batches (n1, then n2)."""
     app = make_app(_short_jobs)
     clock = FakeClock(utc("2027-01-01T10:00:00"))
     daemon = make_daemon(engine, app, clock, concurrency=1)
     daemon._duration_ms = AHEAD_RUN_MS / 10  # as after short runs (see above)
     first = create_manual_batch(engine, app, mode="JOB", job="n1", now=clock.now(), actor="t")
     second = create_manual_batch(engine, app, mode="JOB", job="n2", now=clock.now(), actor="t")
+    return daemon, clock, first, second
+
+
+def test_a_run_claimed_ahead_records_when_it_really_started(engine: Engine) -> None:
+    """A run claimed ahead is RUNNING from its claim, but its ``started_at`` ends up the
+    instant a worker took it (written again with its outcome), not the claim's."""
+    daemon, clock, first, second = _one_worker_two_short_runs(engine)
     daemon.wake()
     daemon.tick()  # n1 starts, n2 is claimed ahead at 10:00:00
     assert [run.run_id for run, _ in daemon.ahead] == second.run_ids
@@ -506,12 +513,7 @@ def test_a_worker_that_ends_its_run_while_a_statement_waits_gets_the_next_at_onc
     runs it claimed ahead to workers that end their run meanwhile (``_while_db_waits``,
     called by the hot connection), without touching the database: the ended run's
     outcome and log lines are written by the next transaction, as any tick's."""
-    app = make_app(_short_jobs)
-    clock = FakeClock(utc("2027-01-01T10:00:00"))
-    daemon = make_daemon(engine, app, clock, concurrency=1)
-    daemon._duration_ms = AHEAD_RUN_MS / 10  # as after short runs (see above)
-    first = create_manual_batch(engine, app, mode="JOB", job="n1", now=clock.now(), actor="t")
-    second = create_manual_batch(engine, app, mode="JOB", job="n2", now=clock.now(), actor="t")
+    daemon, _clock, first, second = _one_worker_two_short_runs(engine)
     loop = daemon._selector = selectors.DefaultSelector()  # as run() makes it
     reply, server = socket.socketpair()  # stands for the database connection
     try:
