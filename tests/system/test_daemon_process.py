@@ -26,6 +26,10 @@ from tests.process_helpers import ROOT, daemon_process, run_cli, wait_for, worke
 
 APP = str(ROOT / "tests" / "apps" / "isolation_app.py")
 
+#: The isolation tests run in both execution modes (design 6.5): the warm worker pool
+#: (the default) and a fresh process per run.
+MODES = pytest.mark.parametrize("isolation", ["pool", "process"])
+
 
 def now() -> datetime:
     return datetime.now(UTC)
@@ -49,8 +53,18 @@ def finished(engine: Engine, run_id: int, timeout: float = 20) -> RunWithLogs:
     return result
 
 
-def test_isolation_each_failure_is_contained(db_url: str, engine: Engine, tmp_path: Path) -> None:
-    with daemon_process(db_url, tmp_path, engine, JOBSYS_APP=APP, JOBSYS_CONCURRENCY="6") as daemon:
+@MODES
+def test_isolation_each_failure_is_contained(
+    db_url: str, engine: Engine, tmp_path: Path, isolation: str
+) -> None:
+    with daemon_process(
+        db_url,
+        tmp_path,
+        engine,
+        JOBSYS_APP=APP,
+        JOBSYS_CONCURRENCY="6",
+        JOBSYS_ISOLATION=isolation,
+    ) as daemon:
         ids = {name: queue(engine, name) for name in ("raises", "exits", "segfaults", "hangs")}
         results = {name: finished(engine, rid) for name, rid in ids.items()}
         assert results["raises"]["status"] == "FAILED"
@@ -71,8 +85,11 @@ def test_isolation_each_failure_is_contained(db_url: str, engine: Engine, tmp_pa
         assert ok["status"] == "SUCCESS" and ok["progress_done"] == 1
 
 
-def test_cancel_running_jobs(db_url: str, engine: Engine, tmp_path: Path) -> None:
-    with daemon_process(db_url, tmp_path, engine, JOBSYS_APP=APP) as daemon:
+@MODES
+def test_cancel_running_jobs(db_url: str, engine: Engine, tmp_path: Path, isolation: str) -> None:
+    with daemon_process(
+        db_url, tmp_path, engine, JOBSYS_APP=APP, JOBSYS_ISOLATION=isolation
+    ) as daemon:
         coop = queue(engine, "cooperative", seconds=60)
         stub = queue(engine, "stubborn")
         wait_for(
@@ -106,9 +123,17 @@ def test_wake_up_starts_a_run_at_once_despite_a_long_poll(
         assert "SUCCESS" in out.stdout and "all good" in out.stdout
 
 
-def test_sigterm_lets_a_running_job_finish(db_url: str, engine: Engine, tmp_path: Path) -> None:
+@MODES
+def test_sigterm_lets_a_running_job_finish(
+    db_url: str, engine: Engine, tmp_path: Path, isolation: str
+) -> None:
     with daemon_process(
-        db_url, tmp_path, engine, JOBSYS_APP=APP, JOBSYS_SHUTDOWN_GRACE_MS="20000"
+        db_url,
+        tmp_path,
+        engine,
+        JOBSYS_APP=APP,
+        JOBSYS_SHUTDOWN_GRACE_MS="20000",
+        JOBSYS_ISOLATION=isolation,
     ) as daemon:
         rid = queue(engine, "cooperative", seconds=2)
         wait_for(lambda: get_run(engine, rid)["status"] == "RUNNING")
@@ -119,11 +144,17 @@ def test_sigterm_lets_a_running_job_finish(db_url: str, engine: Engine, tmp_path
     assert worker.status == "STOPPED"
 
 
+@MODES
 def test_sigterm_cancels_jobs_that_outlive_the_grace(
-    db_url: str, engine: Engine, tmp_path: Path
+    db_url: str, engine: Engine, tmp_path: Path, isolation: str
 ) -> None:
     with daemon_process(
-        db_url, tmp_path, engine, JOBSYS_APP=APP, JOBSYS_SHUTDOWN_GRACE_MS="500"
+        db_url,
+        tmp_path,
+        engine,
+        JOBSYS_APP=APP,
+        JOBSYS_SHUTDOWN_GRACE_MS="500",
+        JOBSYS_ISOLATION=isolation,
     ) as daemon:
         rid = queue(engine, "stubborn")
         wait_for(lambda: get_run(engine, rid)["status"] == "RUNNING")
