@@ -26,6 +26,13 @@ pytestmark = pytest.mark.slow  # real CLI processes, tens of seconds
 APP = str(ROOT / "tests" / "apps" / "isolation_app.py")
 
 
+def _as_from_a_terminal() -> None:
+    # Ctrl-C reaches a command typed at a terminal with SIGINT's default action. A test
+    # run started in the background by a shell without job control inherits SIGINT
+    # ignored (POSIX), and so would the CLI (Python keeps an inherited SIG_IGN).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(args: list[str], db_url: str, out_path: Path) -> subprocess.Popen[str]:
     with open(out_path, "w") as out:
         return subprocess.Popen(
@@ -34,6 +41,7 @@ def start(args: list[str], db_url: str, out_path: Path) -> subprocess.Popen[str]
             stdout=out,
             stderr=subprocess.STDOUT,
             text=True,
+            preexec_fn=_as_from_a_terminal,
         )
 
 
