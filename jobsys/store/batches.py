@@ -28,6 +28,24 @@ class CreatedBatch:
     run_ids: list[int]
 
 
+def mark_fired(
+    conn: Connection, schedule_id: str, created: CreatedBatch, *, worker_id: str, now: datetime
+) -> None:
+    """A fired cron batch on its schedule (in ``conn``'s transaction): its last batch,
+    status and run count, held by the daemon that fired it until the batch settles."""
+    conn.execute(
+        update(JobSchedule)
+        .where(col(JobSchedule.id) == schedule_id)
+        .values(
+            last_run_at=now,
+            last_batch_id=created.batch_id,
+            last_run_status=RunStatus.QUEUED if created.run_ids else RunStatus.SUCCESS,
+            run_count=col(JobSchedule.run_count) + 1,
+            locked_by=worker_id,
+        )
+    )
+
+
 def insert_batch(
     conn: Connection,
     plan: BatchPlan,

@@ -37,7 +37,7 @@ from sqlalchemy.exc import IntegrityError
 
 from jobsys.clock import iso_utc
 from jobsys.scheduler import DuePlan, ScheduleTiming, jitter_offset, plan_due
-from jobsys.store.batches import insert_batch, run_rows
+from jobsys.store.batches import insert_batch, mark_fired, run_rows
 from jobsys.store.db import connect, database_errors, write_engine
 from jobsys.store.hotpath import marks, tx_in
 from jobsys.store.overlap import cancel_batch_in
@@ -172,16 +172,7 @@ def _split(
         batch = plans.get(row.id)
         if batch is None:
             continue  # not in this daemon's code: it never fires here
-        timing = ScheduleTiming(
-            cron=row.cron,
-            timezone=row.timezone,
-            missed=row.missed_policy,
-            max_catch_up_s=row.max_catch_up_s,
-            grace_s=row.grace_s,
-            jitter_s=row.jitter_s,
-            jitter_key=row.id,
-        )
-        plan = plan_due(timing, row.next_run_at, now)
+        plan = plan_due(timing_of(row), row.next_run_at, now)
         if plan.fire is None and not plan.skipped:
             continue  # its slot waits for its jitter: nothing to do yet
         if plan.fire is None or plan.skipped or not batch.runs:
@@ -566,17 +557,7 @@ def fire_schedule(
                     jitter_ms=delay.jitter_ms,
                     now=now,
                 )
-                s.execute(
-                    update(JobSchedule)
-                    .where(col(JobSchedule.id) == schedule_id)
-                    .values(
-                        last_run_at=now,
-                        last_batch_id=created.batch_id,
-                        last_run_status=RunStatus.QUEUED if created.run_ids else RunStatus.SUCCESS,
-                        run_count=col(JobSchedule.run_count) + 1,
-                        locked_by=worker_id,
-                    )
-                )
+                mark_fired(s, schedule_id, created, worker_id=worker_id, now=now)
                 fired = Fired(
                     schedule_id,
                     plan.fire,

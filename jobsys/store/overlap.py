@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from jobsys.clock import iso_utc
-from jobsys.store.batches import insert_batch
+from jobsys.store.batches import insert_batch, mark_fired
 from jobsys.store.db import connect, database_errors
 from jobsys.store.tables import JobBatch, JobRun, JobSchedule, col
 from jobsys.store.types import BatchPlan
@@ -157,16 +157,6 @@ def _fire_one(
                 )
                 again.commit()
             return None
-        s.execute(
-            update(JobSchedule)
-            .where(col(JobSchedule.id) == schedule_id)
-            .values(
-                last_run_at=now,
-                last_batch_id=created.batch_id,
-                last_run_status=RunStatus.QUEUED if created.run_ids else RunStatus.SUCCESS,
-                run_count=col(JobSchedule.run_count) + 1,
-                locked_by=worker_id,
-            )
-        )
+        mark_fired(s, schedule_id, created, worker_id=worker_id, now=now)
         s.commit()
     return BufferedFire(schedule_id, slot, created.batch_id, created.run_ids, previous)
